@@ -1,0 +1,17 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LakeError {
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("compaction marker {path}: {source}")]
+    Marker { path: String, source: serde_json::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = LakeError> = std::result::Result<T, E>;

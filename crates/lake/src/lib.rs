@@ -1,0 +1,19 @@
+//! The HEP lake: Arrow schema, Parquet files on object_store partitioned by
+//! HEP type and hour, compaction, and read-only SQL through DataFusion.
+//! The same code serves a local directory and S3.
+
+pub mod catalog;
+pub mod compact;
+pub mod engine;
+mod error;
+pub mod http;
+pub mod parquet_io;
+pub mod paths;
+pub mod rows;
+pub mod schema;
+pub mod store;
+pub mod table;
+pub mod time_range;
+pub mod writer;
+
+pub use error::{LakeError, Result};

@@ -1,0 +1,91 @@
+//! Parquet encoding with the layout every file in the lake shares: rows
+//! sorted by call, zstd, page-level statistics (column and offset index),
+//! bloom filters on the lookup columns. Plain Parquet: any engine reads it.
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::Result;
+use crate::schema::{bloom_columns, schema_for, sort_columns};
+
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeOptions {
+    /// zstd level: ingest favours speed, compaction favours size.
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+}
+
+impl EncodeOptions {
+    pub const INGEST: Self = Self { zstd_level: 1, row_group_rows: 128 * 1024 };
+    pub const COMPACT: Self = Self { zstd_level: 9, row_group_rows: 256 * 1024 };
+}
+
+/// Sorts rows so a call's messages sit together, in time order.
+pub fn sort_for_storage(batch: &RecordBatch, hep_type: u8) -> Result<RecordBatch> {
+    let cols = sort_columns(hep_type)
+        .iter()
+        .map(|name| {
+            Ok(SortColumn {
+                values: batch.column(batch.schema().index_of(name)?).clone(),
+                options: Some(SortOptions { descending: false, nulls_first: false }),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let idx = lexsort_to_indices(&cols, None)?;
+    Ok(take_record_batch(batch, &idx)?)
+}
+
+fn properties(hep_type: u8, rows: usize, opts: EncodeOptions) -> Result<WriterProperties> {
+    let mut p = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(opts.row_group_rows))
+        // Payloads are nearly all distinct: a dictionary only costs time.
+        .set_column_dictionary_enabled(ColumnPath::from("payload"), false);
+    let ndv = rows.clamp(16, opts.row_group_rows) as u64;
+    for c in bloom_columns(hep_type) {
+        p = p
+            .set_column_bloom_filter_enabled(ColumnPath::from(*c), true)
+            .set_column_bloom_filter_fpp(ColumnPath::from(*c), 0.01)
+            .set_column_bloom_filter_max_ndv(ColumnPath::from(*c), ndv);
+    }
+    Ok(p.build())
+}
+
+/// Encodes `batches` (all of table `hep_<hep_type>`) as one sorted Parquet file.
+pub fn encode(batches: &[RecordBatch], hep_type: u8, opts: EncodeOptions) -> Result<Bytes> {
+    let schema = schema_for(hep_type);
+    let all = concat_batches(&schema, batches)?;
+    let sorted = sort_for_storage(&all, hep_type)?;
+    let mut buf = Vec::with_capacity(sorted.get_array_memory_size() / 4 + 4096);
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(properties(hep_type, sorted.num_rows(), opts)?))?;
+    w.write(&sorted)?;
+    w.close()?;
+    Ok(Bytes::from(buf))
+}
+
+/// Decodes a whole Parquet file (compaction input; files are bounded in size).
+pub fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024).build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// One atomic PUT: readers see the whole file or nothing.
+pub async fn put(store: &Arc<dyn ObjectStore>, path: &Path, bytes: Bytes) -> Result<()> {
+    store.put(path, PutPayload::from_bytes(bytes)).await?;
+    Ok(())
+}
+
+pub async fn read_all(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Vec<RecordBatch>> {
+    let bytes = store.get(path).await?.bytes().await?;
+    decode(bytes)
+}

@@ -1,0 +1,116 @@
+//! The one definition of every table's columns. Writer, compactor, query
+//! engine and Glue tables all derive from here.
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// HEP type carrying SIP: its table gets the extracted SIP columns too.
+pub const SIP_TYPE: u8 = 1;
+
+/// Name of the table for a HEP payload type.
+pub fn table_name(hep_type: u8) -> String {
+    format!("hep_{hep_type}")
+}
+
+/// The HEP type a table name stands for (`hep_1` → 1).
+pub fn parse_table_name(name: &str) -> Option<u8> {
+    let n = name.strip_prefix("hep_")?;
+    // Only canonical spellings: "hep_01" would alias "hep_1".
+    if n.is_empty() || (n.len() > 1 && n.starts_with('0')) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+pub const TIME: &str = "time";
+
+/// Timestamps are UTC instants (Parquet isAdjustedToUTC = true).
+pub fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn common_fields() -> Vec<Field> {
+    vec![
+        Field::new(TIME, time_type(), false),
+        Field::new("time_sec", DataType::Int64, false),
+        Field::new("time_usec", DataType::Int32, false),
+        Field::new("type", DataType::Int32, false),
+        Field::new("capture_id", DataType::Int64, false),
+        Field::new("capture_pass", DataType::Utf8, true),
+        Field::new("correlation_id", DataType::Utf8, true),
+        Field::new("src_ip", DataType::Utf8, true),
+        Field::new("dst_ip", DataType::Utf8, true),
+        Field::new("src_port", DataType::Int32, false),
+        Field::new("dst_port", DataType::Int32, false),
+        Field::new("ip_family", DataType::Int32, false),
+        Field::new("protocol", DataType::Int32, false),
+        Field::new("proto_type", DataType::Int32, false),
+        Field::new("node_name", DataType::Utf8, true),
+        Field::new("vlan", DataType::Int32, true),
+        Field::new("payload", DataType::Utf8, false),
+    ]
+}
+
+/// Columns extracted from SIP messages (table hep_1 only).
+pub const SIP_COLUMNS: [(&str, DataType); 12] = [
+    ("method", DataType::Utf8),
+    ("status", DataType::Int32),
+    ("call_id", DataType::Utf8),
+    ("cseq_num", DataType::Int64),
+    ("cseq_method", DataType::Utf8),
+    ("from_user", DataType::Utf8),
+    ("from_tag", DataType::Utf8),
+    ("to_user", DataType::Utf8),
+    ("to_tag", DataType::Utf8),
+    ("ruri_user", DataType::Utf8),
+    ("ruri_domain", DataType::Utf8),
+    ("user_agent", DataType::Utf8),
+];
+
+/// Columns given Parquet bloom filters: the ones calls are looked up by.
+pub fn bloom_columns(hep_type: u8) -> &'static [&'static str] {
+    if hep_type == SIP_TYPE {
+        &["correlation_id", "call_id", "from_user", "to_user", "ruri_user"]
+    } else {
+        &["correlation_id"]
+    }
+}
+
+/// Sort key inside a file: a call's messages together, in time order.
+pub fn sort_columns(hep_type: u8) -> &'static [&'static str] {
+    if hep_type == SIP_TYPE { &["call_id", TIME] } else { &["correlation_id", TIME] }
+}
+
+static COMMON: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::new(common_fields())));
+static SIP: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = common_fields();
+    f.extend(SIP_COLUMNS.iter().map(|(n, t)| Field::new(*n, t.clone(), true)));
+    Arc::new(Schema::new(f))
+});
+
+/// Arrow schema of table `hep_<hep_type>`.
+pub fn schema_for(hep_type: u8) -> SchemaRef {
+    if hep_type == SIP_TYPE { SIP.clone() } else { COMMON.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_roundtrip_and_reject_aliases() {
+        assert_eq!(parse_table_name(&table_name(100)), Some(100));
+        assert_eq!(parse_table_name("hep_1"), Some(1));
+        for bad in ["hep_", "hep_01", "hep_256", "hep_x", "sip", "hep_-1"] {
+            assert_eq!(parse_table_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sip_table_has_extra_columns() {
+        assert_eq!(schema_for(1).fields().len(), schema_for(5).fields().len() + SIP_COLUMNS.len());
+        for c in bloom_columns(1).iter().chain(sort_columns(1)) {
+            schema_for(1).field_with_name(c).unwrap();
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Reads the `time` bounds out of a scan's pushed-down filters, so a query
+//! lists and reads only the hour partitions it can match.
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+
+use crate::schema::TIME;
+
+/// Inclusive bounds in µs since the epoch; None = unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+}
+
+impl TimeRange {
+    fn lower(&mut self, v: i64) {
+        self.lo = Some(self.lo.map_or(v, |lo| lo.max(v)));
+    }
+    fn upper(&mut self, v: i64) {
+        self.hi = Some(self.hi.map_or(v, |hi| hi.min(v)));
+    }
+}
+
+/// What the filters say about `time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeFilter {
+    /// Some filter mentions `time` (then no default window applies).
+    pub mentions_time: bool,
+    /// Bounds implied by the AND-ed comparisons that could be read.
+    pub range: TimeRange,
+}
+
+fn is_time(e: &Expr) -> bool {
+    match e {
+        Expr::Column(c) => c.name == TIME,
+        Expr::Cast(c) => is_time(&c.expr),
+        Expr::TryCast(c) => is_time(&c.expr),
+        _ => false,
+    }
+}
+
+/// A literal's value as µs since the epoch (timestamps or ISO strings, UTC).
+fn literal_micros(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(v, _) => scalar_micros(v),
+        Expr::Cast(c) => literal_micros(&c.expr),
+        Expr::TryCast(c) => literal_micros(&c.expr),
+        _ => None,
+    }
+}
+
+fn scalar_micros(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampSecond(Some(s), _) => s.checked_mul(1_000_000),
+        ScalarValue::TimestampMillisecond(Some(ms), _) => ms.checked_mul(1_000),
+        ScalarValue::TimestampMicrosecond(Some(us), _) => Some(*us),
+        ScalarValue::TimestampNanosecond(Some(ns), _) => Some(ns.div_euclid(1_000)),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => parse_iso(s),
+        _ => None,
+    }
+}
+
+/// Parses '2025-02-08T19:00:00[.fff][Z|±hh:mm]', the same with a space, or a bare date. No offset means UTC.
+pub fn parse_iso(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_micros());
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros())
+}
+
+fn mentions_time(e: &Expr) -> bool {
+    e.column_refs().iter().any(|c| c.name == TIME)
+}
+
+/// Reads the time bounds from the filters DataFusion pushes into a scan.
+pub fn from_filters(filters: &[Expr]) -> TimeFilter {
+    let mut range = TimeRange::default();
+    let mut mentions = false;
+    for f in filters {
+        mentions |= mentions_time(f);
+        for e in split_conjunction(f) {
+            match e {
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                    let (op, v) = if is_time(left) {
+                        (*op, literal_micros(right))
+                    } else if is_time(right) {
+                        // literal OP time  ==  time (swapped OP) literal
+                        (op.swap().unwrap_or(*op), literal_micros(left))
+                    } else {
+                        continue;
+                    };
+                    let Some(v) = v else { continue };
+                    match op {
+                        Operator::Gt | Operator::GtEq => range.lower(v),
+                        Operator::Lt | Operator::LtEq => range.upper(v),
+                        Operator::Eq => {
+                            range.lower(v);
+                            range.upper(v);
+                        }
+                        _ => {}
+                    }
+                }
+                Expr::Between(b) if !b.negated && is_time(&b.expr) => {
+                    if let (Some(lo), Some(hi)) = (literal_micros(&b.low), literal_micros(&b.high)) {
+                        range.lower(lo);
+                        range.upper(hi);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    TimeFilter { mentions_time: mentions, range }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    fn ts(s: &str) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(parse_iso(s), Some("UTC".into())))
+    }
+
+    #[test]
+    fn iso_forms() {
+        let t = parse_iso("2025-02-08T19:00:00").unwrap();
+        assert_eq!(parse_iso("2025-02-08 19:00:00"), Some(t));
+        assert_eq!(parse_iso("2025-02-08T19:00:00Z"), Some(t));
+        assert_eq!(parse_iso("2025-02-08T20:00:00+01:00"), Some(t));
+        assert_eq!(parse_iso("2025-02-08T19:00:00.5").unwrap(), t + 500_000);
+        assert_eq!(parse_iso("2025-02-08").unwrap() + 19 * 3_600_000_000, t);
+        assert_eq!(parse_iso("yesterday"), None);
+    }
+
+    #[test]
+    fn comparisons_between_and_swapped() {
+        let lo = parse_iso("2025-02-08T19:00:00");
+        let hi = parse_iso("2025-02-08T20:00:00");
+        let f = from_filters(&[col("time").gt_eq(ts("2025-02-08T19:00:00")).and(col("time").lt(lit("2025-02-08T20:00:00")))]);
+        assert_eq!(f.range, TimeRange { lo, hi });
+        let f = from_filters(&[ts("2025-02-08T20:00:00").gt(col("time")), col("time").gt(ts("2025-02-08T19:00:00"))]);
+        assert_eq!(f.range, TimeRange { lo, hi });
+        let f = from_filters(&[col("time").between(ts("2025-02-08T19:00:00"), ts("2025-02-08T20:00:00"))]);
+        assert_eq!(f.range, TimeRange { lo, hi });
+    }
+
+    #[test]
+    fn or_and_unrelated_filters_do_not_bound() {
+        let f = from_filters(&[col("time").gt(ts("2025-02-08T19:00:00")).or(col("src_port").eq(lit(5060)))]);
+        assert!(f.mentions_time);
+        assert_eq!(f.range, TimeRange::default());
+        let f = from_filters(&[col("src_port").eq(lit(5060))]);
+        assert!(!f.mentions_time);
+    }
+}

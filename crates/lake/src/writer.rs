@@ -1,0 +1,114 @@
+//! Buffers decoded messages per hour partition and cuts them into Parquet
+//! files on size or age, so data is queryable within seconds.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use hep::HepMessage;
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+use crate::Result;
+use crate::parquet_io::{self, EncodeOptions};
+use crate::paths::Partition;
+use crate::rows::BatchBuilder;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Goes into file names so several writers never collide.
+    pub writer_id: String,
+    /// A buffer becomes a file at this many rows...
+    pub max_rows: usize,
+    /// ...or this many (approximate) bytes...
+    pub max_bytes: usize,
+    /// ...or when its oldest row is this old.
+    pub max_age: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self { writer_id: "hepop".into(), max_rows: 200_000, max_bytes: 64 << 20, max_age: Duration::from_secs(10) }
+    }
+}
+
+struct Buffer {
+    rows: BatchBuilder,
+    since: Instant,
+}
+
+/// Rows ready to become one Parquet file.
+pub struct PendingFile {
+    pub partition: Partition,
+    pub path: Path,
+    pub batch: RecordBatch,
+}
+
+impl PendingFile {
+    pub fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// Encodes and stores the file (encoding runs off the async threads).
+    pub async fn write(&self, store: &Arc<dyn ObjectStore>) -> Result<()> {
+        let batch = self.batch.clone();
+        let hep_type = self.partition.hep_type;
+        let bytes = tokio::task::spawn_blocking(move || parquet_io::encode(&[batch], hep_type, EncodeOptions::INGEST))
+            .await
+            .map_err(|e| crate::LakeError::Other(format!("encoder task: {e}")))??;
+        parquet_io::put(store, &self.path, bytes).await
+    }
+}
+
+/// In-memory write buffer. Pure bookkeeping: I/O happens in [`PendingFile::write`].
+pub struct WriteBuffer {
+    cfg: WriterConfig,
+    buffers: HashMap<Partition, Buffer>,
+    seq: u64,
+    rows: usize,
+}
+
+impl WriteBuffer {
+    pub fn new(cfg: WriterConfig) -> Self {
+        Self { cfg, buffers: HashMap::new(), seq: 0, rows: 0 }
+    }
+
+    pub fn buffered_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Adds one message to its table's current hour buffer.
+    pub fn append(&mut self, m: &HepMessage) {
+        let p = Partition::for_micros(m.proto_type, m.time_micros());
+        self.buffers
+            .entry(p)
+            .or_insert_with(|| Buffer { rows: BatchBuilder::new(m.proto_type), since: Instant::now() })
+            .rows
+            .append(m);
+        self.rows += 1;
+    }
+
+    /// Takes every buffer that is full or old enough (all of them when `all`).
+    pub fn take_due(&mut self, now: Instant, all: bool) -> Vec<PendingFile> {
+        let cfg = &self.cfg;
+        let due: Vec<Partition> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| {
+                all || b.rows.len() >= cfg.max_rows
+                    || b.rows.approx_bytes() >= cfg.max_bytes
+                    || now.duration_since(b.since) >= cfg.max_age
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        due.into_iter()
+            .filter_map(|p| {
+                let mut b = self.buffers.remove(&p)?;
+                self.rows -= b.rows.len();
+                self.seq += 1;
+                let name = format!("{}-{}-{}.parquet", self.cfg.writer_id, chrono::Utc::now().timestamp_micros(), self.seq);
+                Some(PendingFile { partition: p, path: p.file(&name), batch: b.rows.finish() })
+            })
+            .collect()
+    }
+}
