@@ -87,7 +87,7 @@ async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &object_store::pa
 /// Returns how many objects it deleted, and whether replaced files remain.
 async fn clean_up(store: &Arc<dyn ObjectStore>, l: &PartitionListing, cfg: &CompactionConfig, now: i64) -> Result<(usize, bool)> {
     let grace = cfg.grace.as_micros() as i64;
-    let present: HashSet<&str> = l.files.iter().filter_map(|f| f.location.filename()).collect();
+    let mut present: HashSet<&str> = l.files.iter().filter_map(|f| f.location.filename()).collect();
     let committed = l.committed();
     let mut deleted = 0;
     let mut waiting = false;
@@ -102,6 +102,7 @@ async fn clean_up(store: &Arc<dyn ObjectStore>, l: &PartitionListing, cfg: &Comp
         }
         for r in pending {
             deleted += delete_if_present(store, &l.partition.file(r)).await? as usize;
+            present.remove(r.as_str());
         }
     }
     // A marker is obsolete once none of its outputs or replaced files exist

@@ -42,6 +42,8 @@ fn is_time(e: &Expr) -> bool {
 }
 
 /// A literal's value as µs since the epoch (timestamps or ISO strings, UTC).
+/// Nanosecond literals are floored: callers only use this value for bounds
+/// that stay correct when rounded down, except strict `<`, see `from_filters`.
 fn literal_micros(e: &Expr) -> Option<i64> {
     match e {
         Expr::Literal(v, _) => scalar_micros(v),
@@ -76,6 +78,11 @@ pub fn parse_iso(s: &str) -> Option<i64> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros())
 }
 
+fn is_nanos(e: &Expr) -> bool {
+    let Expr::BinaryExpr(BinaryExpr { left, right, .. }) = e else { return false };
+    [left, right].iter().any(|x| matches!(x.as_ref(), Expr::Literal(ScalarValue::TimestampNanosecond(..), _)))
+}
+
 fn mentions_time(e: &Expr) -> bool {
     e.column_refs().iter().any(|c| c.name == TIME)
 }
@@ -100,6 +107,9 @@ pub fn from_filters(filters: &[Expr]) -> TimeFilter {
                     let Some(v) = v else { continue };
                     match op {
                         Operator::Gt | Operator::GtEq => range.lower(v),
+                        // `time < v` on a µs column is `time <= v - 1`; for a
+                        // floored ns literal `v` itself may still match.
+                        Operator::Lt if !is_nanos(e) => range.upper(v - 1),
                         Operator::Lt | Operator::LtEq => range.upper(v),
                         Operator::Eq => {
                             range.lower(v);
@@ -146,8 +156,8 @@ mod tests {
         let lo = parse_iso("2025-02-08T19:00:00");
         let hi = parse_iso("2025-02-08T20:00:00");
         let f = from_filters(&[col("time").gt_eq(ts("2025-02-08T19:00:00")).and(col("time").lt(lit("2025-02-08T20:00:00")))]);
-        assert_eq!(f.range, TimeRange { lo, hi });
-        let f = from_filters(&[ts("2025-02-08T20:00:00").gt(col("time")), col("time").gt(ts("2025-02-08T19:00:00"))]);
+        assert_eq!(f.range, TimeRange { lo, hi: hi.map(|h| h - 1) });
+        let f = from_filters(&[ts("2025-02-08T20:00:00").gt_eq(col("time")), col("time").gt(ts("2025-02-08T19:00:00"))]);
         assert_eq!(f.range, TimeRange { lo, hi });
         let f = from_filters(&[col("time").between(ts("2025-02-08T19:00:00"), ts("2025-02-08T20:00:00"))]);
         assert_eq!(f.range, TimeRange { lo, hi });
