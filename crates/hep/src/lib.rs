@@ -9,6 +9,7 @@ mod error;
 mod framing;
 mod legacy;
 mod message;
+pub mod sample;
 pub mod sip;
 mod v3;
 

@@ -1,1 +1,99 @@
-fn main(){}
+//! `hepop`: the stand-alone HEP capture server and its tools.
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+mod listener;
+mod metrics;
+mod send;
+mod serve;
+
+#[derive(Parser)]
+#[command(name = "hepop", version, about = "HEP capture server: HEP over UDP/TCP into Parquet, SQL over HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive HEP, store Parquet, answer SQL (the default).
+    Serve(serve::ServeArgs),
+    /// Send realistic HEP traffic, or a file of HEP packets.
+    Send(send::SendArgs),
+    /// Run one SQL query against a lake directly (no server needed).
+    Query(QueryArgs),
+    /// Compact every closed hour once.
+    Compact(CompactArgs),
+}
+
+#[derive(clap::Args)]
+struct QueryArgs {
+    #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
+    data: String,
+    /// json, ndjson or csv.
+    #[arg(long, default_value = "json")]
+    format: String,
+    sql: String,
+}
+
+#[derive(clap::Args)]
+struct CompactArgs {
+    #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
+    data: String,
+    #[arg(long, default_value_t = 128 << 20)]
+    target_bytes: u64,
+    /// Seconds replaced files stay readable (0: delete at once; only when no server is querying).
+    #[arg(long, default_value_t = 300)]
+    grace_secs: u64,
+    /// Compact hours that ended at least this many seconds ago.
+    #[arg(long, default_value_t = 600)]
+    close_after_secs: u64,
+}
+
+/// Only `serve` needs the default args when no subcommand is given.
+#[derive(Parser)]
+struct ServeOnly {
+    #[command(flatten)]
+    args: serve::ServeArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or_else(|| Command::Serve(ServeOnly::parse_from(["hepop"]).args));
+    if let Command::Send(args) = command {
+        return send::send(args);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Query(q) => {
+                let store = lake::store::open(&q.data)?;
+                let format = lake::http::Format::parse(Some(&q.format)).map_err(anyhow::Error::msg)?;
+                let engine = lake::engine::QueryEngine::new(store, Default::default())?;
+                let result = engine.query(&q.sql).await?;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&lake::http::render(&result, format)?)?;
+                out.write_all(b"\n")?;
+                Ok(())
+            }
+            Command::Compact(c) => {
+                let store = lake::store::open(&c.data)?;
+                let cfg = lake::compact::CompactionConfig {
+                    target_file_bytes: c.target_bytes,
+                    grace: std::time::Duration::from_secs(c.grace_secs),
+                    close_after: std::time::Duration::from_secs(c.close_after_secs),
+                };
+                let r = lake::compact::compact_closed(&store, &cfg, chrono::Utc::now().timestamp_micros()).await?;
+                println!("{r:?}");
+                Ok(())
+            }
+            Command::Send(_) => unreachable!("handled above"),
+        }
+    })
+}
