@@ -1,14 +1,20 @@
-//! HEPv1 and HEPv2, the fixed-header formats Kamailio/OpenSIPS sipcapture
-//! still send: version, header length, family, protocol, ports (network
-//! order), addresses, and for v2 a time header (seconds, microseconds,
-//! capture id, in the sender's host order: little-endian on every agent seen
-//! in practice, as heplify-server assumes). The payload is the rest.
+//! HEPv1 and HEPv2, the fixed-header formats Kamailio/OpenSIPS siptrace,
+//! captagent and sngrep still send: version, header length, family,
+//! protocol, ports (network order), addresses, and for v2 the C struct
+//! `hep_timehdr` (u32 seconds, u32 microseconds, u16 capture id, 2 bytes of
+//! padding: 12 bytes) in the sender's host order, little-endian on every
+//! agent in practice. The payload is the rest.
+//!
+//! `hp_l` is not trusted: Kamailio and captagent put the fixed plus address
+//! header length there, sngrep the low byte of the total length in network
+//! order (usually 0). The version and family fix the header length anyway.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::{DecodeError, HepMessage, ip_family};
 
 const BASE: usize = 8;
-const TIME: usize = 10;
+/// sizeof(struct hep_timehdr), padding included.
+const TIME: usize = 12;
 
 pub(crate) fn decode(buf: &[u8]) -> Result<HepMessage, DecodeError> {
     if buf.len() < BASE {
@@ -23,12 +29,6 @@ pub(crate) fn decode(buf: &[u8]) -> Result<HepMessage, DecodeError> {
     };
     let time_len = if version == 2 { TIME } else { 0 };
     let header = BASE + addr_len + time_len;
-    // hp_l counts the fixed header plus the address header (and not always the
-    // time header: some agents count it, some don't), so accept both.
-    let declared = buf[1] as usize;
-    if declared != BASE + addr_len && declared != header {
-        return Err(DecodeError::LengthMismatch { declared, actual: header });
-    }
     if buf.len() < header {
         return Err(DecodeError::Truncated { needed: header, have: buf.len() });
     }
@@ -84,9 +84,9 @@ pub fn encode_legacy(msg: &HepMessage, version: u8) -> Vec<u8> {
             ip_family::IPV4
         }
     };
-    let time_len = if version == 2 { TIME } else { 0 };
     out.push(version);
-    out.push((BASE + addrs.len() + time_len) as u8);
+    // Kamailio's convention: fixed plus address header.
+    out.push((BASE + addrs.len()) as u8);
     out.push(family);
     out.push(msg.protocol);
     out.extend_from_slice(&msg.src_port.to_be_bytes());
@@ -96,6 +96,7 @@ pub fn encode_legacy(msg: &HepMessage, version: u8) -> Vec<u8> {
         out.extend_from_slice(&msg.time_sec.to_le_bytes());
         out.extend_from_slice(&msg.time_usec.to_le_bytes());
         out.extend_from_slice(&(msg.capture_id as u16).to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
     }
     out.extend_from_slice(&msg.payload);
     out

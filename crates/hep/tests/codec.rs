@@ -156,7 +156,17 @@ fn v1_and_v2_decode() {
     // malformed legacy
     assert!(matches!(decode(&[2, 28, 2, 17, 0, 1]), Err(DecodeError::Truncated { .. })));
     assert_eq!(decode(&[2, 28, 9, 17, 0, 1, 0, 2]), Err(DecodeError::BadFamily(9)));
-    assert!(matches!(decode(&[2, 99, 2, 17, 0, 1, 0, 2, 1, 2, 3, 4]), Err(DecodeError::LengthMismatch { .. })));
+    assert!(matches!(decode(&[2, 16, 2, 17, 0, 1, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9]), Err(DecodeError::Truncated { needed: 28, .. })));
+    // sngrep's HEPv2 as captured from `sngrep -H` with eep.send.version 2: hp_l is 0.
+    let sngrep = hex("0200021113c413c40a0000010a00000200f1536520a107004d00f9a4494e56495445");
+    let d = decode(&sngrep).unwrap();
+    assert_eq!((d.time_sec, d.time_usec, d.capture_id), (1_700_000_000, 500_000, 77));
+    assert_eq!(d.src_ip, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+    assert_eq!(d.payload, b"INVITE");
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn arb_ip() -> impl Strategy<Value = Option<IpAddr>> {

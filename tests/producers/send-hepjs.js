@@ -1,0 +1,30 @@
+// Sends HEP built by hep-js (the library the Bun prototype used) over UDP.
+// usage: node send-hepjs.js <host> <port> <count> <call-id-prefix>
+const hepjs = require('hep-js');
+const dgram = require('dgram');
+
+const [host, port, count, prefix] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5]];
+const sock = dgram.createSocket('udp4');
+const now = Date.now();
+let pending = count;
+for (let i = 0; i < count; i++) {
+  const callId = `${prefix}-${i}@127.0.0.1`;
+  const payload = `OPTIONS sip:127.0.0.1 SIP/2.0\r\nCall-ID: ${callId}\r\nCSeq: ${9000 + i} OPTIONS\r\n` +
+    `From: <sip:nodejs@127.0.0.1>;tag=2628881569\r\nTo: <sip:nodejs@127.0.0.1>\r\n` +
+    `Via: SIP/2.0/UDP 127.0.0.1:48495;branch=z9hG4bK9b82aa8fb4c7705466a3456dfff7f38433333${i}\r\n` +
+    `Max-Forwards: 70\r\nUser-Agent: HEPGEN-UAC\r\nContent-Length: 0\r\n\r\n`;
+  const t = now - 1000 + i;
+  const rcinfo = {
+    type: 'HEP', version: 3, payload_type: 'SIP', payloadType: 1,
+    captureId: 2001, capturePass: 'myHep', hepNodeName: 'hepjs-node',
+    protocolFamily: 2, protocol: 17,
+    srcIp: '192.168.1.1', dstIp: '192.168.1.2', srcPort: 5060, dstPort: 5060,
+    timeSeconds: Math.floor(t / 1000), timeUseconds: (t % 1000) * 1000,
+    correlation_id: callId,
+  };
+  const msg = hepjs.encapsulate(payload, rcinfo);
+  sock.send(msg, 0, msg.length, port, host, (err) => {
+    if (err) { console.error(err); process.exit(1); }
+    if (--pending === 0) sock.close();
+  });
+}
