@@ -3,7 +3,6 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-mod listener;
 mod metrics;
 mod send;
 mod serve;

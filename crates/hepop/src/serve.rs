@@ -15,10 +15,21 @@ use lake::writer::{PendingFile, WriteBuffer, WriterConfig};
 use object_store::ObjectStore;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use listen::CancellationToken;
 
-use crate::listener::{bind_udp, run_tcp, run_udp};
-use crate::metrics::{Metrics, add, inc};
+use listen::{add, bind_tcp_beside, bind_udp, inc, run_tcp, run_udp};
+
+use crate::metrics::Metrics;
+
+/// HEPv1 carries no timestamp: the receiver's clock stands in.
+fn stamp(_raw: &[u8], mut m: HepMessage) -> Option<HepMessage> {
+    if m.time_sec == 0 && m.time_usec == 0 {
+        let now = chrono::Utc::now().timestamp_micros();
+        m.time_sec = (now / 1_000_000) as u32;
+        m.time_usec = (now % 1_000_000) as u32;
+    }
+    Some(m)
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -80,13 +91,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let hep_addr = SocketAddr::new(args.host, args.hep_port);
     let udp = bind_udp(hep_addr, args.udp_buffer).with_context(|| format!("binding UDP {hep_addr}"))?;
-    // Same port for TCP as UDP got (matters when the port was 0).
-    let tcp_addr = SocketAddr::new(args.host, udp.local_addr()?.port());
-    let tcp = match tokio::net::TcpListener::bind(tcp_addr).await {
-        Ok(l) => l,
-        Err(_) if args.hep_port == 0 => tokio::net::TcpListener::bind(SocketAddr::new(args.host, 0)).await?,
-        Err(e) => return Err(e).with_context(|| format!("binding TCP {tcp_addr}")),
-    };
+    let tcp = bind_tcp_beside(&udp).await?;
     let http = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.http_port))
         .await
         .with_context(|| format!("binding HTTP port {}", args.http_port))?;
@@ -117,8 +122,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let (tx, rx) = mpsc::channel::<HepMessage>(args.queue);
     let mut listeners = JoinSet::new();
-    listeners.spawn(run_udp(udp, tx.clone(), metrics.clone(), stop.clone()));
-    listeners.spawn(run_tcp(tcp, tx, metrics.clone(), stop.clone()));
+    listeners.spawn(run_udp(udp, tx.clone(), stamp, metrics.listen.clone(), stop.clone()));
+    listeners.spawn(run_tcp(tcp, tx, stamp, metrics.listen.clone(), stop.clone()));
 
     let writer_cfg = WriterConfig {
         writer_id: args.writer_id.clone(),
@@ -198,7 +203,7 @@ async fn write_with_retry(file: PendingFile, store: Arc<dyn ObjectStore>, metric
         }
     }
     tracing::error!(path = %file.path, rows = file.rows(), "giving up on file");
-    add(&metrics.dropped, file.rows() as u64);
+    add(&metrics.listen.dropped, file.rows() as u64);
 }
 
 /// Files being encoded or uploaded at once; beyond it the writer waits (and the queue absorbs).

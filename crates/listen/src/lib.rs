@@ -1,0 +1,199 @@
+//! HEP over UDP and TCP, shared by `hepop serve` and `edge-relay`: sockets,
+//! stream framing, validation, counters. What becomes of a valid packet is
+//! the caller's `accept` function: the server stamps and stores the decoded
+//! message, the relay forwards the raw bytes.
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hep::{HepMessage, StreamFramer};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+pub use tokio_util::sync::CancellationToken;
+
+/// A TCP peer sending this much garbage without one valid frame is cut off.
+pub const MAX_GARBAGE: u64 = 64 * 1024;
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Datagrams and stream frames taken in.
+    pub received: AtomicU64,
+    /// Of those, decoded into HEP messages.
+    pub decoded: AtomicU64,
+    /// Malformed: counted and dropped.
+    pub invalid: AtomicU64,
+    /// Valid but refused by `accept` (e.g. auth key not allowed).
+    pub rejected: AtomicU64,
+    /// Accepted but lost before reaching storage (queue full, storage failing).
+    pub dropped: AtomicU64,
+    pub tcp_connections: AtomicU64,
+    /// Bytes skipped on TCP streams while resynchronising on the HEP magic.
+    pub tcp_garbage_bytes: AtomicU64,
+}
+
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+pub fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+impl Counters {
+    pub fn rows(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![
+            ("received", "HEP datagrams and stream frames received", get(&self.received)),
+            ("decoded", "HEP messages decoded", get(&self.decoded)),
+            ("invalid", "malformed packets dropped", get(&self.invalid)),
+            ("rejected", "valid packets refused (auth key not allowed)", get(&self.rejected)),
+            ("dropped", "accepted messages lost before storage", get(&self.dropped)),
+            ("tcp_connections", "TCP connections accepted", get(&self.tcp_connections)),
+            ("tcp_garbage_bytes", "bytes skipped resynchronising TCP streams", get(&self.tcp_garbage_bytes)),
+        ]
+    }
+}
+
+/// Prometheus text for counters named `<prefix>_<name>_total`.
+pub fn prometheus(prefix: &str, counters: &[(&str, &str, u64)], gauges: &[(&str, &str, u64)]) -> String {
+    let mut out = String::new();
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {prefix}_{name}_total {help}\n# TYPE {prefix}_{name}_total counter\n{prefix}_{name}_total {v}");
+    }
+    for (name, help, v) in gauges {
+        let _ = writeln!(out, "# HELP {prefix}_{name} {help}\n# TYPE {prefix}_{name} gauge\n{prefix}_{name} {v}");
+    }
+    out
+}
+
+/// What to do with each valid packet: Some(item) to queue, None to reject.
+pub trait Accept<T>: Fn(&[u8], HepMessage) -> Option<T> + Send + Sync + 'static {}
+impl<T, F: Fn(&[u8], HepMessage) -> Option<T> + Send + Sync + 'static> Accept<T> for F {}
+
+fn handle<T>(buf: &[u8], counters: &Counters, accept: &impl Accept<T>) -> Option<T> {
+    inc(&counters.received);
+    match hep::decode(buf) {
+        Ok(m) => {
+            inc(&counters.decoded);
+            let item = accept(buf, m);
+            if item.is_none() {
+                inc(&counters.rejected);
+            }
+            item
+        }
+        Err(e) => {
+            inc(&counters.invalid);
+            tracing::debug!(error = %e, "invalid HEP packet dropped");
+            None
+        }
+    }
+}
+
+/// Binds a UDP socket with a large receive buffer: bursts queue in the
+/// kernel instead of being dropped while the consumer is busy.
+pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = s.set_recv_buffer_size(recv_buffer) {
+        tracing::warn!(error = %e, "could not set UDP receive buffer");
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    // Linux reports twice the usable size it granted.
+    let got = s.recv_buffer_size().unwrap_or(0);
+    if got < recv_buffer {
+        tracing::warn!(wanted = recv_buffer, got, "UDP receive buffer capped by the kernel (raise net.core.rmem_max)");
+    }
+    UdpSocket::from_std(s.into())
+}
+
+/// Binds TCP on the port UDP got, so both share one number even when asked for port 0.
+pub async fn bind_tcp_beside(udp: &UdpSocket) -> std::io::Result<TcpListener> {
+    let addr = udp.local_addr()?;
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) => Err(std::io::Error::new(e.kind(), format!("binding TCP {addr}: {e}"))),
+    }
+}
+
+pub async fn run_udp<T: Send + 'static>(sock: UdpSocket, tx: mpsc::Sender<T>, accept: impl Accept<T>, counters: Arc<Counters>, stop: CancellationToken) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let n = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, _)) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP receive failed");
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        if let Some(item) = handle(&buf[..n], &counters, &accept) {
+            // UDP cannot push back: when the queue is full the message is lost, and counted.
+            if tx.try_send(item).is_err() {
+                inc(&counters.dropped);
+            }
+        }
+    }
+}
+
+pub async fn run_tcp<T: Send + 'static>(listener: TcpListener, tx: mpsc::Sender<T>, accept: impl Accept<T>, counters: Arc<Counters>, stop: CancellationToken) {
+    let accept = Arc::new(accept);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        inc(&counters.tcp_connections);
+        let (tx, counters, stop, accept) = (tx.clone(), counters.clone(), stop.clone(), accept.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_stream(stream, &tx, &*accept, &counters, &stop).await {
+                tracing::debug!(%peer, error = %e, "TCP connection ended");
+            }
+        });
+    }
+}
+
+async fn serve_stream<T>(mut stream: TcpStream, tx: &mpsc::Sender<T>, accept: &impl Accept<T>, counters: &Counters, stop: &CancellationToken) -> std::io::Result<()> {
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut garbage_seen = 0;
+    loop {
+        let n = tokio::select! {
+            r = stream.read(&mut buf) => r?,
+            _ = stop.cancelled() => 0,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        framer.push(&buf[..n]);
+        while let Some(frame) = framer.next_frame() {
+            if let Some(item) = handle(frame, counters, accept) {
+                // TCP can push back: wait for room rather than drop.
+                if tx.send(item).await.is_err() {
+                    inc(&counters.dropped);
+                    return Ok(());
+                }
+            }
+        }
+        let stats = framer.stats();
+        add(&counters.tcp_garbage_bytes, stats.garbage_bytes - garbage_seen);
+        garbage_seen = stats.garbage_bytes;
+        if stats.garbage_since_frame > MAX_GARBAGE {
+            inc(&counters.invalid);
+            return Err(std::io::Error::other("too much non-HEP data; closing"));
+        }
+    }
+}
