@@ -181,7 +181,6 @@ mod tests {
             b.push(m).unwrap();
         }
         let records = b.finish();
-        assert!(records.len() > 1, "{raw} raw bytes must need several records");
         let mut back = Vec::new();
         for r in &records {
             assert!(r.len() <= MAX_RECORD_BYTES);
@@ -190,6 +189,31 @@ mod tests {
         assert_eq!(back, msgs);
         let stored: usize = records.iter().map(Vec::len).sum();
         assert!(stored * 5 < raw, "{stored} bytes for {raw} raw");
+    }
+
+    #[test]
+    fn incompressible_batches_split_under_the_limit() {
+        let mut x: u64 = 88172645463325252;
+        let msgs: Vec<Vec<u8>> = (0..40)
+            .map(|_| {
+                (0..60_000)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut b = RecordBuilder::new();
+        for m in &msgs {
+            b.push(m).unwrap();
+        }
+        let records = b.finish();
+        assert!(records.len() >= 3, "2.4 MB of noise needs at least 3 records, got {}", records.len());
+        assert!(records.iter().all(|r| r.len() <= MAX_RECORD_BYTES));
+        assert_eq!(records.iter().flat_map(|r| messages(r).unwrap()).collect::<Vec<_>>(), msgs);
     }
 
     #[test]
