@@ -1,0 +1,79 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use edge_relay::batcher::BatcherConfig;
+use edge_relay::relay::{RelayConfig, run};
+use edge_relay::shipper::RetryConfig;
+use edge_relay::sink::KinesisSink;
+use listen::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "edge-relay", version, about = "HEP over UDP/TCP → batched, compressed Kinesis records")]
+struct Args {
+    /// HEP listen address, UDP and TCP.
+    #[arg(long, env = "HEP_LISTEN", default_value = "0.0.0.0:9060")]
+    listen: SocketAddr,
+    /// Kinesis stream name.
+    #[arg(long, env = "KINESIS_STREAM")]
+    stream: String,
+    /// AWS region (else from the environment/profile).
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+    /// Endpoint override, e.g. http://127.0.0.1:4566 for LocalStack.
+    #[arg(long, env = "KINESIS_ENDPOINT")]
+    endpoint: Option<String>,
+    /// A record is sent at most this long after its first message.
+    #[arg(long, env = "RELAY_LINGER_MS", default_value_t = 200)]
+    linger_ms: u64,
+    /// Memory for batches waiting on Kinesis, MiB.
+    #[arg(long, env = "RELAY_MEMORY_MB", default_value_t = 256)]
+    memory_mb: usize,
+    #[arg(long, env = "RELAY_SPOOL_DIR", default_value = "./spool")]
+    spool_dir: PathBuf,
+    #[arg(long, env = "RELAY_SPOOL_MAX_MB", default_value_t = 2048)]
+    spool_max_mb: u64,
+    /// Seconds one batch is retried before it goes to the spool.
+    #[arg(long, env = "RELAY_GIVE_UP_SECS", default_value_t = 20)]
+    give_up_secs: u64,
+    /// Accept only these HEP auth keys (repeat, or comma-separated); all when empty.
+    #[arg(long = "auth-key", env = "HEP_AUTH_KEYS", value_delimiter = ',')]
+    auth_keys: Vec<String>,
+    /// Prometheus /metrics address.
+    #[arg(long, env = "RELAY_METRICS", default_value = "127.0.0.1:9061")]
+    metrics: SocketAddr,
+    #[arg(long, env = "RELAY_UDP_BUFFER", default_value_t = 32 << 20)]
+    udp_buffer: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let a = Args::parse();
+    let client = KinesisSink::client(a.region.clone(), a.endpoint.clone()).await;
+    let sink = Arc::new(KinesisSink::new(client, &a.stream));
+    let cfg = RelayConfig {
+        listen: a.listen,
+        udp_buffer: a.udp_buffer,
+        auth_keys: a.auth_keys,
+        batcher: BatcherConfig { linger: Duration::from_millis(a.linger_ms), ..Default::default() },
+        retry: RetryConfig { give_up_after: Duration::from_secs(a.give_up_secs), ..Default::default() },
+        memory_bytes: a.memory_mb << 20,
+        spool_dir: a.spool_dir,
+        spool_max_bytes: a.spool_max_mb << 20,
+        metrics: a.metrics,
+    };
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        s.cancel();
+    });
+    run(cfg, sink, stop).await
+}

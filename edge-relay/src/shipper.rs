@@ -1,0 +1,205 @@
+//! Ships PutRecords batches with retries; spools what Kinesis will not take
+//! and drains the spool when it recovers.
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use listen::{add, get, inc};
+use tokio::sync::mpsc;
+
+use crate::batcher::Record;
+use crate::sink::RecordSink;
+use crate::spool::Spool;
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub base: Duration,
+    pub max: Duration,
+    /// Retrying one batch stops after this long; what is left goes to the spool.
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { base: Duration::from_millis(100), max: Duration::from_secs(5), give_up_after: Duration::from_secs(20) }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ShipMetrics {
+    pub records_put: AtomicU64,
+    pub bytes_put: AtomicU64,
+    pub put_calls: AtomicU64,
+    pub put_retries: AtomicU64,
+    pub spooled_batches: AtomicU64,
+    pub unspooled_batches: AtomicU64,
+    /// Records lost because the spool was full or failing.
+    pub lost_records: AtomicU64,
+}
+
+impl ShipMetrics {
+    pub fn rows(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![
+            ("records_put", "Kinesis records accepted", get(&self.records_put)),
+            ("bytes_put", "Kinesis record bytes accepted", get(&self.bytes_put)),
+            ("put_calls", "PutRecords calls", get(&self.put_calls)),
+            ("put_retries", "PutRecords retries (throttling, partial failures, errors)", get(&self.put_retries)),
+            ("spooled_batches", "batches written to the disk spool", get(&self.spooled_batches)),
+            ("unspooled_batches", "spooled batches delivered", get(&self.unspooled_batches)),
+            ("lost_records", "records lost: spool full or failing", get(&self.lost_records)),
+        ]
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(max, base·2^attempt)].
+pub fn backoff(cfg: &RetryConfig, attempt: u32, random: u64) -> Duration {
+    let ceiling = cfg.base.saturating_mul(1u32 << attempt.min(16)).min(cfg.max);
+    let nanos = ceiling.as_nanos() as u64;
+    Duration::from_nanos(if nanos == 0 { 0 } else { random % nanos })
+}
+
+fn random() -> u64 {
+    // Jitter only needs to differ between relays and attempts.
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let mut z = t ^ (std::process::id() as u64).rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z ^ (z >> 27)
+}
+
+pub struct Shipper {
+    pub sink: Arc<dyn RecordSink>,
+    pub spool: Arc<Mutex<Spool>>,
+    pub retry: RetryConfig,
+    pub metrics: Arc<ShipMetrics>,
+}
+
+impl Shipper {
+    /// Sends `records`, retrying failed ones until `give_up_after`; returns what is still unsent.
+    pub async fn send(&self, mut pending: Vec<Record>, give_up_after: Duration) -> Vec<Record> {
+        let start = Instant::now();
+        let mut attempt = 0;
+        loop {
+            inc(&self.metrics.put_calls);
+            match self.sink.put(&pending).await {
+                Ok(failed) => {
+                    let ok = pending.len() - failed.len();
+                    add(&self.metrics.records_put, ok as u64);
+                    let sent: usize = pending.iter().enumerate().filter(|(i, _)| !failed.contains(i)).map(|(_, r)| r.data.len()).sum();
+                    add(&self.metrics.bytes_put, sent as u64);
+                    if failed.is_empty() {
+                        return Vec::new();
+                    }
+                    tracing::debug!(failed = failed.len(), of = pending.len(), "partial PutRecords failure");
+                    pending = failed.into_iter().map(|i| pending[i].clone()).collect();
+                }
+                Err(e) => tracing::warn!(error = %e, records = pending.len(), "PutRecords failed"),
+            }
+            if start.elapsed() >= give_up_after {
+                return pending;
+            }
+            inc(&self.metrics.put_retries);
+            tokio::time::sleep(backoff(&self.retry, attempt, random())).await;
+            attempt += 1;
+        }
+    }
+
+    /// Stores a batch on disk; counts it lost when the spool is full or failing.
+    pub fn spool(&self, records: &[Record]) {
+        if records.is_empty() {
+            return;
+        }
+        match self.spool.lock().expect("spool lock").push(records) {
+            Ok(true) => inc(&self.metrics.spooled_batches),
+            Ok(false) => {
+                tracing::error!(records = records.len(), "spool full: records lost");
+                add(&self.metrics.lost_records, records.len() as u64);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = records.len(), "spool write failed: records lost");
+                add(&self.metrics.lost_records, records.len() as u64);
+            }
+        }
+    }
+
+    /// Tries to deliver the oldest spooled batch once; true if it went.
+    async fn drain_one(&self) -> bool {
+        let oldest = self.spool.lock().expect("spool lock").oldest();
+        let (path, records) = match oldest {
+            Ok(Some(x)) => x,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, "reading spool failed");
+                return false;
+            }
+        };
+        let left = self.send(records, self.retry.max).await;
+        // Whatever is left is spooled again before the old file goes: never lost, at worst sent twice.
+        let delivered = left.is_empty();
+        if !delivered {
+            self.spool(&left);
+        } else {
+            inc(&self.metrics.unspooled_batches);
+        }
+        if let Err(e) = self.spool.lock().expect("spool lock").remove(&path) {
+            tracing::error!(error = %e, "removing spool file failed");
+        }
+        delivered
+    }
+
+    fn spool_empty(&self) -> bool {
+        self.spool.lock().expect("spool lock").is_empty()
+    }
+
+    /// Runs until the batch channel closes: sends while Kinesis is healthy,
+    /// spools while it is not, drains the spool as soon as it is again.
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Vec<Record>>) {
+        let mut healthy = true;
+        let mut probe_attempt = 0;
+        loop {
+            let wait = if self.spool_empty() {
+                Duration::from_secs(3600)
+            } else if healthy {
+                Duration::ZERO
+            } else {
+                backoff(&self.retry, probe_attempt, random()).max(self.retry.base)
+            };
+            tokio::select! {
+                biased;
+                batch = rx.recv() => match batch {
+                    Some(batch) if healthy => {
+                        let left = self.send(batch, self.retry.give_up_after).await;
+                        if !left.is_empty() {
+                            healthy = false;
+                            self.spool(&left);
+                        }
+                    }
+                    // While Kinesis is down new batches go straight to disk.
+                    Some(batch) => self.spool(&batch),
+                    None => break,
+                },
+                _ = tokio::time::sleep(wait) => {
+                    healthy = self.drain_one().await;
+                    probe_attempt = if healthy { 0 } else { probe_attempt + 1 };
+                }
+            }
+        }
+        // Shutdown: what the spool holds stays for the next start.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let cfg = RetryConfig { base: Duration::from_millis(100), max: Duration::from_secs(5), give_up_after: Duration::ZERO };
+        for attempt in 0..40 {
+            for r in [0, 1, 12345, u64::MAX] {
+                let d = backoff(&cfg, attempt, r);
+                assert!(d <= Duration::from_millis(100 << attempt.min(6)).min(Duration::from_secs(5)));
+            }
+        }
+        assert_ne!(backoff(&cfg, 5, 1), backoff(&cfg, 5, 999_999_937));
+    }
+}

@@ -1,0 +1,208 @@
+//! The relay against an in-process sink that can fail: every message that
+//! arrives valid reaches the sink exactly as sent, through throttling,
+//! partial failures and outages.
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use edge_relay::batcher::{BatcherConfig, Record};
+use edge_relay::relay::{RelayConfig, run};
+use edge_relay::shipper::RetryConfig;
+use edge_relay::sink::{RecordSink, SinkError};
+use hep::sample::Call;
+use listen::CancellationToken;
+
+#[derive(Default)]
+struct FlakySink {
+    delivered: Mutex<Vec<Record>>,
+    down_until: Mutex<Option<Instant>>,
+    /// Every n-th record put fails as if throttled.
+    throttle_every: usize,
+    /// Records put so far.
+    calls: Mutex<usize>,
+}
+
+#[async_trait]
+impl RecordSink for FlakySink {
+    async fn put(&self, records: &[Record]) -> Result<Vec<usize>, SinkError> {
+        assert!(records.len() <= 500 && records.iter().map(Record::size).sum::<usize>() <= 5 << 20);
+        if self.down_until.lock().unwrap().is_some_and(|t| Instant::now() < t) {
+            return Err(SinkError("connection refused".into()));
+        }
+        let mut failed = Vec::new();
+        let mut d = self.delivered.lock().unwrap();
+        let mut n = self.calls.lock().unwrap();
+        for (i, r) in records.iter().enumerate() {
+            assert!(r.size() <= 1 << 20);
+            *n += 1;
+            if self.throttle_every > 0 && *n % self.throttle_every == 0 {
+                failed.push(i);
+            } else {
+                d.push(r.clone());
+            }
+        }
+        Ok(failed)
+    }
+}
+
+impl FlakySink {
+    /// Every HEP packet delivered, with how many times each arrived.
+    fn messages(&self) -> HashMap<Vec<u8>, usize> {
+        let mut m = HashMap::new();
+        for r in self.delivered.lock().unwrap().iter() {
+            for p in kinesis_record::messages(&r.data).unwrap() {
+                *m.entry(p).or_default() += 1;
+            }
+        }
+        m
+    }
+}
+
+struct Relay {
+    udp: SocketAddr,
+    metrics: SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _spool: tempfile::TempDir,
+}
+
+async fn start(sink: Arc<FlakySink>, auth_keys: Vec<String>, give_up: Duration, memory_bytes: usize) -> Relay {
+    let spool = tempfile::tempdir().unwrap();
+    // Find free ports first: the relay prints its own, but in-process we pick them.
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let metrics_probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = metrics_probe.local_addr().unwrap();
+    drop(metrics_probe);
+    let cfg = RelayConfig {
+        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        udp_buffer: 8 << 20,
+        auth_keys,
+        batcher: BatcherConfig { max_raw_bytes: 256 << 10, linger: Duration::from_millis(50) },
+        retry: RetryConfig { base: Duration::from_millis(20), max: Duration::from_millis(500), give_up_after: give_up },
+        memory_bytes,
+        spool_dir: spool.path().to_owned(),
+        spool_max_bytes: 1 << 30,
+        metrics,
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(cfg, sink, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Relay { udp: format!("127.0.0.1:{port}").parse().unwrap(), metrics, stop, task, _spool: spool }
+}
+
+fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut s, &mut body).unwrap();
+    let line = body.lines().find(|l| l.starts_with(&format!("edge_relay_{name} "))).unwrap_or_else(|| panic!("{name} in {body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn packets(run: u64, calls: u64, pass: &str) -> Vec<Vec<u8>> {
+    (0..calls)
+        .flat_map(|i| Call::new(run, i).all(1_764_000_000_000_000 + i as i64 * 1000))
+        .map(|mut m| {
+            m.capture_pass = Some(pass.into());
+            hep::encode_v3(&m).unwrap()
+        })
+        .collect()
+}
+
+async fn send_udp(to: SocketAddr, ps: &[Vec<u8>], per_ms: usize) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (i, p) in ps.iter().enumerate() {
+        s.send_to(p, to).unwrap();
+        if i % per_ms == per_ms - 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+async fn wait_for(sink: &FlakySink, n: usize, limit: Duration) {
+    let t = Instant::now();
+    while sink.messages().len() < n && t.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_tcp_throttling_and_auth_keys() {
+    let sink = Arc::new(FlakySink { throttle_every: 3, ..Default::default() });
+    let relay = start(sink.clone(), vec!["good".into()], Duration::from_secs(10), 64 << 20).await;
+    let good_udp = packets(1, 100, "good");
+    let good_tcp = packets(2, 100, "good");
+    let bad_key = packets(3, 5, "intruder");
+    send_udp(relay.udp, &good_udp, 50).await;
+    send_udp(relay.udp, &bad_key, 50).await;
+    send_udp(relay.udp, &[b"not hep".to_vec()], 1).await;
+    let mut tcp = TcpStream::connect(relay.udp).unwrap();
+    let stream: Vec<u8> = good_tcp.concat();
+    for c in stream.chunks(1000) {
+        tcp.write_all(c).unwrap();
+    }
+    drop(tcp);
+    wait_for(&sink, 2000, Duration::from_secs(20)).await;
+    assert_eq!(metric(relay.metrics, "rejected_total"), 50);
+    assert_eq!(metric(relay.metrics, "invalid_total"), 1);
+    assert!(metric(relay.metrics, "put_retries_total") > 0, "throttled records were retried");
+    relay.stop.cancel();
+    relay.task.await.unwrap().unwrap();
+    let got = sink.messages();
+    for p in good_udp.iter().chain(&good_tcp) {
+        assert_eq!(got.get(p), Some(&1), "each valid message exactly once");
+    }
+    assert_eq!(got.len(), 2000, "nothing with a wrong key passed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixty_second_outage_loses_nothing() {
+    let sink = Arc::new(FlakySink::default());
+    // Small memory (2 batches) and a short give-up: the spool does the work.
+    let relay = start(sink.clone(), vec![], Duration::from_millis(500), 1).await;
+    let before = packets(10, 50, "k");
+    send_udp(relay.udp, &before, 50).await;
+    wait_for(&sink, before.len(), Duration::from_secs(10)).await;
+    assert_eq!(sink.messages().len(), before.len());
+
+    *sink.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(60));
+    // Traffic keeps coming during the whole outage: 60 bursts, one per second.
+    let mut during = Vec::new();
+    for s in 0..60 {
+        let burst = packets(100 + s, 20, "k");
+        send_udp(relay.udp, &burst, 50).await;
+        during.extend(burst);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        if s == 30 {
+            assert!(metric(relay.metrics, "spooled_batches_total") > 0, "batches went to disk during the outage");
+            assert!(metric(relay.metrics, "spool_bytes") > 0);
+            assert_eq!(sink.messages().len(), before.len(), "nothing got through while down");
+        }
+    }
+    wait_for(&sink, before.len() + during.len(), Duration::from_secs(30)).await;
+    assert_eq!(metric(relay.metrics, "spool_bytes"), 0, "spool drained after recovery");
+    relay.stop.cancel();
+    relay.task.await.unwrap().unwrap();
+    let got = sink.messages();
+    for p in before.iter().chain(&during) {
+        assert!(got.contains_key(p), "a message was lost across the outage");
+    }
+    assert_eq!(got.len(), before.len() + during.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_flushes_the_open_record() {
+    let sink = Arc::new(FlakySink::default());
+    let relay = start(sink.clone(), vec![], Duration::from_secs(5), 64 << 20).await;
+    let ps = packets(20, 3, "k");
+    send_udp(relay.udp, &ps, 50).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    relay.stop.cancel();
+    relay.task.await.unwrap().unwrap();
+    assert_eq!(sink.messages().len(), ps.len());
+}
