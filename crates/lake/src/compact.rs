@@ -105,11 +105,14 @@ async fn clean_up(store: &Arc<dyn ObjectStore>, l: &PartitionListing, cfg: &Comp
             present.remove(r.as_str());
         }
     }
-    // A marker is obsolete once none of its outputs or replaced files exist
-    // (its outputs were themselves replaced and deleted by a later compaction).
+    // A marker is obsolete once none of its outputs exist (a later compaction
+    // replaced and deleted them, inheriting its replaced names) and none of
+    // its replaced files are left.
+    let carried: HashSet<&str> = committed.iter().flat_map(|m| m.replaces.iter().map(String::as_str)).collect();
     for (meta, m) in &l.markers {
         let referenced = m.outputs.iter().chain(&m.replaces).any(|f| present.contains(f.as_str()));
-        if !referenced {
+        let covered = m.replaces.iter().all(|r| carried.contains(r.as_str()));
+        if !referenced && covered {
             deleted += delete_if_present(store, &meta.location).await? as usize;
         }
     }
@@ -161,12 +164,21 @@ pub async fn compact_partition(store: &Arc<dyn ObjectStore>, partition: Partitio
         parquet_io::put(store, &partition.file(&name), bytes).await?;
         names.push(name);
     }
-    let marker = CompactionMarker {
-        id: id.clone(),
-        committed_micros: chrono::Utc::now().timestamp_micros().max(now),
-        outputs: names,
-        replaces: small.iter().filter_map(|f| f.location.filename().map(str::to_owned)).collect(),
-    };
+    let mut replaces: Vec<String> = small.iter().filter_map(|f| f.location.filename().map(str::to_owned)).collect();
+    // Carry forward what earlier compactions replaced when their outputs are
+    // replaced now: their markers become obsolete, and a replaced name must
+    // stay replaced forever (a late Kinesis retry may write it again).
+    let merged: HashSet<&str> = replaces.iter().map(String::as_str).collect();
+    let inherited: Vec<String> = listing
+        .committed()
+        .iter()
+        .filter(|m| m.outputs.iter().any(|o| merged.contains(o.as_str())))
+        .flat_map(|m| m.replaces.iter().cloned())
+        .collect();
+    replaces.extend(inherited);
+    replaces.sort();
+    replaces.dedup();
+    let marker = CompactionMarker { id: id.clone(), committed_micros: chrono::Utc::now().timestamp_micros().max(now), outputs: names, replaces };
     let json = serde_json::to_vec_pretty(&marker).expect("marker serialises");
     store.put(&partition.compaction_marker(&id), json.into()).await?;
 

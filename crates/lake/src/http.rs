@@ -6,7 +6,6 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -24,8 +23,11 @@ pub struct ApiState {
     pub max_response_bytes: Option<usize>,
 }
 
+/// The query API's router; axum is re-exported so adapters need no axum dependency.
+pub type Router = axum::Router;
+
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    axum::Router::new()
         .route("/query", get(get_query).post(post_query))
         .route("/api/v3/query_sql", get(get_query).post(post_influx))
         .route("/health", get(|| async { "ok" }))

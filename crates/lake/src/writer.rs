@@ -60,6 +60,18 @@ impl PendingFile {
     }
 }
 
+/// One file per partition the messages fall in, each named `name` inside
+/// its partition. Deterministic: the same messages and name give the same
+/// objects, so a retried write overwrites instead of duplicating.
+pub fn files_named<'a>(msgs: impl IntoIterator<Item = &'a HepMessage>, name: &str) -> Vec<PendingFile> {
+    let mut builders: HashMap<Partition, BatchBuilder> = HashMap::new();
+    for m in msgs {
+        let p = Partition::for_micros(m.proto_type, m.time_micros());
+        builders.entry(p).or_insert_with(|| BatchBuilder::new(m.proto_type)).append(m);
+    }
+    builders.into_iter().map(|(p, mut b)| PendingFile { partition: p, path: p.file(name), batch: b.finish() }).collect()
+}
+
 /// In-memory write buffer. Pure bookkeeping: I/O happens in [`PendingFile::write`].
 pub struct WriteBuffer {
     cfg: WriterConfig,

@@ -391,3 +391,47 @@ async fn a_crash_at_any_step_leaves_the_lake_correct() {
     }
     assert!(crash_at >= 4, "outputs, marker and deletes were all crash-tested ({crash_at} steps)");
 }
+
+#[tokio::test]
+async fn a_replaced_file_written_again_stays_invisible() {
+    // A Kinesis retry long after its hour was compacted rewrites the same object name.
+    let l = lake();
+    let hour = "2025-04-01T08";
+    let base = micros(&format!("{hour}:00:00"));
+    let part = Partition::for_micros(1, base);
+    let batch = |k: usize| (0..7).map(|s| sip(k, s, base + (k * 10 + s) as i64 * 1000)).collect::<Vec<_>>();
+    for k in 0..3 {
+        for f in lake::writer::files_named(&batch(k), &format!("k-shard-{k}.parquet")) {
+            f.write(&l.store).await.unwrap();
+        }
+    }
+    let e = engine(&l.store);
+    assert_eq!(count(&e, &sum_query(hour)).await, 21);
+    let cfg = CompactionConfig { target_file_bytes: 64 << 20, grace: Duration::ZERO, ..Default::default() };
+    let t = now();
+    compact_partition(&l.store, part, &cfg, t).await.unwrap();
+    let rewrite = |k: usize| {
+        let store = l.store.clone();
+        async move {
+            for f in lake::writer::files_named(&batch(k), &format!("k-shard-{k}.parquet")) {
+                f.write(&store).await.unwrap();
+            }
+        }
+    };
+    rewrite(1).await;
+    assert_eq!(count(&e, &sum_query(hour)).await, 21, "the rewritten file is still replaced");
+    // New data, a second compaction that retires the first marker, and another late retry.
+    for f in lake::writer::files_named(&batch(3), "k-shard-3.parquet") {
+        f.write(&l.store).await.unwrap();
+    }
+    compact_partition(&l.store, part, &cfg, t).await.unwrap();
+    compact_partition(&l.store, part, &cfg, t).await.unwrap();
+    assert_eq!(list_partition(&l.store, part).await.unwrap().markers.len(), 1, "first marker retired");
+    rewrite(0).await;
+    rewrite(3).await;
+    assert_eq!(count(&e, &sum_query(hour)).await, 28);
+    // And the cleanup removes such stray copies.
+    compact_partition(&l.store, part, &cfg, now()).await.unwrap();
+    let listing = list_partition(&l.store, part).await.unwrap();
+    assert_eq!(listing.files.len(), 1, "{:?}", listing.files);
+}

@@ -1,0 +1,125 @@
+//! Kinesis event → HEP messages → Parquet in the lake.
+//!
+//! Idempotent by construction: the rows of Kinesis record (shard, sequence
+//! number) go to objects named `k-<shard>-<sequence>.parquet` in their
+//! partitions. A retried batch, or one bisected on error, rewrites the same
+//! objects with the same rows: never a duplicate. A record that can never
+//! decode goes to `_quarantine/` and counts as processed, so it cannot block
+//! its shard.
+use std::sync::Arc;
+
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use futures::StreamExt;
+use hep::HepMessage;
+use object_store::ObjectStore;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReport {
+    pub records: usize,
+    pub messages: usize,
+    pub invalid_messages: usize,
+    pub quarantined: usize,
+    pub files: usize,
+    pub failed: usize,
+}
+
+/// Records processed at once: S3 PUTs are latency-bound.
+const CONCURRENCY: usize = 16;
+
+fn shard_of(r: &KinesisEventRecord) -> String {
+    // eventID is "<shardId>:<sequenceNumber>".
+    r.event_id.as_deref().and_then(|id| id.split(':').next()).unwrap_or("shard").to_owned()
+}
+
+/// What happened to one record.
+#[derive(Default)]
+struct Outcome {
+    messages: usize,
+    invalid: usize,
+    quarantined: bool,
+    files: usize,
+}
+
+async fn process(store: &Arc<dyn ObjectStore>, r: &KinesisEventRecord) -> Result<Outcome, String> {
+    let seq = &r.kinesis.sequence_number;
+    let shard = shard_of(r);
+    let data: &[u8] = &r.kinesis.data.0;
+    let mut out = Outcome::default();
+    let packets = match kinesis_record::messages(data) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(%shard, %seq, error = %e, "undecodable record quarantined");
+            let body = format!("{e}\n");
+            lake::parquet_io::put(store, &lake::paths::quarantine(&format!("{shard}/{seq}.err")), body.into_bytes().into())
+                .await
+                .map_err(|e| e.to_string())?;
+            lake::parquet_io::put(store, &lake::paths::quarantine(&format!("{shard}/{seq}.bin")), data.to_vec().into())
+                .await
+                .map_err(|e| e.to_string())?;
+            out.quarantined = true;
+            return Ok(out);
+        }
+    };
+    // HEPv1 has no time: the record's arrival time stands in (deterministic on retries).
+    let arrival = r.kinesis.approximate_arrival_timestamp.0.timestamp_micros();
+    let msgs: Vec<HepMessage> = packets
+        .iter()
+        .filter_map(|p| match hep::decode(p) {
+            Ok(mut m) => {
+                if m.time_sec == 0 && m.time_usec == 0 {
+                    m.time_sec = (arrival / 1_000_000) as u32;
+                    m.time_usec = (arrival % 1_000_000) as u32;
+                }
+                Some(m)
+            }
+            Err(_) => {
+                out.invalid += 1;
+                None
+            }
+        })
+        .collect();
+    if msgs.is_empty() && out.invalid > 0 {
+        // Nothing usable at all: keep the evidence.
+        lake::parquet_io::put(store, &lake::paths::quarantine(&format!("{shard}/{seq}.bin")), data.to_vec().into())
+            .await
+            .map_err(|e| e.to_string())?;
+        out.quarantined = true;
+        return Ok(out);
+    }
+    out.messages = msgs.len();
+    for file in lake::writer::files_named(&msgs, &format!("k-{shard}-{seq}.parquet")) {
+        file.write(store).await.map_err(|e| e.to_string())?;
+        out.files += 1;
+    }
+    Ok(out)
+}
+
+pub async fn handle(store: &Arc<dyn ObjectStore>, event: &KinesisEvent) -> (KinesisEventResponse, IngestReport) {
+    let outcomes: Vec<(String, Result<Outcome, String>)> = futures::stream::iter(&event.records)
+        .map(|r| async move { (r.kinesis.sequence_number.clone(), process(store, r).await) })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut report = IngestReport { records: event.records.len(), ..Default::default() };
+    let mut response = KinesisEventResponse::default();
+    for (seq, o) in outcomes {
+        match o {
+            Ok(o) => {
+                report.messages += o.messages;
+                report.invalid_messages += o.invalid;
+                report.quarantined += o.quarantined as usize;
+                report.files += o.files;
+            }
+            Err(e) => {
+                tracing::error!(%seq, error = %e, "record failed; reported for retry");
+                report.failed += 1;
+                let mut f = KinesisBatchItemFailure::default();
+                f.item_identifier = Some(seq);
+                response.batch_item_failures.push(f);
+            }
+        }
+    }
+    tracing::info!(?report, "ingested");
+    (response, report)
+}
