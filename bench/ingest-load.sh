@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sustained-ingest check for docs/PERFORMANCE.md: `hepop serve` (release) on a
+# temporary lake, `hepop send` at RATE msgs/s for SECS seconds over UDP, then
+# compares what was sent with the server's counters and the stored rows.
+#   bench/ingest-load.sh [rate=50000] [secs=60]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rate="${1:-50000}"; secs="${2:-60}"
+cargo build --release -q -p hepop
+bin=target/release/hepop
+dir="$(mktemp -d)"
+trap 'kill $srv 2>/dev/null || true; rm -rf "$dir"' EXIT
+$bin serve --host 127.0.0.1 --hep-port 0 --http-port 0 --data "$dir/lake" --stats-every-secs 10 --compact-every-secs 0 \
+  > "$dir/out" 2> "$dir/err" &
+srv=$!
+for _ in $(seq 50); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
+hep=$(grep -o 'hep_udp=[^ ]*' "$dir/out" | cut -d= -f2)
+http=$(grep -o 'http=[^ ]*' "$dir/out" | cut -d= -f2)
+start=$(date +%s.%N)
+$bin send --to "$hep" --rate "$rate" --duration "$secs" --traffic all 2> "$dir/send"
+sent=$(tr '\r' '\n' < "$dir/send" | grep -o 'sent [0-9]*' | tail -1 | cut -d' ' -f2)
+sleep 12   # one flush interval
+metrics=$(curl -s "http://$http/metrics")
+m() { echo "$metrics" | awk -v k="hepop_$1_total" '$1 == k { print $2 }'; }
+rss=$(ps -o rss= -p $srv)
+kill -TERM $srv; wait $srv || true
+rows=$($bin query --data "$dir/lake" "SELECT (SELECT count(*) FROM hep_1 WHERE time > now() - interval '1 hour') + (SELECT count(*) FROM hep_5 WHERE time > now() - interval '1 hour') + (SELECT count(*) FROM hep_100 WHERE time > now() - interval '1 hour') AS n" | grep -o '[0-9]*' | head -1)
+echo "rate=$rate/s secs=$secs sent=$sent received=$(m received) decoded=$(m decoded) written=$(m written) dropped=$(m dropped) invalid=$(m invalid) rows_in_lake=$rows server_rss_kb=$rss"
+tr '\r' '\n' < "$dir/send" | tail -1
+[ "$sent" = "$rows" ] && echo "OK: nothing lost" || { echo "LOST: $((sent - rows))"; exit 1; }
