@@ -17,6 +17,10 @@ if [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; then
   die "LocalStack already running (pid $(cat "$state/pid")); run stop.sh first"
 fi
 
+if curl -fsS -m 2 http://127.0.0.1:4566/_localstack/health >/dev/null 2>&1; then
+  die "something already answers on 127.0.0.1:4566 (another LocalStack?); stop it first"
+fi
+
 # LocalStack 2026.3 needs Python 3.13 exactly.
 py=""
 for c in "$HOME"/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13 python3.13; do
