@@ -209,7 +209,7 @@ fn encode_outputs(batches: Vec<RecordBatch>, hep_type: u8, rows: usize, bytes_in
     let mut offset = 0;
     while offset < sorted.num_rows() {
         let len = rows_per_file.min(sorted.num_rows() - offset);
-        out.push(parquet_io::encode(&[sorted.slice(offset, len)], hep_type, EncodeOptions::COMPACT)?);
+        out.push(parquet_io::encode_sorted(&sorted.slice(offset, len), hep_type, EncodeOptions::COMPACT)?);
         offset += len;
     }
     Ok(out)

@@ -63,12 +63,16 @@ fn properties(hep_type: u8, rows: usize, opts: EncodeOptions) -> Result<WriterPr
 
 /// Encodes `batches` (all of table `hep_<hep_type>`) as one sorted Parquet file.
 pub fn encode(batches: &[RecordBatch], hep_type: u8, opts: EncodeOptions) -> Result<Bytes> {
+    let all = concat_batches(&schema_for(hep_type), batches)?;
+    encode_sorted(&sort_for_storage(&all, hep_type)?, hep_type, opts)
+}
+
+/// Encodes rows already in storage order (see [`sort_for_storage`]).
+pub fn encode_sorted(sorted: &RecordBatch, hep_type: u8, opts: EncodeOptions) -> Result<Bytes> {
     let schema = schema_for(hep_type);
-    let all = concat_batches(&schema, batches)?;
-    let sorted = sort_for_storage(&all, hep_type)?;
     let mut buf = Vec::with_capacity(sorted.get_array_memory_size() / 4 + 4096);
     let mut w = ArrowWriter::try_new(&mut buf, schema, Some(properties(hep_type, sorted.num_rows(), opts)?))?;
-    w.write(&sorted)?;
+    w.write(sorted)?;
     w.close()?;
     Ok(Bytes::from(buf))
 }
