@@ -1,4 +1,5 @@
-//! `cargo +nightly fuzz run decode` (from crates/hep). Every input must
+//! `cargo +nightly fuzz run decode` from crates/hep (on stable: `RUSTC_BOOTSTRAP=1
+//! cargo fuzz run decode`; cargo install cargo-fuzz first). Every input must
 //! decode or fail with a typed error; framing and SIP extraction must not
 //! panic on whatever the decoder hands them.
 #![no_main]
