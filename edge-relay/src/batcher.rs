@@ -78,11 +78,15 @@ struct PartitionKeys(u64);
 impl PartitionKeys {
     fn next(&mut self) -> String {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        format!("{:016x}", z ^ (z >> 31))
+        format!("{:016x}", mix(self.0))
     }
+}
+
+/// splitmix64's finaliser: spreads any counter or clock reading over all 64 bits.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Groups records into PutRecords calls within Kinesis' limits.

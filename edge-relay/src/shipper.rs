@@ -61,9 +61,7 @@ pub fn backoff(cfg: &RetryConfig, attempt: u32, random: u64) -> Duration {
 fn random() -> u64 {
     // Jitter only needs to differ between relays and attempts.
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let mut z = t ^ (std::process::id() as u64).rotate_left(32);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z ^ (z >> 27)
+    crate::batcher::mix(t ^ (std::process::id() as u64).rotate_left(32))
 }
 
 pub struct Shipper {
