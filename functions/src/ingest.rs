@@ -41,6 +41,16 @@ struct Outcome {
     files: usize,
 }
 
+/// Keeps an unusable record out of the way: its bytes and why, under `_quarantine/<shard>/<seq>`.
+async fn quarantine(store: &Arc<dyn ObjectStore>, shard: &str, seq: &str, data: &[u8], why: &str) -> Result<(), String> {
+    tracing::warn!(%shard, %seq, reason = %why, "record quarantined");
+    let put = |name: String, bytes: Vec<u8>| async move {
+        lake::parquet_io::put(store, &lake::paths::quarantine(&name), bytes.into()).await.map_err(|e| e.to_string())
+    };
+    put(format!("{shard}/{seq}.err"), format!("{why}\n").into_bytes()).await?;
+    put(format!("{shard}/{seq}.bin"), data.to_vec()).await
+}
+
 async fn process(store: &Arc<dyn ObjectStore>, r: &KinesisEventRecord) -> Result<Outcome, String> {
     let seq = &r.kinesis.sequence_number;
     let shard = shard_of(r);
@@ -49,14 +59,7 @@ async fn process(store: &Arc<dyn ObjectStore>, r: &KinesisEventRecord) -> Result
     let packets = match kinesis_record::messages(data) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(%shard, %seq, error = %e, "undecodable record quarantined");
-            let body = format!("{e}\n");
-            lake::parquet_io::put(store, &lake::paths::quarantine(&format!("{shard}/{seq}.err")), body.into_bytes().into())
-                .await
-                .map_err(|e| e.to_string())?;
-            lake::parquet_io::put(store, &lake::paths::quarantine(&format!("{shard}/{seq}.bin")), data.to_vec().into())
-                .await
-                .map_err(|e| e.to_string())?;
+            quarantine(store, &shard, seq, data, &e.to_string()).await?;
             out.quarantined = true;
             return Ok(out);
         }
@@ -67,10 +70,7 @@ async fn process(store: &Arc<dyn ObjectStore>, r: &KinesisEventRecord) -> Result
         .iter()
         .filter_map(|p| match hep::decode(p) {
             Ok(mut m) => {
-                if m.time_sec == 0 && m.time_usec == 0 {
-                    m.time_sec = (arrival / 1_000_000) as u32;
-                    m.time_usec = (arrival % 1_000_000) as u32;
-                }
+                m.stamp_if_untimed(arrival);
                 Some(m)
             }
             Err(_) => {
@@ -81,9 +81,7 @@ async fn process(store: &Arc<dyn ObjectStore>, r: &KinesisEventRecord) -> Result
         .collect();
     if msgs.is_empty() && out.invalid > 0 {
         // Nothing usable at all: keep the evidence.
-        lake::parquet_io::put(store, &lake::paths::quarantine(&format!("{shard}/{seq}.bin")), data.to_vec().into())
-            .await
-            .map_err(|e| e.to_string())?;
+        quarantine(store, &shard, seq, data, &format!("none of {} HEP messages decodes", out.invalid)).await?;
         out.quarantined = true;
         return Ok(out);
     }

@@ -39,4 +39,13 @@ impl HepMessage {
     pub fn time_micros(&self) -> i64 {
         self.time_sec as i64 * 1_000_000 + self.time_usec as i64
     }
+
+    /// Gives a message that carried no capture time (HEPv1) the receiver's
+    /// time, `micros` since the epoch; a timed message is left as it is.
+    pub fn stamp_if_untimed(&mut self, micros: i64) {
+        if self.time_sec == 0 && self.time_usec == 0 {
+            self.time_sec = micros.div_euclid(1_000_000) as u32;
+            self.time_usec = micros.rem_euclid(1_000_000) as u32;
+        }
+    }
 }

@@ -145,8 +145,13 @@ fn v1_and_v2_decode() {
     assert_eq!((v2.src_ip, v2.dst_ip, v2.src_port, v2.dst_port), (m.src_ip, m.dst_ip, 5060, 5060));
     assert_eq!((v2.time_sec, v2.time_usec, v2.capture_id, v2.proto_type), (m.time_sec, m.time_usec, 2001, 1));
     assert_eq!(v2.payload, m.payload);
-    let v1 = decode(&encode_legacy(&m, 1)).unwrap();
+    let mut v1 = decode(&encode_legacy(&m, 1)).unwrap();
     assert_eq!((v1.version, v1.time_sec, v1.protocol), (1, 0, 17));
+    v1.stamp_if_untimed(1_737_917_047_120_000);
+    assert_eq!((v1.time_sec, v1.time_usec), (1_737_917_047, 120_000));
+    let mut timed = v2.clone();
+    timed.stamp_if_untimed(42);
+    assert_eq!(timed.time_micros(), v2.time_micros(), "a timed message keeps its time");
     assert_eq!(v1.payload, m.payload);
     // IPv6 v2
     m.src_ip = Some(IpAddr::V6(Ipv6Addr::LOCALHOST));

@@ -23,11 +23,7 @@ use crate::metrics::Metrics;
 
 /// HEPv1 carries no timestamp: the receiver's clock stands in.
 fn stamp(_raw: &[u8], mut m: HepMessage) -> Option<HepMessage> {
-    if m.time_sec == 0 && m.time_usec == 0 {
-        let now = chrono::Utc::now().timestamp_micros();
-        m.time_sec = (now / 1_000_000) as u32;
-        m.time_usec = (now % 1_000_000) as u32;
-    }
+    m.stamp_if_untimed(chrono::Utc::now().timestamp_micros());
     Some(m)
 }
 
