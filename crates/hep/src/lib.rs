@@ -15,7 +15,7 @@ mod v3;
 
 pub use error::DecodeError;
 pub use framing::{FramerStats, StreamFramer};
-pub use message::{HepMessage, ip_family};
+pub use message::{HepMessage, TimeWindow, ip_family};
 pub use legacy::encode_legacy;
 pub use v3::{encode_v3, encode_v3_into};
 

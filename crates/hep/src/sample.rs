@@ -91,6 +91,7 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
             vlan: None,
             node_name: Some("hepop-send".into()),
             keep_alive: None,
+            original_time_micros: None,
         }
     }
 

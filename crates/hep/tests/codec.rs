@@ -22,6 +22,7 @@ fn sample() -> HepMessage {
         vlan: Some(42),
         node_name: Some("edge-1".into()),
         keep_alive: None,
+        original_time_micros: None,
     }
 }
 
@@ -190,7 +191,7 @@ prop_compose! {
         node_name in proptest::option::of("[a-z0-9-]{1,20}"), keep_alive in proptest::option::of(any::<u16>()))
         -> HepMessage {
         HepMessage { version: 3, ip_family, protocol, src_ip, dst_ip, src_port, dst_port, time_sec, time_usec,
-            proto_type, capture_id, capture_pass, payload, correlation_id, vlan, node_name, keep_alive }
+            proto_type, capture_id, capture_pass, payload, correlation_id, vlan, node_name, keep_alive, original_time_micros: None }
     }
 }
 

@@ -1,11 +1,15 @@
 //! What is in the lake: tables, hour partitions, and which files of a
-//! partition a reader must see, given the compactions committed in it.
+//! partition a reader must see.
 //!
-//! Visibility rule (see ARCHITECTURE.md, "Compaction"): a compaction is
-//! *committed* when its marker exists and every output it names exists. A
-//! data file is visible when no committed compaction replaces it and, if it
-//! is itself a compaction output, its own compaction is committed.
-use std::collections::HashSet;
+//! Each partition has a compaction log, `_compactions/<seq>.json`. Entry `n`
+//! is a whole [`Snapshot`] (compaction outputs holding rows, and every name
+//! whose rows were merged into one), so a reader GETs only the newest entry.
+//! A writer never touches the log; a compaction appends entry `n + 1` with a
+//! create-if-absent PUT, so two compactors can never both extend entry `n`.
+//!
+//! Visibility rule: a data file is visible when its name is not retired and,
+//! if it is a compaction output, it is live in the newest snapshot.
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -13,20 +17,80 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::paths::{self, COMPACTIONS_DIR, Partition, compaction_id_of, is_data_file};
+use crate::paths::{self, COMPACTIONS_DIR, FileName, MarkerName, Partition};
 use crate::schema::parse_table_name;
 use crate::{LakeError, Result};
 
-/// The commit record of one compaction, written after all its outputs.
+/// Names retired by one commit, and when: they may be deleted a grace period later.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CompactionMarker {
-    pub id: String,
-    /// When the compaction committed (µs since epoch): replaced files stay
-    /// readable for a grace period after it, for queries already planned.
+pub struct Retired {
+    pub at_micros: i64,
+    pub names: Vec<String>,
+}
+
+/// The state of a partition after log entry `seq`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Snapshot {
+    pub seq: u64,
     pub committed_micros: i64,
-    /// File names (in the same partition) this compaction wrote.
+    /// Compaction outputs whose rows are in force.
+    pub live: BTreeSet<String>,
+    /// Every name whose rows now live in a compaction output. A retired name
+    /// stays retired for good: a late Kinesis retry may write it again.
+    pub retired: Vec<Retired>,
+}
+
+impl Snapshot {
+    pub fn is_retired(&self, name: &str) -> bool {
+        self.retired.iter().any(|r| r.names.iter().any(|n| n == name))
+    }
+
+    pub fn retired_set(&self) -> HashSet<&str> {
+        self.retired.iter().flat_map(|r| r.names.iter().map(String::as_str)).collect()
+    }
+
+    /// Whether a file of this name holds rows a reader must see (if present).
+    pub fn admits(&self, retired: &HashSet<&str>, name: &str) -> bool {
+        if retired.contains(name) {
+            return false;
+        }
+        match FileName::parse(name) {
+            Some(FileName::Compacted { .. }) => self.live.contains(name),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// The entry that merges `inputs` (all visible here) into `outputs`.
+    pub fn next(&self, inputs: &[String], outputs: &[String], now_micros: i64) -> Snapshot {
+        let mut live = self.live.clone();
+        for i in inputs {
+            live.remove(i);
+        }
+        live.extend(outputs.iter().cloned());
+        let mut retired = self.retired.clone();
+        let mut names = inputs.to_vec();
+        names.sort();
+        retired.push(Retired { at_micros: now_micros, names });
+        Snapshot { seq: self.seq + 1, committed_micros: now_micros.max(self.committed_micros), live, retired }
+    }
+
+    /// The state the first protocol's commit markers describe. A marker
+    /// counts when it exists (its outputs were written before it).
+    pub fn from_legacy(markers: &[LegacyMarker]) -> Snapshot {
+        let replaced: HashSet<&str> = markers.iter().flat_map(|m| m.replaces.iter().map(String::as_str)).collect();
+        let live = markers.iter().flat_map(|m| m.outputs.iter()).filter(|o| !replaced.contains(o.as_str())).cloned().collect();
+        let retired = markers.iter().map(|m| Retired { at_micros: m.committed_micros, names: m.replaces.clone() }).collect();
+        Snapshot { seq: 0, committed_micros: markers.iter().map(|m| m.committed_micros).max().unwrap_or(0), live, retired }
+    }
+}
+
+/// A commit marker of the first protocol (read, never written).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LegacyMarker {
+    pub id: String,
+    pub committed_micros: i64,
     pub outputs: Vec<String>,
-    /// File names it replaces.
     pub replaces: Vec<String>,
 }
 
@@ -35,71 +99,81 @@ pub struct PartitionListing {
     pub partition: Partition,
     /// Every data file present, visible or not.
     pub files: Vec<ObjectMeta>,
-    pub markers: Vec<(ObjectMeta, CompactionMarker)>,
+    /// Compaction log entries present, oldest first.
+    pub log: Vec<(u64, ObjectMeta)>,
+    /// Markers of the first protocol.
+    pub legacy: Vec<ObjectMeta>,
+    /// The newest state (seq 0 when nothing was ever compacted).
+    pub snapshot: Snapshot,
 }
 
-fn file_name(meta: &ObjectMeta) -> &str {
+pub fn file_name(meta: &ObjectMeta) -> &str {
     meta.location.filename().unwrap_or_default()
 }
 
 impl PartitionListing {
-    fn present(&self) -> HashSet<&str> {
-        self.files.iter().map(file_name).collect()
-    }
-
-    /// Markers whose outputs all exist: their replacement is in force.
-    pub fn committed(&self) -> Vec<&CompactionMarker> {
-        let present = self.present();
-        self.markers
-            .iter()
-            .map(|(_, m)| m)
-            .filter(|m| m.outputs.iter().all(|o| present.contains(o.as_str())))
-            .collect()
-    }
-
     /// The files a reader must read: each stored row exactly once.
     pub fn visible(&self) -> Vec<ObjectMeta> {
-        let committed = self.committed();
-        let replaced: HashSet<&str> = committed.iter().flat_map(|m| m.replaces.iter().map(String::as_str)).collect();
-        let committed_ids: HashSet<&str> = committed.iter().map(|m| m.id.as_str()).collect();
-        self.files
-            .iter()
-            .filter(|f| {
-                let name = file_name(f);
-                !replaced.contains(name) && compaction_id_of(name).is_none_or(|id| committed_ids.contains(id))
-            })
-            .cloned()
-            .collect()
+        let retired = self.snapshot.retired_set();
+        self.files.iter().filter(|f| self.snapshot.admits(&retired, file_name(f))).cloned().collect()
     }
 }
 
-/// Lists one partition: data files and compaction markers (one LIST, one GET per marker).
+async fn get_json<T: serde::de::DeserializeOwned>(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Option<T>> {
+    let bytes = match store.get(path).await {
+        Ok(r) => r.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|source| LakeError::Marker { path: path.to_string(), source })
+}
+
+/// Lists one partition: one LIST, then one GET of the newest log entry.
 pub async fn list_partition(store: &Arc<dyn ObjectStore>, partition: Partition) -> Result<PartitionListing> {
+    // The newest entry can be cleaned up between LIST and GET only when a
+    // newer one has been committed for a grace period: listing again finds it.
+    for _ in 0..5 {
+        if let Some(l) = try_list_partition(store, partition).await? {
+            return Ok(l);
+        }
+    }
+    Err(LakeError::Other(format!("{partition}: compaction log kept changing while listing")))
+}
+
+async fn try_list_partition(store: &Arc<dyn ObjectStore>, partition: Partition) -> Result<Option<PartitionListing>> {
     let prefix = partition.prefix();
     let all: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
-    let mut files = Vec::new();
-    let mut marker_metas = Vec::new();
+    let (mut files, mut log, mut legacy) = (Vec::new(), Vec::new(), Vec::new());
     for meta in all {
         let rel: Vec<_> = meta.location.prefix_match(&prefix).map(|p| p.collect()).unwrap_or_default();
         match rel.as_slice() {
-            [name] if is_data_file(name.as_ref()) => files.push(meta),
-            [dir, name] if dir.as_ref() == COMPACTIONS_DIR && name.as_ref().ends_with(".json") => marker_metas.push(meta),
+            [name] if FileName::parse(name.as_ref()).is_some() => files.push(meta),
+            [dir, name] if dir.as_ref() == COMPACTIONS_DIR => match MarkerName::parse(name.as_ref()) {
+                Some(MarkerName::Log(seq)) => log.push((seq, meta)),
+                Some(MarkerName::Legacy(_)) => legacy.push(meta),
+                None => {}
+            },
             _ => {}
         }
     }
-    let mut markers = Vec::with_capacity(marker_metas.len());
-    for meta in marker_metas {
-        let bytes = match store.get(&meta.location).await {
-            Ok(r) => r.bytes().await?,
-            // Deleted between LIST and GET: an obsolete marker being cleaned up.
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let marker: CompactionMarker = serde_json::from_slice(&bytes)
-            .map_err(|source| LakeError::Marker { path: meta.location.to_string(), source })?;
-        markers.push((meta, marker));
-    }
-    Ok(PartitionListing { partition, files, markers })
+    log.sort_by_key(|(seq, _)| *seq);
+    let snapshot = match log.last() {
+        Some((_, newest)) => match get_json::<Snapshot>(store, &newest.location).await? {
+            Some(s) => s,
+            None => return Ok(None),
+        },
+        None => {
+            let mut markers = Vec::with_capacity(legacy.len());
+            for meta in &legacy {
+                // A legacy marker vanishing is the first protocol's own clean-up.
+                if let Some(m) = get_json::<LegacyMarker>(store, &meta.location).await? {
+                    markers.push(m);
+                }
+            }
+            Snapshot::from_legacy(&markers)
+        }
+    };
+    Ok(Some(PartitionListing { partition, files, log, legacy, snapshot }))
 }
 
 /// Names of the child directories directly under `prefix`.
@@ -138,4 +212,42 @@ pub async fn partitions(store: &Arc<dyn ObjectStore>, hep_type: u8, lo_hour: Opt
     }
     out.sort_unstable();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "c-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-0.parquet";
+    const B: &str = "c-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-0.parquet";
+
+    #[test]
+    fn next_moves_inputs_from_live_to_retired() {
+        let s0 = Snapshot::default();
+        let s1 = s0.next(&["w-1-1.parquet".into(), "w-1-2.parquet".into()], &[A.into()], 10);
+        let s2 = s1.next(&[A.into(), "w-1-3.parquet".into()], &[B.into()], 20);
+        assert_eq!(s2.seq, 2);
+        assert_eq!(s2.live, BTreeSet::from([B.to_owned()]));
+        let r = s2.retired_set();
+        for n in ["w-1-1.parquet", "w-1-2.parquet", "w-1-3.parquet", A] {
+            assert!(!s2.admits(&r, n), "{n}");
+        }
+        assert!(s2.admits(&r, B) && s2.admits(&r, "w-1-4.parquet"));
+        // An output no entry names (a job that never committed) is not admitted.
+        assert!(!s2.admits(&r, "c-cccccccccccccccccccccccccccccccc-0.parquet"));
+    }
+
+    #[test]
+    fn legacy_markers_count_when_they_exist() {
+        // The first protocol's bug: A's small output merged by B must not hide A's other output.
+        let a1 = "c-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-1.parquet";
+        let markers = [
+            LegacyMarker { id: "a".repeat(32), committed_micros: 1, outputs: vec![A.into(), a1.into()], replaces: vec!["x-1-1.parquet".into()] },
+            LegacyMarker { id: "b".repeat(32), committed_micros: 2, outputs: vec![B.into()], replaces: vec![a1.into(), "x-1-1.parquet".into()] },
+        ];
+        let s = Snapshot::from_legacy(&markers);
+        let r = s.retired_set();
+        assert!(s.admits(&r, A) && s.admits(&r, B));
+        assert!(!s.admits(&r, a1) && !s.admits(&r, "x-1-1.parquet"));
+    }
 }

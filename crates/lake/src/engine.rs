@@ -25,8 +25,11 @@ pub struct QueryLimits {
     pub max_rows: usize,
     /// Memory for sorts, joins and aggregates; beyond it the query fails cleanly.
     pub memory_bytes: usize,
-    /// Window a query covers when it has no condition on `time`.
+    /// Window a query covers when it has no condition on `time`: this long
+    /// before now...
     pub default_window: Duration,
+    /// ...to this long after it (the clock skew capture times may have; see `hep::TimeWindow`).
+    pub default_ahead: Duration,
 }
 
 impl Default for QueryLimits {
@@ -36,6 +39,7 @@ impl Default for QueryLimits {
             max_rows: 100_000,
             memory_bytes: 1 << 30,
             default_window: Duration::from_secs(600),
+            default_ahead: Duration::from_micros(hep::TimeWindow::default().max_ahead_micros as u64),
         }
     }
 }
@@ -120,9 +124,10 @@ impl QueryEngine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
-        let from = chrono::Utc::now().timestamp_micros() - self.limits.default_window.as_micros() as i64;
+        let now = chrono::Utc::now().timestamp_micros();
+        let window = (now - self.limits.default_window.as_micros() as i64, now + self.limits.default_ahead.as_micros() as i64);
         for t in tables(&self.store).await.map_err(|e| QueryError::Internal(e.to_string()))? {
-            let table = HepTable::new(t, self.store.clone(), self.url.clone(), from);
+            let table = HepTable::new(t, self.store.clone(), self.url.clone(), window);
             ctx.register_table(table_name(t), Arc::new(table))?;
         }
         Ok(ctx)

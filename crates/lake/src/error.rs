@@ -10,6 +10,9 @@ pub enum LakeError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("compaction marker {path}: {source}")]
     Marker { path: String, source: serde_json::Error },
+    /// A file that cannot be decoded: compaction moves it to quarantine.
+    #[error("unreadable file {path}: {reason}")]
+    Unreadable { path: object_store::path::Path, reason: String },
     #[error("{0}")]
     Other(String),
 }

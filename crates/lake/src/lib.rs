@@ -7,6 +7,7 @@ pub mod compact;
 pub mod engine;
 mod error;
 pub mod http;
+pub mod merge;
 pub mod parquet_io;
 pub mod paths;
 pub mod rows;

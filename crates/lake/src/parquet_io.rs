@@ -6,6 +6,12 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
@@ -44,7 +50,7 @@ pub fn sort_for_storage(batch: &RecordBatch, hep_type: u8) -> Result<RecordBatch
     Ok(take_record_batch(batch, &idx)?)
 }
 
-fn properties(hep_type: u8, rows: usize, opts: EncodeOptions) -> Result<WriterProperties> {
+pub(crate) fn properties(hep_type: u8, rows: usize, opts: EncodeOptions) -> Result<WriterProperties> {
     let mut p = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -92,4 +98,41 @@ pub async fn put(store: &Arc<dyn ObjectStore>, path: &Path, bytes: Bytes) -> Res
 pub async fn read_all(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Vec<RecordBatch>> {
     let bytes = store.get(path).await?.bytes().await?;
     decode(bytes)
+}
+
+/// Reads one Parquet object of known size through object_store, range by range.
+#[derive(Debug, Clone)]
+pub struct StoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl StoreReader {
+    pub fn new(store: Arc<dyn ObjectStore>, path: Path, size: u64) -> Self {
+        Self { store, path, size }
+    }
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for StoreReader {
+    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move { self.store.get_range(&self.path, range).await.map_err(external) }.boxed()
+    }
+
+    fn get_byte_ranges(&mut self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) }.boxed()
+    }
+
+    fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let md = ParquetMetaDataReader::new().with_arrow_reader_options(options).load_and_finish(self, size).await?;
+            Ok(Arc::new(md))
+        }
+        .boxed()
+    }
 }

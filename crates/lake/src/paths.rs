@@ -1,12 +1,20 @@
-//! Every object key the lake uses, in one place.
+//! Every object key the lake uses, built and parsed here and nowhere else.
 //!
 //! ```text
-//! hep_<type>/date=YYYY-MM-DD/hour=HH/<writer>-<micros>-<seq>.parquet   ingest files
-//! hep_<type>/date=YYYY-MM-DD/hour=HH/c-<id>-<n>.parquet               compaction outputs
-//! hep_<type>/date=YYYY-MM-DD/hour=HH/_compactions/<id>.json           compaction commits
-//! _quarantine/...                                                     undecodable input (Lambda)
+//! hep_<type>/date=YYYY-MM-DD/hour=HH/<writer>-<micros>-<seq>.parquet   cut by `hepop serve`
+//! hep_<type>/date=YYYY-MM-DD/hour=HH/k-<shard>-<sequence>.parquet      rows of one Kinesis record
+//! hep_<type>/date=YYYY-MM-DD/hour=HH/c-<id>-<n>.parquet                compaction output n of job <id>
+//! hep_<type>/date=YYYY-MM-DD/hour=HH/_compactions/<seq>.json           compaction log (20 digits)
+//! hep_<type>/date=YYYY-MM-DD/hour=HH/_compactions/<id>.json            compaction marker, before the log
+//! _quarantine/kinesis/<shard>/<sequence>.bin|.err                      undecodable Kinesis records
+//! _quarantine/lake/<original key>[.err]                                unreadable Parquet files, moved aside
 //! ```
 //! Names starting with `_` are hidden to Hive-style readers (Athena, Spark).
+//! The exactly-once rules rest on these names: a compaction output is told
+//! from an ingest file by its name alone, and an ingest file's name is its
+//! identity (a retried write reuses it).
+use std::fmt;
+
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use object_store::path::Path;
 
@@ -14,7 +22,8 @@ use crate::schema::{parse_table_name, table_name};
 
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const COMPACTIONS_DIR: &str = "_compactions";
-pub const COMPACTED_PREFIX: &str = "c-";
+pub const QUARANTINE_DIR: &str = "_quarantine";
+const PARQUET: &str = ".parquet";
 
 /// One hour partition of one table: the unit of listing and compaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,6 +33,12 @@ pub struct Partition {
     pub hour: i64,
 }
 
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.prefix())
+    }
+}
+
 impl Partition {
     pub fn for_micros(hep_type: u8, micros: i64) -> Self {
         Self { hep_type, hour: micros.div_euclid(MICROS_PER_HOUR) }
@@ -31,6 +46,10 @@ impl Partition {
 
     pub fn start_micros(&self) -> i64 {
         self.hour * MICROS_PER_HOUR
+    }
+
+    pub fn end_micros(&self) -> i64 {
+        (self.hour + 1) * MICROS_PER_HOUR
     }
 
     fn start(&self) -> DateTime<Utc> {
@@ -49,30 +68,26 @@ impl Partition {
         Path::from(format!("{}/{}/{}", table_name(self.hep_type), self.date_dir(), self.hour_dir()))
     }
 
-    pub fn file(&self, name: &str) -> Path {
-        self.prefix().join(name)
+    /// Key of a data file of this partition.
+    pub fn file(&self, name: &FileName) -> Path {
+        self.prefix().join(name.to_string())
     }
 
     pub fn compactions_prefix(&self) -> Path {
         self.prefix().join(COMPACTIONS_DIR)
     }
 
-    pub fn compaction_marker(&self, id: &str) -> Path {
-        self.compactions_prefix().join(format!("{id}.json"))
+    pub fn marker(&self, name: &MarkerName) -> Path {
+        self.compactions_prefix().join(name.to_string())
     }
 
     /// Parses `hep_<t>/date=…/hour=…[/…]`.
     pub fn parse(path: &Path) -> Option<Self> {
         let mut parts = path.parts();
         let hep_type = parse_table_name(parts.next()?.as_ref())?;
-        let date = parts.next()?.as_ref().strip_prefix("date=")?.to_owned();
-        let hour: i64 = parts.next()?.as_ref().strip_prefix("hour=")?.parse().ok()?;
-        let day = NaiveDate::parse_from_str(&date, "%Y-%m-%d").ok()?;
-        if !(0..24).contains(&hour) {
-            return None;
-        }
-        let days = day.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
-        Some(Self { hep_type, hour: days * 24 + hour })
+        let day = parse_date_dir(parts.next()?.as_ref())?;
+        let hour = parse_hour_dir(parts.next()?.as_ref())?;
+        Some(Self { hep_type, hour: day * 24 + hour })
     }
 }
 
@@ -84,47 +99,259 @@ pub fn parse_date_dir(name: &str) -> Option<i64> {
 
 /// `hour=HH` → HH.
 pub fn parse_hour_dir(name: &str) -> Option<i64> {
-    name.strip_prefix("hour=")?.parse().ok().filter(|h| (0..24).contains(h))
+    let h = name.strip_prefix("hour=")?;
+    if h.len() != 2 {
+        return None;
+    }
+    h.parse().ok().filter(|h| (0..24).contains(h))
 }
 
 pub fn table_prefix(hep_type: u8) -> Path {
     Path::from(table_name(hep_type))
 }
 
-pub fn is_data_file(name: &str) -> bool {
-    name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.')
+/// The name of a data file inside its partition directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileName {
+    /// Cut by a `hepop serve` writer: unique per writer, never rewritten.
+    Server { writer: String, micros: i64, seq: u64 },
+    /// The rows of one Kinesis record: a retried record rewrites the same name.
+    Kinesis { shard: String, sequence: String },
+    /// Output `n` of compaction job `id` (32 hex digits).
+    Compacted { id: String, n: u32 },
 }
 
-/// Id of the compaction that wrote `name`, if it is a compaction output (`c-<id>-<n>.parquet`).
-pub fn compaction_id_of(name: &str) -> Option<&str> {
-    let rest = name.strip_prefix(COMPACTED_PREFIX)?.strip_suffix(".parquet")?;
-    rest.rsplit_once('-').map(|(id, _)| id)
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Server { writer, micros, seq } => write!(f, "{writer}-{micros}-{seq}{PARQUET}"),
+            Self::Kinesis { shard, sequence } => write!(f, "k-{shard}-{sequence}{PARQUET}"),
+            Self::Compacted { id, n } => write!(f, "c-{id}-{n}{PARQUET}"),
+        }
+    }
 }
 
-pub fn quarantine(name: &str) -> Path {
-    Path::from(format!("_quarantine/{name}"))
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_job_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Why a writer id cannot be used in file names, if it cannot.
+pub fn check_writer_id(writer: &str) -> Result<(), String> {
+    let ok_chars = !writer.is_empty() && writer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if !ok_chars {
+        return Err(format!("writer id {writer:?}: use letters, digits, '_' and '.' only"));
+    }
+    if writer == "c" || writer == "k" {
+        return Err(format!("writer id {writer:?} is reserved (compaction outputs, Kinesis files)"));
+    }
+    Ok(())
+}
+
+/// A new compaction job id: its start (µs, the compactor's clock) then 64
+/// random bits, 32 hex digits. The start in the name lets any compactor tell
+/// how old a job's outputs are without trusting the store's clock.
+pub fn new_job_id(started_micros: i64, random: u64) -> String {
+    format!("{:016x}{random:016x}", started_micros.max(0))
+}
+
+/// When job `id` started; None for ids of the first protocol (random UUIDs), whose start is unknown.
+pub fn job_started_micros(id: &str) -> Option<i64> {
+    let t = i64::from_str_radix(id.get(..16)?, 16).ok()?;
+    // A UUID's first digits read as a date after 2100 or as negative.
+    (t > 0 && t < 4_102_444_800_000_000).then_some(t)
+}
+
+impl FileName {
+    pub fn compacted(id: &str, n: u32) -> Self {
+        Self::Compacted { id: id.to_owned(), n }
+    }
+
+    pub fn kinesis(shard: &str, sequence: &str) -> Self {
+        Self::Kinesis { shard: shard.to_owned(), sequence: sequence.to_owned() }
+    }
+
+    /// Parses a file name; None for anything that is not a data file of the lake.
+    pub fn parse(name: &str) -> Option<Self> {
+        let stem = name.strip_suffix(PARQUET)?;
+        if let Some(rest) = stem.strip_prefix("c-") {
+            let (id, n) = rest.rsplit_once('-')?;
+            if is_job_id(id) && is_digits(n) {
+                return Some(Self::Compacted { id: id.to_owned(), n: n.parse().ok()? });
+            }
+        }
+        if let Some(rest) = stem.strip_prefix("k-") {
+            let (shard, sequence) = rest.rsplit_once('-')?;
+            if !shard.is_empty() && is_digits(sequence) {
+                return Some(Self::kinesis(shard, sequence));
+            }
+        }
+        let mut parts = stem.rsplitn(3, '-');
+        let (seq, micros, writer) = (parts.next()?, parts.next()?, parts.next()?);
+        check_writer_id(writer).ok()?;
+        if !is_digits(seq) || !is_digits(micros) {
+            return None;
+        }
+        Some(Self::Server { writer: writer.to_owned(), micros: micros.parse().ok()?, seq: seq.parse().ok()? })
+    }
+
+    /// The compaction job that wrote this file, if it is an output.
+    pub fn job_id(&self) -> Option<&str> {
+        match self {
+            Self::Compacted { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// A file under `_compactions/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MarkerName {
+    /// Entry `seq` of the partition's compaction log (zero-padded: names sort by number).
+    Log(u64),
+    /// A commit marker of the first, log-less protocol (a job id).
+    Legacy(String),
+}
+
+impl fmt::Display for MarkerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Log(seq) => write!(f, "{seq:020}.json"),
+            Self::Legacy(id) => write!(f, "{id}.json"),
+        }
+    }
+}
+
+impl MarkerName {
+    pub fn parse(name: &str) -> Option<Self> {
+        let stem = name.strip_suffix(".json")?;
+        if stem.len() == 20 && is_digits(stem) {
+            return stem.parse().ok().map(Self::Log);
+        }
+        is_job_id(stem).then(|| Self::Legacy(stem.to_owned()))
+    }
+}
+
+/// Where unusable input is kept, out of every table's way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quarantined {
+    /// A Kinesis record nothing could be decoded from: its bytes (`.bin`) and why (`.err`).
+    KinesisRecord { shard: String, sequence: String, reason: bool },
+    /// A lake file that cannot be read, moved aside whole (or why, with `reason`).
+    LakeFile { original: Path, reason: bool },
+}
+
+impl Quarantined {
+    pub fn path(&self) -> Path {
+        match self {
+            Self::KinesisRecord { shard, sequence, reason } => {
+                let ext = if *reason { "err" } else { "bin" };
+                Path::from(format!("{QUARANTINE_DIR}/kinesis/{shard}/{sequence}.{ext}"))
+            }
+            Self::LakeFile { original, reason } => {
+                let p = Path::from(format!("{QUARANTINE_DIR}/lake/{original}"));
+                if *reason { Path::from(format!("{p}.err")) } else { p }
+            }
+        }
+    }
+
+    pub fn parse(path: &Path) -> Option<Self> {
+        let rest = path.as_ref().strip_prefix(QUARANTINE_DIR)?.strip_prefix('/')?;
+        if let Some(k) = rest.strip_prefix("kinesis/") {
+            let (shard, file) = k.split_once('/')?;
+            let (sequence, ext) = file.rsplit_once('.')?;
+            let reason = match ext {
+                "err" => true,
+                "bin" => false,
+                _ => return None,
+            };
+            return Some(Self::KinesisRecord { shard: shard.to_owned(), sequence: sequence.to_owned(), reason });
+        }
+        let original = rest.strip_prefix("lake/")?;
+        let (original, reason) = match original.strip_suffix(".err") {
+            Some(o) => (o, true),
+            None => (original, false),
+        };
+        Some(Self::LakeFile { original: Path::from(original), reason })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn partition_layout() {
         // 2025-01-26T18:44:07.120Z
         let p = Partition::for_micros(1, 1_737_917_047_120_000);
         assert_eq!(p.prefix().as_ref(), "hep_1/date=2025-01-26/hour=18");
-        assert_eq!(Partition::parse(&p.file("x.parquet")), Some(p));
-        assert_eq!(p.compaction_marker("abc").as_ref(), "hep_1/date=2025-01-26/hour=18/_compactions/abc.json");
+        let f = FileName::kinesis("shardId-000000000001", "4959");
+        assert_eq!(p.file(&f).as_ref(), "hep_1/date=2025-01-26/hour=18/k-shardId-000000000001-4959.parquet");
+        assert_eq!(Partition::parse(&p.file(&f)), Some(p));
+        assert_eq!(p.marker(&MarkerName::Log(7)).as_ref(), "hep_1/date=2025-01-26/hour=18/_compactions/00000000000000000007.json");
         assert_eq!(Partition::parse(&Path::from("hep_1/date=2025-01-26/hour=24/x")), None);
+        assert_eq!(Partition::parse(&Path::from("hep_1/date=2025-01-26/hour=7/x")), None);
         assert_eq!(Partition::parse(&Path::from("other/date=2025-01-26/hour=01/x")), None);
+        assert_eq!(Partition::parse(&Path::from("hep_1/date=1969-12-31/hour=23")), Some(Partition { hep_type: 1, hour: -1 }));
     }
 
     #[test]
-    fn compaction_names() {
-        assert_eq!(compaction_id_of("c-0192abcd-3.parquet"), Some("0192abcd"));
-        assert_eq!(compaction_id_of("w1-123-4.parquet"), None);
-        assert!(is_data_file("w1-1-2.parquet"));
-        assert!(!is_data_file("_compactions/x.json"));
+    fn names_are_told_apart() {
+        let id = "0192abcd0192abcd0192abcd0192abcd";
+        assert_eq!(FileName::parse(&format!("c-{id}-3.parquet")), Some(FileName::compacted(id, 3)));
+        assert_eq!(FileName::parse("hepop-1737917047120000-4.parquet").and_then(|f| f.job_id().map(str::to_owned)), None);
+        // A short id is no compaction output (it would be a writer named "c", which is refused).
+        assert_eq!(FileName::parse("c-123-4.parquet"), None);
+        assert!(check_writer_id("c").is_err() && check_writer_id("a-b").is_err() && check_writer_id("").is_err());
+        assert_eq!(FileName::parse("_compactions/x.json"), None);
+        assert_eq!(FileName::parse("hepop-1-2.parquet.tmp"), None);
+        assert_eq!(MarkerName::parse(&format!("{id}.json")), Some(MarkerName::Legacy(id.into())));
+        assert_eq!(MarkerName::parse("7.json"), None);
+        let id = new_job_id(1_764_374_400_000_000, 42);
+        assert_eq!(FileName::parse(&FileName::compacted(&id, 0).to_string()).unwrap().job_id(), Some(id.as_str()));
+        assert_eq!(job_started_micros(&id), Some(1_764_374_400_000_000));
+        assert_eq!(job_started_micros("f3a1c2e4b5d6478a9b0c1d2e3f405162"), None, "a v4 UUID");
+    }
+
+    fn file_name() -> impl Strategy<Value = FileName> {
+        prop_oneof![
+            ("[A-Za-z0-9_.]{1,12}", 0i64..i64::MAX, any::<u64>())
+                .prop_filter("reserved", |(w, _, _)| check_writer_id(w).is_ok())
+                .prop_map(|(writer, micros, seq)| FileName::Server { writer, micros, seq }),
+            ("shardId-[0-9]{12}|[A-Za-z0-9-]{1,20}", "[0-9]{1,56}").prop_map(|(s, q)| FileName::kinesis(&s, &q)),
+            ("[0-9a-f]{32}", any::<u32>()).prop_map(|(id, n)| FileName::compacted(&id, n)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn file_names_round_trip(name in file_name(), hep_type in any::<u8>(), hour in -1000i64..2_000_000) {
+            let p = Partition { hep_type, hour };
+            let key = p.file(&name);
+            prop_assert_eq!(Partition::parse(&key), Some(p));
+            prop_assert_eq!(FileName::parse(key.filename().unwrap()), Some(name));
+        }
+
+        #[test]
+        fn marker_names_round_trip(seq in any::<u64>(), id in "[0-9a-f]{32}", hour in 0i64..2_000_000) {
+            let p = Partition { hep_type: 1, hour };
+            for m in [MarkerName::Log(seq), MarkerName::Legacy(id.clone())] {
+                let key = p.marker(&m);
+                prop_assert_eq!(key.prefix_match(&p.compactions_prefix()).map(|mut r| r.next().unwrap().as_ref().to_owned()), Some(m.to_string()));
+                prop_assert_eq!(MarkerName::parse(key.filename().unwrap()), Some(m));
+            }
+        }
+
+        #[test]
+        fn quarantine_keys_round_trip(shard in "[A-Za-z0-9-]{1,20}", seq in "[0-9]{1,40}", reason in any::<bool>(), name in file_name(), hour in 0i64..2_000_000) {
+            let q = Quarantined::KinesisRecord { shard, sequence: seq, reason };
+            prop_assert_eq!(Quarantined::parse(&q.path()), Some(q));
+            let q = Quarantined::LakeFile { original: Partition { hep_type: 5, hour }.file(&name), reason };
+            prop_assert_eq!(Quarantined::parse(&q.path()), Some(q));
+        }
     }
 }

@@ -28,6 +28,7 @@ pub struct BatchBuilder {
     vlan: Int32Builder,
     payload: StringBuilder,
     sip: Option<SipBuilders>,
+    original_time: TimestampMicrosecondBuilder,
     rows: usize,
     payload_bytes: usize,
 }
@@ -104,6 +105,7 @@ impl BatchBuilder {
             vlan: Default::default(),
             payload: Default::default(),
             sip: (hep_type == SIP_TYPE).then(SipBuilders::default),
+            original_time: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
             rows: 0,
             payload_bytes: 0,
         }
@@ -146,6 +148,7 @@ impl BatchBuilder {
         if let Some(sip) = self.sip.as_mut() {
             sip.append(&hep::sip::extract(&m.payload));
         }
+        self.original_time.append_option(m.original_time_micros);
         self.rows += 1;
         self.payload_bytes += m.payload.len();
     }
@@ -174,6 +177,7 @@ impl BatchBuilder {
         if let Some(sip) = self.sip.as_mut() {
             cols.extend(sip.finish());
         }
+        cols.push(Arc::new(self.original_time.finish()));
         self.rows = 0;
         self.payload_bytes = 0;
         RecordBatch::try_new(schema_for(self.hep_type), cols).expect("builders match the schema")

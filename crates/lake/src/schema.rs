@@ -2,7 +2,11 @@
 //! engine and Glue tables all derive from here.
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::{RecordBatch, new_null_array};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::{LakeError, Result};
 
 /// HEP type carrying SIP: its table gets the extracted SIP columns too.
 pub const SIP_TYPE: u8 = 1;
@@ -23,6 +27,9 @@ pub fn parse_table_name(name: &str) -> Option<u8> {
 }
 
 pub const TIME: &str = "time";
+/// The capture time a message carried when it was outside the accepted
+/// window and `time` holds its arrival instead (null otherwise).
+pub const ORIGINAL_TIME: &str = "original_time";
 
 /// Timestamps are UTC instants (Parquet isAdjustedToUTC = true).
 pub fn time_type() -> DataType {
@@ -81,16 +88,46 @@ pub fn sort_columns(hep_type: u8) -> &'static [&'static str] {
     if hep_type == SIP_TYPE { &["call_id", TIME] } else { &["correlation_id", TIME] }
 }
 
-static COMMON: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::new(common_fields())));
+// Columns added after the first release go last, so older files' columns
+// are a prefix of today's and readers fill the rest with nulls.
+fn added_fields() -> Vec<Field> {
+    vec![Field::new(ORIGINAL_TIME, time_type(), true)]
+}
+
+static COMMON: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = common_fields();
+    f.extend(added_fields());
+    Arc::new(Schema::new(f))
+});
 static SIP: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut f = common_fields();
     f.extend(SIP_COLUMNS.iter().map(|(n, t)| Field::new(*n, t.clone(), true)));
+    f.extend(added_fields());
     Arc::new(Schema::new(f))
 });
 
 /// Arrow schema of table `hep_<hep_type>`.
 pub fn schema_for(hep_type: u8) -> SchemaRef {
     if hep_type == SIP_TYPE { SIP.clone() } else { COMMON.clone() }
+}
+
+/// `batch` with exactly `schema`'s columns, by name: a file written before a
+/// column was added gets nulls for it. A missing required column is an error.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema() == *schema {
+        return Ok(batch.clone());
+    }
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => Ok(cast(c, f.data_type())?),
+            None if f.is_nullable() => Ok(new_null_array(f.data_type(), batch.num_rows())),
+            None => Err(LakeError::Other(format!("column {} missing", f.name()))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
 #[cfg(test)]
@@ -109,6 +146,7 @@ mod tests {
     #[test]
     fn sip_table_has_extra_columns() {
         assert_eq!(schema_for(1).fields().len(), schema_for(5).fields().len() + SIP_COLUMNS.len());
+        assert_eq!(schema_for(1).fields().last().unwrap().name(), ORIGINAL_TIME);
         for c in bloom_columns(1).iter().chain(sort_columns(1)) {
             schema_for(1).field_with_name(c).unwrap();
         }

@@ -37,13 +37,13 @@ pub struct HepTable {
     schema: SchemaRef,
     store: Arc<dyn ObjectStore>,
     url: ObjectStoreUrl,
-    /// Start of the default window (µs) for queries with no `time` condition.
-    default_from_micros: i64,
+    /// The default window (µs, inclusive) for queries with no `time` condition.
+    default_window: (i64, i64),
 }
 
 impl HepTable {
-    pub fn new(hep_type: u8, store: Arc<dyn ObjectStore>, url: ObjectStoreUrl, default_from_micros: i64) -> Self {
-        Self { hep_type, schema: schema_for(hep_type), store, url, default_from_micros }
+    pub fn new(hep_type: u8, store: Arc<dyn ObjectStore>, url: ObjectStoreUrl, default_window: (i64, i64)) -> Self {
+        Self { hep_type, schema: schema_for(hep_type), store, url, default_window }
     }
 
     /// Visible files of every partition that can hold rows in `range`.
@@ -90,9 +90,9 @@ impl TableProvider for HepTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let tf = from_filters(filters);
-        let window = (!tf.mentions_time).then_some(self.default_from_micros);
+        let window = (!tf.mentions_time).then_some(self.default_window);
         let range = match window {
-            Some(from) => TimeRange { lo: Some(from), hi: None },
+            Some((from, to)) => TimeRange { lo: Some(from), hi: Some(to) },
             None => tf.range,
         };
         let files = self.files(range).await.map_err(external)?;
@@ -129,10 +129,10 @@ impl TableProvider for HepTable {
             .build();
         let mut plan = format.create_physical_plan(state, config).await?;
 
-        if let Some(from) = window {
+        if let Some((from, to)) = window {
             let df_schema = DFSchema::try_from(plan.schema())?;
-            let from = lit(ScalarValue::TimestampMicrosecond(Some(from), Some("UTC".into())));
-            let predicate = state.create_physical_expr(col(TIME).gt_eq(from), &df_schema)?;
+            let ts = |v: i64| lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())));
+            let predicate = state.create_physical_expr(col(TIME).gt_eq(ts(from)).and(col(TIME).lt_eq(ts(to))), &df_schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
             if let Some(n) = keep {
                 let schema = plan.schema();

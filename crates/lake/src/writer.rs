@@ -11,7 +11,7 @@ use object_store::path::Path;
 
 use crate::Result;
 use crate::parquet_io::{self, EncodeOptions};
-use crate::paths::Partition;
+use crate::paths::{FileName, Partition};
 use crate::rows::BatchBuilder;
 
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ impl PendingFile {
 /// One file per partition the messages fall in, each named `name` inside
 /// its partition. Deterministic: the same messages and name give the same
 /// objects, so a retried write overwrites instead of duplicating.
-pub fn files_named<'a>(msgs: impl IntoIterator<Item = &'a HepMessage>, name: &str) -> Vec<PendingFile> {
+pub fn files_named<'a>(msgs: impl IntoIterator<Item = &'a HepMessage>, name: &FileName) -> Vec<PendingFile> {
     let mut builders: HashMap<Partition, BatchBuilder> = HashMap::new();
     for m in msgs {
         let p = Partition::for_micros(m.proto_type, m.time_micros());
@@ -118,7 +118,7 @@ impl WriteBuffer {
                 let mut b = self.buffers.remove(&p)?;
                 self.rows -= b.rows.len();
                 self.seq += 1;
-                let name = format!("{}-{}-{}.parquet", self.cfg.writer_id, chrono::Utc::now().timestamp_micros(), self.seq);
+                let name = FileName::Server { writer: self.cfg.writer_id.clone(), micros: chrono::Utc::now().timestamp_micros(), seq: self.seq };
                 Some(PendingFile { partition: p, path: p.file(&name), batch: b.rows.finish() })
             })
             .collect()

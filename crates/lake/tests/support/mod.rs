@@ -159,6 +159,7 @@ To: <sip:bob{call}@example.com>{to_tag}\r\nCall-ID: call-{call}@10.0.0.1\r\nCSeq
         vlan: None,
         node_name: Some("node-a".into()),
         keep_alive: None,
+        original_time_micros: None,
     }
 }
 

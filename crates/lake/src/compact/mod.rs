@@ -1,0 +1,492 @@
+//! Merges small files into few large ones, bounded in memory and time, and
+//! deletes expired hours.
+//!
+//! Protocol, per partition (each step one atomic object PUT or DELETE):
+//! 1. plan jobs from a listing ([`plan`]): young files of any hour into
+//!    young-size files, small files of closed hours into target-size files;
+//! 2. stream-merge a job's inputs into outputs `c-<id>-<n>.parquet`: no log
+//!    entry names them, so no reader sees them;
+//! 3. commit: append log entry `n + 1` (create-if-absent) holding the new
+//!    snapshot, if every input is still visible in entry `n`; from then on
+//!    readers take the outputs and not the inputs. If another compactor
+//!    appended first, validate again against its entry or give up;
+//! 4. a grace period later (longer than any query), delete the inputs; later
+//!    runs delete old log entries and outputs of jobs that never committed.
+//! A crash between any two steps leaves every row visible exactly once, and
+//! re-running finishes the job. See ARCHITECTURE.md for why.
+mod plan;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
+use parquet::arrow::async_writer::AsyncArrowWriter;
+use parquet::errors::ParquetError;
+use tokio::runtime::Handle;
+
+pub use plan::{CompactionConfig, Job, plan};
+
+use crate::catalog::{PartitionListing, Snapshot, file_name, list_partition, partitions, tables};
+use crate::merge::{BatchSource, SortedMerge};
+use crate::parquet_io::{EncodeOptions, StoreReader, properties};
+use crate::paths::{FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, job_started_micros, new_job_id};
+use crate::schema::{conform, schema_for, sort_columns};
+use crate::{LakeError, Result};
+
+/// Which hours a run visits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// The last `recent_hours`: what ingest is writing now.
+    Recent,
+    /// Every hour (late data into old hours): run now and then.
+    Full,
+}
+
+/// What a run did; errors are per partition and never stop the run.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CompactionReport {
+    pub partitions: usize,
+    pub jobs: usize,
+    /// Jobs another compactor overtook (their outputs are discarded).
+    pub conflicts: usize,
+    pub files_in: usize,
+    pub files_out: usize,
+    pub rows: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Replaced files, old log entries and abandoned outputs removed.
+    pub deleted: usize,
+    /// Unreadable files moved under `_quarantine/lake/`.
+    pub quarantined: usize,
+    pub expired_hours: usize,
+    pub expired_objects: usize,
+    /// `<partition>: <error>` for every partition that failed.
+    pub errors: Vec<String>,
+}
+
+/// The run's clock: the time it was given, advanced by the time it has taken.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    base_micros: i64,
+    started: Instant,
+}
+
+impl Clock {
+    fn new(base_micros: i64) -> Self {
+        Self { base_micros, started: Instant::now() }
+    }
+    fn now(&self) -> i64 {
+        self.base_micros + self.started.elapsed().as_micros() as i64
+    }
+}
+
+fn micros(d: std::time::Duration) -> i64 {
+    d.as_micros() as i64
+}
+
+/// One compaction run over the lake: retention, then every partition of
+/// the sweep. Stops starting jobs at `deadline`.
+pub async fn run(store: &Arc<dyn ObjectStore>, cfg: &CompactionConfig, now_micros: i64, sweep: Sweep, deadline: Option<Instant>) -> CompactionReport {
+    let clock = Clock::new(now_micros);
+    let mut report = CompactionReport::default();
+    let mut oldest_kept = None;
+    if let Some(retention) = cfg.retention {
+        match expire(store, retention, now_micros).await {
+            Ok((hours, objects)) => {
+                report.expired_hours = hours;
+                report.expired_objects = objects;
+            }
+            Err(e) => report.errors.push(format!("retention: {e}")),
+        }
+        oldest_kept = Some((now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR));
+    }
+    let tables = match tables(store).await {
+        Ok(t) => t,
+        Err(e) => {
+            report.errors.push(format!("listing tables: {e}"));
+            return report;
+        }
+    };
+    let lo = match sweep {
+        Sweep::Recent => Some(now_micros.div_euclid(MICROS_PER_HOUR) - cfg.recent_hours),
+        Sweep::Full => oldest_kept,
+    };
+    for t in tables {
+        let parts = match partitions(store, t, lo, None).await {
+            Ok(p) => p,
+            Err(e) => {
+                report.errors.push(format!("listing hep_{t}: {e}"));
+                continue;
+            }
+        };
+        for p in parts {
+            report.partitions += 1;
+            if let Err(e) = compact_partition(store, p, cfg, clock, deadline, &mut report).await {
+                tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
+                report.errors.push(format!("{p}: {e}"));
+            }
+        }
+    }
+    report
+}
+
+/// Compacts one partition as far as its plan goes. Safe to run again at any time.
+async fn compact_partition(
+    store: &Arc<dyn ObjectStore>,
+    p: Partition,
+    cfg: &CompactionConfig,
+    clock: Clock,
+    deadline: Option<Instant>,
+    report: &mut CompactionReport,
+) -> Result<()> {
+    // A quarantined input changes the plan: list and plan again.
+    for _ in 0..4 {
+        let listing = list_partition(store, p).await?;
+        report.deleted += clean_up(store, &listing, cfg, clock.now()).await?;
+        let mut replan = false;
+        let mut committed = false;
+        for job in plan(&listing, cfg, clock.now()) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(());
+            }
+            match run_job_at(store, &job, cfg, clock).await {
+                Ok(Some(done)) => {
+                    committed = true;
+                    report.jobs += 1;
+                    report.files_in += done.inputs;
+                    report.files_out += done.outputs;
+                    report.rows += done.rows;
+                    report.bytes_in += done.bytes_in;
+                    report.bytes_out += done.bytes_out;
+                }
+                Ok(None) => {
+                    // Overtaken: this listing is stale.
+                    report.conflicts += 1;
+                    break;
+                }
+                Err(LakeError::Unreadable { path, reason }) => {
+                    tracing::warn!(%path, %reason, "unreadable file moved to quarantine");
+                    quarantine(store, &path, &reason).await?;
+                    report.quarantined += 1;
+                    replan = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if committed && cfg.grace.is_zero() {
+            // Nothing may still be reading the inputs (the CLI's --grace-secs 0).
+            let after = list_partition(store, p).await?;
+            report.deleted += clean_up(store, &after, cfg, clock.now()).await?;
+        }
+        if !replan {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// What one committed job did.
+#[derive(Debug, Clone, Default)]
+pub struct JobDone {
+    pub inputs: usize,
+    pub outputs: usize,
+    pub rows: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub snapshot: Snapshot,
+}
+
+/// Merges and commits one job; None when another compactor overtook it.
+pub async fn run_job(store: &Arc<dyn ObjectStore>, job: &Job, cfg: &CompactionConfig, now_micros: i64) -> Result<Option<JobDone>> {
+    run_job_at(store, job, cfg, Clock::new(now_micros)).await
+}
+
+async fn run_job_at(store: &Arc<dyn ObjectStore>, job: &Job, cfg: &CompactionConfig, clock: Clock) -> Result<Option<JobDone>> {
+    let merged = write_outputs(store, job, cfg, clock.now()).await?;
+    finish(store, &merged, cfg, clock.now()).await
+}
+
+/// Commits what [`write_outputs`] wrote, or discards it when overtaken or too old.
+pub async fn finish(store: &Arc<dyn ObjectStore>, merged: &Merged, cfg: &CompactionConfig, now_micros: i64) -> Result<Option<JobDone>> {
+    let inputs: Vec<String> = merged.inputs.iter().map(|f| file_name(f).to_owned()).collect();
+    let outputs: Vec<String> = merged.outputs.iter().map(|(n, _)| n.to_string()).collect();
+    let committed = if now_micros - merged.started_micros >= micros(cfg.job_timeout) {
+        // Another run may already take its outputs for abandoned ones.
+        tracing::warn!(partition = %merged.partition, "compaction job ran out of time; not committing");
+        None
+    } else {
+        commit(store, merged.partition, &inputs, &outputs, now_micros).await?
+    };
+    match committed {
+        Some(snapshot) => Ok(Some(JobDone {
+            inputs: inputs.len(),
+            outputs: outputs.len(),
+            rows: merged.rows,
+            bytes_in: merged.inputs.iter().map(|f| f.size).sum(),
+            bytes_out: merged.outputs.iter().map(|(_, b)| b).sum(),
+            snapshot,
+        })),
+        None => {
+            // Certainly not committed: no entry names these outputs.
+            for (name, _) in &merged.outputs {
+                delete_if_present(store, &merged.partition.file(name)).await?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Appends the log entry that replaces `inputs` by `outputs`, if every
+/// input is still visible. None: another compactor took an input first.
+async fn commit(store: &Arc<dyn ObjectStore>, p: Partition, inputs: &[String], outputs: &[String], now_micros: i64) -> Result<Option<Snapshot>> {
+    for _ in 0..8 {
+        let l = list_partition(store, p).await?;
+        let retired = l.snapshot.retired_set();
+        if !inputs.iter().all(|i| l.snapshot.admits(&retired, i)) {
+            return Ok(None);
+        }
+        let next = l.snapshot.next(inputs, outputs, now_micros);
+        let json = serde_json::to_vec(&next).expect("snapshot serialises");
+        match store.put_opts(&p.marker(&MarkerName::Log(next.seq)), json.into(), PutMode::Create.into()).await {
+            Ok(_) => return Ok(Some(next)),
+            // Another compactor appended entry `seq` first: validate against it.
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<bool> {
+    match store.delete(path).await {
+        Ok(()) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Step 4: deletes inputs whose grace period is over (and late rewrites of
+/// them), outputs no entry names that no running job can still commit, and
+/// log entries older than the newest once it has been in force for a grace period.
+pub async fn clean_up(store: &Arc<dyn ObjectStore>, l: &PartitionListing, cfg: &CompactionConfig, now: i64) -> Result<usize> {
+    let grace = micros(cfg.grace);
+    let s = &l.snapshot;
+    let due: HashSet<&str> = s.retired.iter().filter(|r| r.at_micros + grace <= now).flat_map(|r| r.names.iter().map(String::as_str)).collect();
+    let retired = s.retired_set();
+    let mut deleted = 0;
+    for f in &l.files {
+        let name = file_name(f);
+        // An output no entry names whose job is older than any job may run:
+        // that job gave up or crashed (ids of the first protocol carry no
+        // start time: the store's clock stands in).
+        let abandoned = FileName::parse(name).and_then(|n| n.job_id().map(|id| job_started_micros(id).unwrap_or(f.last_modified.timestamp_micros())))
+            .is_some_and(|started| now - started > micros(cfg.orphan_after))
+            && !s.live.contains(name)
+            && !retired.contains(name);
+        if due.contains(name) || abandoned {
+            deleted += delete_if_present(store, &f.location).await? as usize;
+        }
+    }
+    if let Some((newest, _)) = l.log.last()
+        && s.committed_micros + grace <= now
+    {
+        let old = l.log.iter().filter(|(seq, _)| seq < newest).map(|(_, m)| m).chain(&l.legacy);
+        for m in old {
+            deleted += delete_if_present(store, &m.location).await? as usize;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Moves an unreadable file aside, with the reason beside it.
+async fn quarantine(store: &Arc<dyn ObjectStore>, path: &Path, reason: &str) -> Result<()> {
+    let to = Quarantined::LakeFile { original: path.clone(), reason: false }.path();
+    match store.copy(path, &to).await {
+        Ok(()) => {}
+        Err(object_store::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let why = Quarantined::LakeFile { original: path.clone(), reason: true }.path();
+    store.put(&why, format!("{reason}\n").into_bytes().into()).await?;
+    delete_if_present(store, path).await?;
+    Ok(())
+}
+
+/// Deletes every hour that ended more than `retention` ago: data files
+/// first, the log last. Returns (hours, objects) deleted.
+pub async fn expire(store: &Arc<dyn ObjectStore>, retention: std::time::Duration, now_micros: i64) -> Result<(usize, usize)> {
+    // Hour h has expired when (h + 1) hours <= now - retention.
+    let last_expired = (now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR) - 1;
+    let (mut hours, mut objects) = (0, 0);
+    for t in tables(store).await? {
+        for p in partitions(store, t, None, Some(last_expired)).await? {
+            let mut all: Vec<Path> = store.list(Some(&p.prefix())).map_ok(|m| m.location).try_collect().await?;
+            // Markers last: a crash half-way leaves an hour that is still consistent.
+            all.sort_by_key(|path| path.as_ref().contains(crate::paths::COMPACTIONS_DIR));
+            let n = all.len();
+            let locations = futures::stream::iter(all.into_iter().map(Ok)).boxed();
+            store.delete_stream(locations).try_collect::<Vec<_>>().await?;
+            objects += n;
+            hours += 1;
+        }
+    }
+    Ok((hours, objects))
+}
+
+/// What [`write_outputs`] merged and wrote: not visible until [`finish`]ed.
+#[derive(Debug)]
+pub struct Merged {
+    pub partition: Partition,
+    /// When the job started (µs, the compactor's clock): it is in the outputs' names.
+    pub started_micros: i64,
+    pub inputs: Vec<ObjectMeta>,
+    pub outputs: Vec<(FileName, u64)>,
+    pub rows: usize,
+}
+
+fn unreadable(path: &Path, e: impl std::fmt::Display) -> LakeError {
+    LakeError::Unreadable { path: path.clone(), reason: e.to_string() }
+}
+
+/// A store failure is worth retrying; anything else about a file means it cannot be read.
+fn classify(path: &Path, e: ParquetError) -> LakeError {
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
+            Ok(store_error) => LakeError::Store(*store_error),
+            Err(other) => unreadable(path, other),
+        },
+        e => unreadable(path, e),
+    }
+}
+
+/// One input file as a stream of batches in the current schema.
+struct ParquetInput {
+    path: Path,
+    stream: ParquetRecordBatchStream<StoreReader>,
+    schema: arrow::datatypes::SchemaRef,
+    handle: Handle,
+}
+
+impl BatchSource for ParquetInput {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        match self.handle.block_on(self.stream.next()) {
+            None => Ok(None),
+            Some(Ok(b)) => conform(&b, &self.schema).map(Some).map_err(|e| unreadable(&self.path, e)),
+            Some(Err(e)) => Err(classify(&self.path, e)),
+        }
+    }
+}
+
+/// Files being written for one job, cut at the job's target size.
+struct Outputs {
+    store: Arc<dyn ObjectStore>,
+    partition: Partition,
+    id: String,
+    target: u64,
+    handle: Handle,
+    current: Option<(FileName, AsyncArrowWriter<BufWriter>)>,
+    done: Vec<(FileName, u64)>,
+}
+
+/// Bytes a multipart upload buffers per part (S3 needs at least 5 MiB).
+const UPLOAD_PART_BYTES: usize = 8 << 20;
+
+impl Outputs {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.current.is_none() {
+            let name = FileName::compacted(&self.id, self.done.len() as u32);
+            let upload = BufWriter::with_capacity(self.store.clone(), self.partition.file(&name), UPLOAD_PART_BYTES).with_max_concurrency(2);
+            let props = properties(self.partition.hep_type, EncodeOptions::COMPACT.row_group_rows, EncodeOptions::COMPACT)?;
+            let w = AsyncArrowWriter::try_new(upload, schema_for(self.partition.hep_type), Some(props))?;
+            self.current = Some((name, w));
+        }
+        let (_, w) = self.current.as_mut().expect("opened above");
+        self.handle.block_on(w.write(batch))?;
+        if (w.bytes_written() + w.in_progress_size()) as u64 >= self.target {
+            self.close()?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some((name, mut w)) = self.current.take() {
+            self.handle.block_on(w.finish())?;
+            self.done.push((name, w.bytes_written() as u64));
+        }
+        Ok(())
+    }
+
+    /// Best effort after a failure: outputs no entry names are invisible anyway.
+    fn discard(&mut self) {
+        self.current = None;
+        for (name, _) in self.done.drain(..) {
+            let _ = self.handle.block_on(self.store.delete(&self.partition.file(&name)));
+        }
+    }
+}
+
+/// Opens the job's inputs, as many as fit the memory budget (at least
+/// two), streams their merge into outputs, and returns what it merged.
+pub async fn write_outputs(store: &Arc<dyn ObjectStore>, job: &Job, cfg: &CompactionConfig, now_micros: i64) -> Result<Merged> {
+    let (store, job, memory) = (store.clone(), job.clone(), cfg.memory_bytes);
+    let handle = Handle::current();
+    tokio::task::spawn_blocking(move || merge_blocking(store, job, memory, now_micros, handle))
+        .await
+        .map_err(|e| LakeError::Other(format!("compaction task: {e}")))?
+}
+
+fn merge_blocking(store: Arc<dyn ObjectStore>, job: Job, memory: u64, started_micros: i64, handle: Handle) -> Result<Merged> {
+    let schema = schema_for(job.partition.hep_type);
+    // Each open input holds one compressed row group and one decoded batch:
+    // half the budget for those, the rest for the output's row group and upload.
+    let mut opened = Vec::new();
+    let (mut held, mut row_bytes) = (0u64, 0u64);
+    for f in &job.inputs {
+        let reader = StoreReader::new(store.clone(), f.location.clone(), f.size);
+        let builder = handle.block_on(ParquetRecordBatchStreamBuilder::new(reader)).map_err(|e| classify(&f.location, e))?;
+        let md = builder.metadata().clone();
+        let group = md.row_groups().iter().map(|g| g.compressed_size().max(0) as u64).max().unwrap_or(0);
+        if opened.len() >= 2 && held + group > memory / 2 {
+            break;
+        }
+        let rows = md.file_metadata().num_rows().max(1) as u64;
+        let uncompressed: u64 = md.row_groups().iter().map(|g| g.total_byte_size().max(0) as u64).sum();
+        held += group;
+        // Arrow arrays take about twice Parquet's plain size (offsets, validity).
+        row_bytes += 2 * uncompressed.div_ceil(rows);
+        opened.push((f.clone(), builder));
+    }
+    let batch_rows = ((memory / 8) / row_bytes.max(1)).clamp(256, 8192) as usize;
+    let mut inputs = Vec::with_capacity(opened.len());
+    let mut sources: Vec<Box<dyn BatchSource>> = Vec::with_capacity(opened.len());
+    for (f, builder) in opened {
+        let stream = builder.with_batch_size(batch_rows).build().map_err(|e| classify(&f.location, e))?;
+        sources.push(Box::new(ParquetInput { path: f.location.clone(), stream, schema: schema.clone(), handle: handle.clone() }));
+        inputs.push(f);
+    }
+    let merge = SortedMerge::new(schema, sort_columns(job.partition.hep_type), sources, batch_rows)?;
+    let id = new_job_id(started_micros, uuid::Uuid::new_v4().as_u64_pair().0);
+    let mut out = Outputs { store, partition: job.partition, id, target: job.target_file_bytes, handle, current: None, done: Vec::new() };
+    let mut rows = 0;
+    let result = (|| {
+        for batch in merge {
+            let batch = batch?;
+            rows += batch.num_rows();
+            out.write(&batch)?;
+        }
+        out.close()
+    })();
+    if let Err(e) = result {
+        out.discard();
+        return Err(e);
+    }
+    Ok(Merged { partition: job.partition, started_micros, inputs, outputs: std::mem::take(&mut out.done), rows })
+}

@@ -1,0 +1,196 @@
+//! Which files to merge: a pure function of a partition's listing, the
+//! configuration and the time, so it is tested without a store.
+use std::time::Duration;
+
+use object_store::ObjectMeta;
+
+use crate::catalog::PartitionListing;
+use crate::paths::Partition;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionConfig {
+    /// Outputs of closed hours are cut at about this size.
+    pub target_file_bytes: u64,
+    /// Young files (the open hour's included) are merged into files of about this size.
+    pub young_file_bytes: u64,
+    /// A file is young-merged once it is this old: writers' files settle first.
+    pub young_after: Duration,
+    /// An hour is closed this long after it ends (late packets still arrive).
+    pub close_after: Duration,
+    /// Replaced files stay this long after the commit, for queries that
+    /// listed them before it. Must exceed the query timeout.
+    pub grace: Duration,
+    /// One job reads at most this many bytes of input, so it finishes in
+    /// bounded time (at least `target_file_bytes`, so any two small files pair).
+    pub max_job_bytes: u64,
+    /// ...and at most this many files (each open input holds a row group in memory).
+    pub max_job_files: usize,
+    /// Memory a job may use for its inputs and its output.
+    pub memory_bytes: u64,
+    /// A job that has run this long gives up instead of committing...
+    pub job_timeout: Duration,
+    /// ...so outputs no log entry names, this old, belong to no running job and are deleted.
+    pub orphan_after: Duration,
+    /// Hours further back than this are visited only by a full sweep.
+    pub recent_hours: i64,
+    /// Whole hours older than this are deleted (None keeps everything).
+    pub retention: Option<Duration>,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            target_file_bytes: 128 << 20,
+            young_file_bytes: 16 << 20,
+            young_after: Duration::from_secs(120),
+            close_after: Duration::from_secs(600),
+            grace: Duration::from_secs(300),
+            max_job_bytes: 1 << 30,
+            max_job_files: 32,
+            memory_bytes: 512 << 20,
+            job_timeout: Duration::from_secs(20 * 60),
+            orphan_after: Duration::from_secs(3600),
+            recent_hours: 48,
+            retention: Some(Duration::from_secs(30 * 86_400)),
+        }
+    }
+}
+
+impl CompactionConfig {
+    /// Why this configuration is unsafe or useless, if it is.
+    pub fn check(&self) -> Result<(), String> {
+        if self.orphan_after <= self.job_timeout {
+            return Err(format!("orphan_after ({:?}) must exceed job_timeout ({:?})", self.orphan_after, self.job_timeout));
+        }
+        if self.target_file_bytes < 1024 || self.young_file_bytes < 1024 {
+            return Err("file targets must be at least 1 KiB".into());
+        }
+        if self.max_job_bytes < self.target_file_bytes {
+            // Any two files under half the target must fit one job, or small files could never pair.
+            return Err("max_job_bytes must be at least target_file_bytes".into());
+        }
+        if self.max_job_files < 2 {
+            return Err("a job must be allowed at least 2 files".into());
+        }
+        if self.memory_bytes < 16 << 20 {
+            return Err("compaction memory must be at least 16 MiB".into());
+        }
+        Ok(())
+    }
+
+    pub fn is_closed(&self, p: Partition, now_micros: i64) -> bool {
+        p.end_micros() + self.close_after.as_micros() as i64 <= now_micros
+    }
+}
+
+/// One merge: these files of one partition into files of about `target_file_bytes`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub partition: Partition,
+    pub inputs: Vec<ObjectMeta>,
+    pub target_file_bytes: u64,
+}
+
+impl Job {
+    pub fn input_bytes(&self) -> u64 {
+        self.inputs.iter().map(|f| f.size).sum()
+    }
+}
+
+/// The jobs a partition needs now, oldest inputs first. Files under half
+/// the tier's target are merged: in an open hour (tier 1) the young files,
+/// once settled, into young-size files; in a closed hour (tier 2) every
+/// small file into target-size files. Each job is bounded in bytes and
+/// files; a huge hour converges over several jobs and runs.
+pub fn plan(listing: &PartitionListing, cfg: &CompactionConfig, now_micros: i64) -> Vec<Job> {
+    let closed = cfg.is_closed(listing.partition, now_micros);
+    let target = if closed { cfg.target_file_bytes } else { cfg.young_file_bytes };
+    let settled = now_micros - cfg.young_after.as_micros() as i64;
+    let mut candidates: Vec<ObjectMeta> = listing
+        .visible()
+        .into_iter()
+        .filter(|f| f.size < target / 2 && (closed || f.last_modified.timestamp_micros() <= settled))
+        .collect();
+    candidates.sort_by(|a, b| (a.last_modified, &a.location).cmp(&(b.last_modified, &b.location)));
+    let mut jobs = Vec::new();
+    let mut current: Vec<ObjectMeta> = Vec::new();
+    let mut bytes = 0;
+    for f in candidates {
+        if !current.is_empty() && (bytes + f.size > cfg.max_job_bytes || current.len() >= cfg.max_job_files) {
+            jobs.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += f.size;
+        current.push(f);
+    }
+    jobs.push(current);
+    jobs.into_iter()
+        .filter(|inputs| inputs.len() >= 2)
+        .map(|inputs| Job { partition: listing.partition, inputs, target_file_bytes: target })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::catalog::Snapshot;
+    use crate::paths::{FileName, MICROS_PER_HOUR};
+
+    const HOUR: i64 = 490_000;
+
+    fn listing(files: &[(u64, i64)]) -> PartitionListing {
+        let partition = Partition { hep_type: 1, hour: HOUR };
+        let files = files
+            .iter()
+            .enumerate()
+            .map(|(i, &(size, modified))| ObjectMeta {
+                location: partition.file(&FileName::Server { writer: "w".into(), micros: modified, seq: i as u64 }),
+                last_modified: DateTime::from_timestamp_micros(modified).unwrap(),
+                size,
+                e_tag: None,
+                version: None,
+            })
+            .collect();
+        PartitionListing { partition, files, log: vec![], legacy: vec![], snapshot: Snapshot::default() }
+    }
+
+    fn sizes(jobs: &[Job]) -> Vec<Vec<u64>> {
+        jobs.iter().map(|j| j.inputs.iter().map(|f| f.size).collect()).collect()
+    }
+
+    #[test]
+    fn open_hour_merges_settled_small_files_only() {
+        let cfg = CompactionConfig::default();
+        let start = HOUR * MICROS_PER_HOUR;
+        let now = start + 30 * 60_000_000;
+        let young = cfg.young_after.as_micros() as i64;
+        // Two settled small, one settled too big for tier 1, one not settled.
+        let l = listing(&[(1000, now - young - 2), (2000, now - young - 1), (cfg.young_file_bytes, now - young - 3), (10, now - young + 1)]);
+        assert_eq!(sizes(&plan(&l, &cfg, now)), vec![vec![1000, 2000]]);
+        assert_eq!(plan(&l, &cfg, now)[0].target_file_bytes, cfg.young_file_bytes);
+        // One small file alone is left alone.
+        assert!(plan(&listing(&[(1000, start)]), &cfg, now).is_empty());
+    }
+
+    #[test]
+    fn closed_hour_jobs_are_bounded_in_bytes_and_files() {
+        let cfg = CompactionConfig { max_job_bytes: 10_000, target_file_bytes: 10_000, max_job_files: 3, ..Default::default() };
+        let start = HOUR * MICROS_PER_HOUR;
+        let now = start + 2 * MICROS_PER_HOUR;
+        let files: Vec<(u64, i64)> = [4000, 4000, 4000, 1, 1, 1, 1, 5000].iter().enumerate().map(|(i, &s)| (s, start + i as i64)).collect();
+        let jobs = plan(&listing(&files), &cfg, now);
+        assert_eq!(sizes(&jobs), vec![vec![4000, 4000], vec![4000, 1, 1], vec![1, 1, 5000]]);
+        assert!(jobs.iter().all(|j| j.input_bytes() <= cfg.max_job_bytes && j.target_file_bytes == cfg.target_file_bytes));
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused() {
+        let d = CompactionConfig::default();
+        assert!(d.check().is_ok());
+        assert!(CompactionConfig { orphan_after: d.job_timeout, ..d.clone() }.check().is_err());
+        assert!(CompactionConfig { max_job_files: 1, ..d.clone() }.check().is_err());
+        assert!(CompactionConfig { max_job_bytes: d.target_file_bytes - 1, ..d }.check().is_err());
+    }
+}
