@@ -13,7 +13,13 @@ fn main() {
         .collect();
     let raw: usize = packets.iter().map(Vec::len).sum();
     for round in 0..2 {
-        let mut batcher = Batcher::new(BatcherConfig { linger: Duration::from_secs(3600), ..Default::default() }, 1);
+        let mut batcher = Batcher::new(
+            BatcherConfig {
+                linger: Duration::from_secs(3600),
+                ..Default::default()
+            },
+            1,
+        );
         let (mut records, mut calls, mut kinesis_bytes) = (0, 0, 0);
         let t = Instant::now();
         let now = Instant::now();

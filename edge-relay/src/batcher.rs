@@ -30,7 +30,10 @@ pub struct BatcherConfig {
 
 impl Default for BatcherConfig {
     fn default() -> Self {
-        Self { max_raw_bytes: 4 << 20, linger: Duration::from_millis(200) }
+        Self {
+            max_raw_bytes: 4 << 20,
+            linger: Duration::from_millis(200),
+        }
     }
 }
 
@@ -43,7 +46,12 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn new(cfg: BatcherConfig, seed: u64) -> Self {
-        Self { cfg, builder: RecordBuilder::new(), opened: None, keys: PartitionKeys(seed) }
+        Self {
+            cfg,
+            builder: RecordBuilder::new(),
+            opened: None,
+            keys: PartitionKeys(seed),
+        }
     }
 
     pub fn buffered(&self) -> usize {
@@ -53,8 +61,14 @@ impl Batcher {
     /// Adds a packet (already validated, ≤ 64 KiB); returns records when one filled up.
     pub fn push(&mut self, packet: &[u8], now: Instant) -> Vec<Record> {
         self.opened.get_or_insert(now);
-        self.builder.push(packet).expect("validated HEP packets are at most 64 KiB");
-        if self.builder.raw_bytes() >= self.cfg.max_raw_bytes { self.flush() } else { Vec::new() }
+        self.builder
+            .push(packet)
+            .expect("validated HEP packets are at most 64 KiB");
+        if self.builder.raw_bytes() >= self.cfg.max_raw_bytes {
+            self.flush()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Records whose linger time has passed.
@@ -68,7 +82,13 @@ impl Batcher {
     pub fn flush(&mut self) -> Vec<Record> {
         self.opened = None;
         let b = std::mem::take(&mut self.builder);
-        b.finish().into_iter().map(|data| Record { partition_key: self.keys.next(), data }).collect()
+        b.finish()
+            .into_iter()
+            .map(|data| Record {
+                partition_key: self.keys.next(),
+                data,
+            })
+            .collect()
     }
 }
 
@@ -94,7 +114,9 @@ pub fn into_puts(records: Vec<Record>) -> Vec<Vec<Record>> {
     let mut out: Vec<Vec<Record>> = Vec::new();
     let mut bytes = 0;
     for r in records {
-        let fits = out.last().is_some_and(|b| b.len() < MAX_RECORDS_PER_PUT && bytes + r.size() <= MAX_BYTES_PER_PUT);
+        let fits = out.last().is_some_and(|b| {
+            b.len() < MAX_RECORDS_PER_PUT && bytes + r.size() <= MAX_BYTES_PER_PUT
+        });
         if !fits {
             out.push(Vec::new());
             bytes = 0;
@@ -116,7 +138,13 @@ mod tests {
     #[test]
     fn flushes_on_size_and_linger() {
         let t0 = Instant::now();
-        let mut b = Batcher::new(BatcherConfig { max_raw_bytes: 10_000, linger: Duration::from_millis(200) }, 1);
+        let mut b = Batcher::new(
+            BatcherConfig {
+                max_raw_bytes: 10_000,
+                linger: Duration::from_millis(200),
+            },
+            1,
+        );
         let mut records = Vec::new();
         for i in 0..100 {
             records.extend(b.push(&packet(i), t0));
@@ -125,7 +153,10 @@ mod tests {
         assert!(b.poll(t0 + Duration::from_millis(100)).is_empty());
         records.extend(b.poll(t0 + Duration::from_millis(200)));
         assert_eq!(b.buffered(), 0);
-        let back: Vec<Vec<u8>> = records.iter().flat_map(|r| kinesis_record::messages(&r.data).unwrap()).collect();
+        let back: Vec<Vec<u8>> = records
+            .iter()
+            .flat_map(|r| kinesis_record::messages(&r.data).unwrap())
+            .collect();
         assert_eq!(back, (0..100).map(packet).collect::<Vec<_>>());
         // Keys differ record to record.
         let keys: std::collections::HashSet<_> = records.iter().map(|r| &r.partition_key).collect();
@@ -134,12 +165,28 @@ mod tests {
 
     #[test]
     fn puts_respect_kinesis_limits() {
-        let small: Vec<Record> = (0..1234).map(|i| Record { partition_key: format!("{i}"), data: vec![0; 10] }).collect();
+        let small: Vec<Record> = (0..1234)
+            .map(|i| Record {
+                partition_key: format!("{i}"),
+                data: vec![0; 10],
+            })
+            .collect();
         let puts = into_puts(small);
-        assert_eq!(puts.iter().map(Vec::len).collect::<Vec<_>>(), vec![500, 500, 234]);
-        let big: Vec<Record> = (0..12).map(|i| Record { partition_key: format!("{i}"), data: vec![0; 1_000_000] }).collect();
+        assert_eq!(
+            puts.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![500, 500, 234]
+        );
+        let big: Vec<Record> = (0..12)
+            .map(|i| Record {
+                partition_key: format!("{i}"),
+                data: vec![0; 1_000_000],
+            })
+            .collect();
         let puts = into_puts(big);
-        assert!(puts.iter().all(|p| p.iter().map(Record::size).sum::<usize>() <= MAX_BYTES_PER_PUT));
+        assert!(
+            puts.iter()
+                .all(|p| p.iter().map(Record::size).sum::<usize>() <= MAX_BYTES_PER_PUT)
+        );
         assert_eq!(puts.iter().map(Vec::len).sum::<usize>(), 12);
         assert_eq!(puts.len(), 3);
     }

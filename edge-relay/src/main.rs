@@ -11,7 +11,11 @@ use edge_relay::sink::KinesisSink;
 use listen::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "edge-relay", version, about = "HEP over UDP/TCP → batched, compressed Kinesis records")]
+#[command(
+    name = "edge-relay",
+    version,
+    about = "HEP over UDP/TCP → batched, compressed Kinesis records"
+)]
 struct Args {
     /// HEP listen address, UDP and TCP.
     #[arg(long, env = "HEP_LISTEN", default_value = "0.0.0.0:9060")]
@@ -51,7 +55,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
@@ -61,8 +67,14 @@ async fn main() -> anyhow::Result<()> {
         listen: a.listen,
         udp_buffer: a.udp_buffer,
         auth_keys: a.auth_keys,
-        batcher: BatcherConfig { linger: Duration::from_millis(a.linger_ms), ..Default::default() },
-        retry: RetryConfig { give_up_after: Duration::from_secs(a.give_up_secs), ..Default::default() },
+        batcher: BatcherConfig {
+            linger: Duration::from_millis(a.linger_ms),
+            ..Default::default()
+        },
+        retry: RetryConfig {
+            give_up_after: Duration::from_secs(a.give_up_secs),
+            ..Default::default()
+        },
         memory_bytes: a.memory_mb << 20,
         spool_dir: a.spool_dir,
         spool_max_bytes: a.spool_max_mb << 20,
@@ -71,7 +83,8 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
         s.cancel();
     });

@@ -35,15 +35,30 @@ pub struct RelayConfig {
 /// Packets waiting between the listeners and the batcher.
 const PACKET_QUEUE: usize = 100_000;
 
-pub async fn run(cfg: RelayConfig, sink: Arc<dyn RecordSink>, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: RelayConfig,
+    sink: Arc<dyn RecordSink>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let counters = Arc::new(Counters::default());
     let ship_metrics = Arc::new(ShipMetrics::default());
-    let spool = Arc::new(Mutex::new(Spool::open(&cfg.spool_dir, cfg.spool_max_bytes).with_context(|| format!("opening spool {}", cfg.spool_dir.display()))?));
-    let shipper = Arc::new(Shipper { sink, spool: spool.clone(), retry: cfg.retry.clone(), metrics: ship_metrics.clone() });
+    let spool = Arc::new(Mutex::new(
+        Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)
+            .with_context(|| format!("opening spool {}", cfg.spool_dir.display()))?,
+    ));
+    let shipper = Arc::new(Shipper {
+        sink,
+        spool: spool.clone(),
+        retry: cfg.retry.clone(),
+        metrics: ship_metrics.clone(),
+    });
 
-    let udp = bind_udp(cfg.listen, cfg.udp_buffer).with_context(|| format!("binding UDP {}", cfg.listen))?;
+    let udp = bind_udp(cfg.listen, cfg.udp_buffer)
+        .with_context(|| format!("binding UDP {}", cfg.listen))?;
     let tcp = bind_tcp_beside(&udp).await?;
-    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics).await.with_context(|| format!("binding {}", cfg.metrics))?;
+    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics)
+        .await
+        .with_context(|| format!("binding {}", cfg.metrics))?;
     println!(
         "edge-relay listening hep_udp={} hep_tcp={} metrics={}",
         udp.local_addr()?,
@@ -62,10 +77,27 @@ pub async fn run(cfg: RelayConfig, sink: Arc<dyn RecordSink>, stop: Cancellation
     let (ship_tx, ship_rx) = mpsc::channel::<Vec<Record>>((cfg.memory_bytes / (5 << 20)).max(2));
     let listen_stop = CancellationToken::new();
     let mut listeners = JoinSet::new();
-    listeners.spawn(run_udp(udp, packet_tx.clone(), accept.clone(), counters.clone(), listen_stop.clone()));
-    listeners.spawn(run_tcp(tcp, packet_tx, accept, counters.clone(), listen_stop.clone()));
+    listeners.spawn(run_udp(
+        udp,
+        packet_tx.clone(),
+        accept.clone(),
+        counters.clone(),
+        listen_stop.clone(),
+    ));
+    listeners.spawn(run_tcp(
+        tcp,
+        packet_tx,
+        accept,
+        counters.clone(),
+        listen_stop.clone(),
+    ));
 
-    let batcher = tokio::spawn(run_batcher(packet_rx, ship_tx, shipper.clone(), cfg.batcher.clone()));
+    let batcher = tokio::spawn(run_batcher(
+        packet_rx,
+        ship_tx,
+        shipper.clone(),
+        cfg.batcher.clone(),
+    ));
     let shipping = tokio::spawn(shipper.clone().run(ship_rx));
 
     let (c, m, s) = (counters.clone(), ship_metrics.clone(), spool.clone());
@@ -75,12 +107,24 @@ pub async fn run(cfg: RelayConfig, sink: Arc<dyn RecordSink>, stop: Cancellation
             let mut rows = c.rows();
             rows.extend(m.rows());
             let spool_bytes = s.lock().map(|s| s.used_bytes()).unwrap_or(0);
-            listen::prometheus("edge_relay", &rows, &[("spool_bytes", "bytes waiting in the disk spool", spool_bytes)])
+            listen::prometheus(
+                "edge_relay",
+                &rows,
+                &[(
+                    "spool_bytes",
+                    "bytes waiting in the disk spool",
+                    spool_bytes,
+                )],
+            )
         }),
     );
     let http_stop = CancellationToken::new();
     let hs = http_stop.clone();
-    let http = tokio::spawn(async move { axum::serve(metrics_listener, app).with_graceful_shutdown(async move { hs.cancelled().await }).await });
+    let http = tokio::spawn(async move {
+        axum::serve(metrics_listener, app)
+            .with_graceful_shutdown(async move { hs.cancelled().await })
+            .await
+    });
 
     stop.cancelled().await;
     tracing::info!("shutting down: flushing batches");
@@ -90,13 +134,26 @@ pub async fn run(cfg: RelayConfig, sink: Arc<dyn RecordSink>, stop: Cancellation
     shipping.await?;
     http_stop.cancel();
     let _ = http.await;
-    let rows: Vec<String> = counters.rows().iter().chain(ship_metrics.rows().iter()).map(|(n, _, v)| format!("{n}={v}")).collect();
+    let rows: Vec<String> = counters
+        .rows()
+        .iter()
+        .chain(ship_metrics.rows().iter())
+        .map(|(n, _, v)| format!("{n}={v}"))
+        .collect();
     println!("edge-relay stopped {}", rows.join(" "));
     Ok(())
 }
 
-async fn run_batcher(mut rx: mpsc::Receiver<Vec<u8>>, ship: mpsc::Sender<Vec<Record>>, shipper: Arc<Shipper>, cfg: BatcherConfig) {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+async fn run_batcher(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    ship: mpsc::Sender<Vec<Record>>,
+    shipper: Arc<Shipper>,
+    cfg: BatcherConfig,
+) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
     let mut tick = tokio::time::interval((cfg.linger / 4).max(Duration::from_millis(5)));
     let mut batcher = Batcher::new(cfg, seed);
     loop {
@@ -109,7 +166,10 @@ async fn run_batcher(mut rx: mpsc::Receiver<Vec<u8>>, ship: mpsc::Sender<Vec<Rec
         };
         for put in into_puts(records) {
             // Kinesis is slower than the listeners: beyond the memory bound, spool.
-            if let Err(mpsc::error::TrySendError::Full(put) | mpsc::error::TrySendError::Closed(put)) = ship.try_send(put) {
+            if let Err(
+                mpsc::error::TrySendError::Full(put) | mpsc::error::TrySendError::Closed(put),
+            ) = ship.try_send(put)
+            {
                 shipper.spool(&put);
             }
         }

@@ -21,7 +21,11 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self { base: Duration::from_millis(100), max: Duration::from_secs(5), give_up_after: Duration::from_secs(20) }
+        Self {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            give_up_after: Duration::from_secs(20),
+        }
     }
 }
 
@@ -40,27 +44,57 @@ pub struct ShipMetrics {
 impl ShipMetrics {
     pub fn rows(&self) -> Vec<(&'static str, &'static str, u64)> {
         vec![
-            ("records_put", "Kinesis records accepted", get(&self.records_put)),
-            ("bytes_put", "Kinesis record bytes accepted", get(&self.bytes_put)),
+            (
+                "records_put",
+                "Kinesis records accepted",
+                get(&self.records_put),
+            ),
+            (
+                "bytes_put",
+                "Kinesis record bytes accepted",
+                get(&self.bytes_put),
+            ),
             ("put_calls", "PutRecords calls", get(&self.put_calls)),
-            ("put_retries", "PutRecords retries (throttling, partial failures, errors)", get(&self.put_retries)),
-            ("spooled_batches", "batches written to the disk spool", get(&self.spooled_batches)),
-            ("unspooled_batches", "spooled batches delivered", get(&self.unspooled_batches)),
-            ("lost_records", "records lost: spool full or failing", get(&self.lost_records)),
+            (
+                "put_retries",
+                "PutRecords retries (throttling, partial failures, errors)",
+                get(&self.put_retries),
+            ),
+            (
+                "spooled_batches",
+                "batches written to the disk spool",
+                get(&self.spooled_batches),
+            ),
+            (
+                "unspooled_batches",
+                "spooled batches delivered",
+                get(&self.unspooled_batches),
+            ),
+            (
+                "lost_records",
+                "records lost: spool full or failing",
+                get(&self.lost_records),
+            ),
         ]
     }
 }
 
 /// Exponential backoff with full jitter: uniform in [0, min(max, base·2^attempt)].
 pub fn backoff(cfg: &RetryConfig, attempt: u32, random: u64) -> Duration {
-    let ceiling = cfg.base.saturating_mul(1u32 << attempt.min(16)).min(cfg.max);
+    let ceiling = cfg
+        .base
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(cfg.max);
     let nanos = ceiling.as_nanos() as u64;
     Duration::from_nanos(if nanos == 0 { 0 } else { random % nanos })
 }
 
 fn random() -> u64 {
     // Jitter only needs to differ between relays and attempts.
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
     crate::batcher::mix(t ^ (std::process::id() as u64).rotate_left(32))
 }
 
@@ -82,12 +116,21 @@ impl Shipper {
                 Ok(failed) => {
                     let ok = pending.len() - failed.len();
                     add(&self.metrics.records_put, ok as u64);
-                    let sent: usize = pending.iter().enumerate().filter(|(i, _)| !failed.contains(i)).map(|(_, r)| r.data.len()).sum();
+                    let sent: usize = pending
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !failed.contains(i))
+                        .map(|(_, r)| r.data.len())
+                        .sum();
                     add(&self.metrics.bytes_put, sent as u64);
                     if failed.is_empty() {
                         return Vec::new();
                     }
-                    tracing::debug!(failed = failed.len(), of = pending.len(), "partial PutRecords failure");
+                    tracing::debug!(
+                        failed = failed.len(),
+                        of = pending.len(),
+                        "partial PutRecords failure"
+                    );
                     pending = failed.into_iter().map(|i| pending[i].clone()).collect();
                 }
                 Err(e) => tracing::warn!(error = %e, records = pending.len(), "PutRecords failed"),
@@ -191,11 +234,17 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_and_jittered() {
-        let cfg = RetryConfig { base: Duration::from_millis(100), max: Duration::from_secs(5), give_up_after: Duration::ZERO };
+        let cfg = RetryConfig {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            give_up_after: Duration::ZERO,
+        };
         for attempt in 0..40 {
             for r in [0, 1, 12345, u64::MAX] {
                 let d = backoff(&cfg, attempt, r);
-                assert!(d <= Duration::from_millis(100 << attempt.min(6)).min(Duration::from_secs(5)));
+                assert!(
+                    d <= Duration::from_millis(100 << attempt.min(6)).min(Duration::from_secs(5))
+                );
             }
         }
         assert_ne!(backoff(&cfg, 5, 1), backoff(&cfg, 5, 999_999_937));

@@ -24,18 +24,25 @@ pub struct KinesisSink {
 
 impl KinesisSink {
     pub fn new(client: aws_sdk_kinesis::Client, stream: impl Into<String>) -> Self {
-        Self { client, stream: stream.into() }
+        Self {
+            client,
+            stream: stream.into(),
+        }
     }
 
     /// A client from the environment's region and credentials, with an
     /// optional endpoint override (LocalStack), on a ring-based rustls stack.
-    pub async fn client(region: Option<String>, endpoint: Option<String>) -> aws_sdk_kinesis::Client {
+    pub async fn client(
+        region: Option<String>,
+        endpoint: Option<String>,
+    ) -> aws_sdk_kinesis::Client {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r));
         }
@@ -51,7 +58,12 @@ impl RecordSink for KinesisSink {
     async fn put(&self, records: &[Record]) -> Result<Vec<usize>, SinkError> {
         let entries = records
             .iter()
-            .map(|r| PutRecordsRequestEntry::builder().data(Blob::new(r.data.clone())).partition_key(&r.partition_key).build())
+            .map(|r| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(r.data.clone()))
+                    .partition_key(&r.partition_key)
+                    .build()
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SinkError(e.to_string()))?;
         let out = self
@@ -65,6 +77,12 @@ impl RecordSink for KinesisSink {
         if out.failed_record_count().unwrap_or(0) == 0 {
             return Ok(Vec::new());
         }
-        Ok(out.records().iter().enumerate().filter(|(_, r)| r.error_code().is_some()).map(|(i, _)| i).collect())
+        Ok(out
+            .records()
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.error_code().is_some())
+            .map(|(i, _)| i)
+            .collect())
     }
 }

@@ -31,7 +31,8 @@ fn encode(records: &[Record]) -> Vec<u8> {
 fn decode(mut b: &[u8]) -> io::Result<Vec<Record>> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "corrupt spool file");
     let take = |b: &mut &[u8]| -> io::Result<Vec<u8>> {
-        let n = u32::from_be_bytes(b.get(..4).ok_or_else(bad)?.try_into().expect("4 bytes")) as usize;
+        let n =
+            u32::from_be_bytes(b.get(..4).ok_or_else(bad)?.try_into().expect("4 bytes")) as usize;
         let v = b.get(4..4 + n).ok_or_else(bad)?.to_vec();
         *b = &b[4 + n..];
         Ok(v)
@@ -40,7 +41,10 @@ fn decode(mut b: &[u8]) -> io::Result<Vec<Record>> {
     while !b.is_empty() {
         let key = String::from_utf8(take(&mut b)?).map_err(|_| bad())?;
         let data = take(&mut b)?;
-        out.push(Record { partition_key: key, data });
+        out.push(Record {
+            partition_key: key,
+            data,
+        });
     }
     Ok(out)
 }
@@ -49,7 +53,12 @@ impl Spool {
     pub fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        let mut s = Self { dir, max_bytes, used: 0, next: 0 };
+        let mut s = Self {
+            dir,
+            max_bytes,
+            used: 0,
+            next: 0,
+        };
         for (seq, path) in s.files()? {
             s.used += std::fs::metadata(&path)?.len();
             s.next = s.next.max(seq + 1);
@@ -70,7 +79,12 @@ impl Spool {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let p = e.path();
-                let seq = p.file_name()?.to_str()?.strip_suffix(".spool")?.parse().ok()?;
+                let seq = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".spool")?
+                    .parse()
+                    .ok()?;
                 Some((seq, p))
             })
             .collect();
@@ -95,7 +109,9 @@ impl Spool {
 
     /// The oldest batch, without removing it.
     pub fn oldest(&self) -> io::Result<Option<(PathBuf, Vec<Record>)>> {
-        let Some((_, path)) = self.files()?.into_iter().next() else { return Ok(None) };
+        let Some((_, path)) = self.files()?.into_iter().next() else {
+            return Ok(None);
+        };
         let records = decode(&std::fs::read(&path)?)?;
         Ok(Some((path, records)))
     }
@@ -113,7 +129,10 @@ mod tests {
     use super::*;
 
     fn rec(i: u8, n: usize) -> Record {
-        Record { partition_key: format!("k{i}"), data: vec![i; n] }
+        Record {
+            partition_key: format!("k{i}"),
+            data: vec![i; n],
+        }
     }
 
     #[test]

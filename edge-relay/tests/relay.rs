@@ -29,7 +29,12 @@ struct FlakySink {
 impl RecordSink for FlakySink {
     async fn put(&self, records: &[Record]) -> Result<Vec<usize>, SinkError> {
         assert!(records.len() <= 500 && records.iter().map(Record::size).sum::<usize>() <= 5 << 20);
-        if self.down_until.lock().unwrap().is_some_and(|t| Instant::now() < t) {
+        if self
+            .down_until
+            .lock()
+            .unwrap()
+            .is_some_and(|t| Instant::now() < t)
+        {
             return Err(SinkError("connection refused".into()));
         }
         let mut failed = Vec::new();
@@ -69,7 +74,12 @@ struct Relay {
     _spool: tempfile::TempDir,
 }
 
-async fn start(sink: Arc<FlakySink>, auth_keys: Vec<String>, give_up: Duration, memory_bytes: usize) -> Relay {
+async fn start(
+    sink: Arc<FlakySink>,
+    auth_keys: Vec<String>,
+    give_up: Duration,
+    memory_bytes: usize,
+) -> Relay {
     let spool = tempfile::tempdir().unwrap();
     // Find free ports first: the relay prints its own, but in-process we pick them.
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -82,8 +92,15 @@ async fn start(sink: Arc<FlakySink>, auth_keys: Vec<String>, give_up: Duration, 
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         udp_buffer: 8 << 20,
         auth_keys,
-        batcher: BatcherConfig { max_raw_bytes: 256 << 10, linger: Duration::from_millis(50) },
-        retry: RetryConfig { base: Duration::from_millis(20), max: Duration::from_millis(500), give_up_after: give_up },
+        batcher: BatcherConfig {
+            max_raw_bytes: 256 << 10,
+            linger: Duration::from_millis(50),
+        },
+        retry: RetryConfig {
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(500),
+            give_up_after: give_up,
+        },
         memory_bytes,
         spool_dir: spool.path().to_owned(),
         spool_max_bytes: 1 << 30,
@@ -92,15 +109,28 @@ async fn start(sink: Arc<FlakySink>, auth_keys: Vec<String>, give_up: Duration, 
     let stop = CancellationToken::new();
     let task = tokio::spawn(run(cfg, sink, stop.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    Relay { udp: format!("127.0.0.1:{port}").parse().unwrap(), metrics, stop, task, _spool: spool }
+    Relay {
+        udp: format!("127.0.0.1:{port}").parse().unwrap(),
+        metrics,
+        stop,
+        task,
+        _spool: spool,
+    }
 }
 
 fn metric(addr: SocketAddr, name: &str) -> u64 {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut body = String::new();
     std::io::Read::read_to_string(&mut s, &mut body).unwrap();
-    let line = body.lines().find(|l| l.starts_with(&format!("edge_relay_{name} "))).unwrap_or_else(|| panic!("{name} in {body}"));
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(&format!("edge_relay_{name} ")))
+        .unwrap_or_else(|| panic!("{name} in {body}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
@@ -133,8 +163,17 @@ async fn wait_for(sink: &FlakySink, n: usize, limit: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_tcp_throttling_and_auth_keys() {
-    let sink = Arc::new(FlakySink { throttle_every: 3, ..Default::default() });
-    let relay = start(sink.clone(), vec!["good".into()], Duration::from_secs(10), 64 << 20).await;
+    let sink = Arc::new(FlakySink {
+        throttle_every: 3,
+        ..Default::default()
+    });
+    let relay = start(
+        sink.clone(),
+        vec!["good".into()],
+        Duration::from_secs(10),
+        64 << 20,
+    )
+    .await;
     let good_udp = packets(1, 100, "good");
     let good_tcp = packets(2, 100, "good");
     let bad_key = packets(3, 5, "intruder");
@@ -150,7 +189,10 @@ async fn udp_tcp_throttling_and_auth_keys() {
     wait_for(&sink, 2000, Duration::from_secs(20)).await;
     assert_eq!(metric(relay.metrics, "rejected_total"), 50);
     assert_eq!(metric(relay.metrics, "invalid_total"), 1);
-    assert!(metric(relay.metrics, "put_retries_total") > 0, "throttled records were retried");
+    assert!(
+        metric(relay.metrics, "put_retries_total") > 0,
+        "throttled records were retried"
+    );
     relay.stop.cancel();
     relay.task.await.unwrap().unwrap();
     let got = sink.messages();
@@ -179,13 +221,24 @@ async fn a_sixty_second_outage_loses_nothing() {
         during.extend(burst);
         tokio::time::sleep(Duration::from_millis(1000)).await;
         if s == 30 {
-            assert!(metric(relay.metrics, "spooled_batches_total") > 0, "batches went to disk during the outage");
+            assert!(
+                metric(relay.metrics, "spooled_batches_total") > 0,
+                "batches went to disk during the outage"
+            );
             assert!(metric(relay.metrics, "spool_bytes") > 0);
-            assert_eq!(sink.messages().len(), before.len(), "nothing got through while down");
+            assert_eq!(
+                sink.messages().len(),
+                before.len(),
+                "nothing got through while down"
+            );
         }
     }
     wait_for(&sink, before.len() + during.len(), Duration::from_secs(30)).await;
-    assert_eq!(metric(relay.metrics, "spool_bytes"), 0, "spool drained after recovery");
+    assert_eq!(
+        metric(relay.metrics, "spool_bytes"),
+        0,
+        "spool drained after recovery"
+    );
     relay.stop.cancel();
     relay.task.await.unwrap().unwrap();
     let got = sink.messages();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use object_store::ObjectStore;
 
+pub mod compactor;
 pub mod ingest;
 
 /// The lake the functions work on: `HEPOP_LAKE=s3://bucket/prefix`.
@@ -18,14 +19,22 @@ pub fn lake_from_env() -> anyhow::Result<Arc<dyn ObjectStore>> {
 pub const MAX_RESPONSE_BYTES: usize = 5_500_000;
 
 /// The same router as `hepop serve`, with the response size capped.
-pub fn query_router(store: Arc<dyn ObjectStore>, limits: lake::engine::QueryLimits) -> anyhow::Result<lake::http::Router> {
+pub fn query_router(
+    store: Arc<dyn ObjectStore>,
+    limits: lake::engine::QueryLimits,
+) -> anyhow::Result<lake::http::Router> {
     let engine = lake::engine::QueryEngine::new(store, limits)?;
-    Ok(lake::http::router(lake::http::ApiState { engine: Arc::new(engine), max_response_bytes: Some(MAX_RESPONSE_BYTES) }))
+    Ok(lake::http::router(lake::http::ApiState {
+        engine: Arc::new(engine),
+        max_response_bytes: Some(MAX_RESPONSE_BYTES),
+    }))
 }
 
 pub fn init_tracing() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .without_time() // CloudWatch stamps lines itself
         .with_ansi(false)
         .init();

@@ -9,15 +9,28 @@ fn rate(label: &str, n: usize, f: impl FnOnce()) {
     let t = Instant::now();
     f();
     let s = t.elapsed().as_secs_f64();
-    println!("{label:<28} {:>12.0} msgs/s  ({n} in {s:.3} s)", n as f64 / s);
+    println!(
+        "{label:<28} {:>12.0} msgs/s  ({n} in {s:.3} s)",
+        n as f64 / s
+    );
 }
 
 fn main() {
-    let msgs: Vec<_> = (0..30_000u64).flat_map(|i| Call::new(1, i).all(1_764_000_000_000_000 + i as i64 * 1000)).collect();
+    let msgs: Vec<_> = (0..30_000u64)
+        .flat_map(|i| Call::new(1, i).all(1_764_000_000_000_000 + i as i64 * 1000))
+        .collect();
     let packets: Vec<Vec<u8>> = msgs.iter().map(|m| hep::encode_v3(m).unwrap()).collect();
-    let sip: Vec<&[u8]> = msgs.iter().filter(|m| m.proto_type == 1).map(|m| m.payload.as_slice()).collect();
+    let sip: Vec<&[u8]> = msgs
+        .iter()
+        .filter(|m| m.proto_type == 1)
+        .map(|m| m.payload.as_slice())
+        .collect();
     let bytes: usize = packets.iter().map(Vec::len).sum();
-    println!("{} messages, {:.0} bytes average HEP packet", packets.len(), bytes as f64 / packets.len() as f64);
+    println!(
+        "{} messages, {:.0} bytes average HEP packet",
+        packets.len(),
+        bytes as f64 / packets.len() as f64
+    );
     for round in 0..2 {
         println!("round {round}");
         rate("decode (HEPv3)", packets.len(), || {

@@ -19,7 +19,11 @@ pub enum DecodeError {
     #[error("chunk {vendor}:{kind} declares length {len} past the end of the message")]
     ChunkOverrun { vendor: u16, kind: u16, len: usize },
     #[error("chunk {kind} must carry {expected} bytes, has {actual}")]
-    BadChunkSize { kind: u16, expected: usize, actual: usize },
+    BadChunkSize {
+        kind: u16,
+        expected: usize,
+        actual: usize,
+    },
     #[error("unknown address family {0}")]
     BadFamily(u8),
     #[error("compressed payload chunk is not supported")]

@@ -78,13 +78,18 @@ impl StreamFramer {
                 self.stats.resyncs += 1;
                 let skip = find_magic(pending).unwrap_or_else(|| {
                     // Keep a tail that may be the first bytes of a magic.
-                    let keep = (1..4).rev().find(|&k| is_magic_prefix(&pending[pending.len() - k..])).unwrap_or(0);
+                    let keep = (1..4)
+                        .rev()
+                        .find(|&k| is_magic_prefix(&pending[pending.len() - k..]))
+                        .unwrap_or(0);
                     pending.len() - keep
                 });
                 self.discard(skip);
                 continue;
             }
-            let Some(len) = declared_len(pending) else { return None };
+            let Some(len) = declared_len(pending) else {
+                return None;
+            };
             if len < MIN_FRAME {
                 // A magic with an impossible length: skip it and search on.
                 self.stats.resyncs += 1;
@@ -117,7 +122,13 @@ mod tests {
     use crate::{HepMessage, decode, encode_v3};
 
     fn frame(payload: &str) -> Vec<u8> {
-        let m = HepMessage { ip_family: 2, protocol: 17, proto_type: 1, payload: payload.into(), ..Default::default() };
+        let m = HepMessage {
+            ip_family: 2,
+            protocol: 17,
+            proto_type: 1,
+            payload: payload.into(),
+            ..Default::default()
+        };
         encode_v3(&m).unwrap()
     }
 
@@ -136,7 +147,10 @@ mod tests {
         all.extend(frame("bb"));
         all.extend(frame("ccc"));
         f.push(&all);
-        assert_eq!(drain(&mut f), vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]);
+        assert_eq!(
+            drain(&mut f),
+            vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]
+        );
         assert_eq!(f.buffered(), 0);
     }
 

@@ -18,7 +18,10 @@ const TIME: usize = 12;
 
 pub(crate) fn decode(buf: &[u8]) -> Result<HepMessage, DecodeError> {
     if buf.len() < BASE {
-        return Err(DecodeError::Truncated { needed: BASE, have: buf.len() });
+        return Err(DecodeError::Truncated {
+            needed: BASE,
+            have: buf.len(),
+        });
     }
     let version = buf[0];
     let family = buf[2];
@@ -30,7 +33,10 @@ pub(crate) fn decode(buf: &[u8]) -> Result<HepMessage, DecodeError> {
     let time_len = if version == 2 { TIME } else { 0 };
     let header = BASE + addr_len + time_len;
     if buf.len() < header {
-        return Err(DecodeError::Truncated { needed: header, have: buf.len() });
+        return Err(DecodeError::Truncated {
+            needed: header,
+            have: buf.len(),
+        });
     }
     let a = &buf[BASE..BASE + addr_len];
     let (src_ip, dst_ip) = if family == ip_family::IPV4 {

@@ -15,8 +15,8 @@ mod v3;
 
 pub use error::DecodeError;
 pub use framing::{FramerStats, StreamFramer};
-pub use message::{HepMessage, TimeWindow, ip_family};
 pub use legacy::encode_legacy;
+pub use message::{HepMessage, TimeWindow, ip_family};
 pub use v3::{encode_v3, encode_v3_into};
 
 /// Largest datagram or stream message accepted (HEPv3's length field is 16 bits).

@@ -52,7 +52,11 @@ pub struct TimeWindow {
 
 impl Default for TimeWindow {
     fn default() -> Self {
-        Self { max_age_micros: 7 * 24 * 3_600_000_000, max_ahead_micros: 3_600_000_000, accept_any: false }
+        Self {
+            max_age_micros: 7 * 24 * 3_600_000_000,
+            max_ahead_micros: 3_600_000_000,
+            accept_any: false,
+        }
     }
 }
 
@@ -116,14 +120,28 @@ mod tests {
     fn times_outside_the_window_become_the_arrival_time() {
         let w = TimeWindow::default();
         let hour = 3_600_000_000;
-        for (t, kept) in [(NOW, true), (NOW - 7 * 24 * hour, true), (NOW - 7 * 24 * hour - 1, false), (NOW + hour, true), (NOW + hour + 1, false), (4_102_444_800_000_000, false), (1, false)] {
+        for (t, kept) in [
+            (NOW, true),
+            (NOW - 7 * 24 * hour, true),
+            (NOW - 7 * 24 * hour - 1, false),
+            (NOW + hour, true),
+            (NOW + hour + 1, false),
+            (4_102_444_800_000_000, false),
+            (1, false),
+        ] {
             let mut m = at(t);
             assert_eq!(m.settle_time(NOW, &w), !kept, "{t}");
             assert_eq!(m.time_micros(), if kept { t } else { NOW });
             assert_eq!(m.original_time_micros, (!kept).then_some(t));
         }
         let mut m = at(1);
-        assert!(!m.settle_time(NOW, &TimeWindow { accept_any: true, ..w }));
+        assert!(!m.settle_time(
+            NOW,
+            &TimeWindow {
+                accept_any: true,
+                ..w
+            }
+        ));
         assert_eq!((m.time_micros(), m.original_time_micros), (1, None));
         // HEPv1 carries no time: stamped, not counted as replaced.
         let mut m = HepMessage::default();

@@ -30,7 +30,14 @@ impl Call {
     /// Call number `n` of run `run` (e.g. the sender's start time): distinct runs never share Call-IDs.
     pub fn new(run: u64, n: u64) -> Self {
         let h = mix(run ^ mix(n));
-        let ip = |x: u64| Ipv4Addr::new(10, (x >> 8) as u8, (x >> 16) as u8, 1 + (x >> 24) as u8 % 250);
+        let ip = |x: u64| {
+            Ipv4Addr::new(
+                10,
+                (x >> 8) as u8,
+                (x >> 16) as u8,
+                1 + (x >> 24) as u8 % 250,
+            )
+        };
         Self {
             call_id: format!("{:016x}@{}", h, ip(h)),
             caller: format!("+1555{:07}", h % 10_000_000),
@@ -51,11 +58,30 @@ a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/800
         )
     }
 
-    fn sip(&self, first_line: &str, cseq: &str, to_tag: bool, from_uac: bool, body: Option<String>) -> String {
-        let (via_ip, contact_ip) = if from_uac { (self.uac, self.uac) } else { (self.uac, self.uas) };
-        let to_tag = if to_tag { format!(";tag={}", self.to_tag) } else { String::new() };
+    fn sip(
+        &self,
+        first_line: &str,
+        cseq: &str,
+        to_tag: bool,
+        from_uac: bool,
+        body: Option<String>,
+    ) -> String {
+        let (via_ip, contact_ip) = if from_uac {
+            (self.uac, self.uac)
+        } else {
+            (self.uac, self.uas)
+        };
+        let to_tag = if to_tag {
+            format!(";tag={}", self.to_tag)
+        } else {
+            String::new()
+        };
         let body = body.unwrap_or_default();
-        let ctype = if body.is_empty() { "" } else { "Content-Type: application/sdp\r\n" };
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
         format!(
             "{first_line}\r\nVia: SIP/2.0/UDP {via_ip}:5060;branch=z9hG4bK{b:x};rport\r\nMax-Forwards: 70\r\n\
 From: \"{caller}\" <sip:{caller}@{uac}>;tag={ft}\r\nTo: <sip:{callee}@{uas}>{to_tag}\r\nCall-ID: {cid}\r\nCSeq: {cseq}\r\n\
@@ -71,8 +97,19 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
         )
     }
 
-    fn hep(&self, proto_type: u8, from_uac: bool, t: i64, payload: String, ports: (u16, u16)) -> HepMessage {
-        let (src, dst) = if from_uac { (self.uac, self.uas) } else { (self.uas, self.uac) };
+    fn hep(
+        &self,
+        proto_type: u8,
+        from_uac: bool,
+        t: i64,
+        payload: String,
+        ports: (u16, u16),
+    ) -> HepMessage {
+        let (src, dst) = if from_uac {
+            (self.uac, self.uas)
+        } else {
+            (self.uas, self.uac)
+        };
         HepMessage {
             version: 3,
             ip_family: crate::ip_family::IPV4,
@@ -99,13 +136,62 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
     pub fn sip_flow(&self, start_micros: i64) -> Vec<HepMessage> {
         let ruri = format!("sip:{}@{}", self.callee, self.uas);
         let steps: [(i64, bool, String, &str, bool, Option<String>); 7] = [
-            (0, true, format!("INVITE {ruri} SIP/2.0"), "1 INVITE", false, Some(self.sdp(self.uac, 16_000))),
-            (2_000, false, "SIP/2.0 100 Trying".into(), "1 INVITE", false, None),
-            (40_000, false, "SIP/2.0 180 Ringing".into(), "1 INVITE", true, None),
-            (2_000_000, false, "SIP/2.0 200 OK".into(), "1 INVITE", true, Some(self.sdp(self.uas, 20_000))),
-            (2_010_000, true, format!("ACK {ruri} SIP/2.0"), "1 ACK", true, None),
-            (9_000_000, true, format!("BYE {ruri} SIP/2.0"), "2 BYE", true, None),
-            (9_020_000, false, "SIP/2.0 200 OK".into(), "2 BYE", true, None),
+            (
+                0,
+                true,
+                format!("INVITE {ruri} SIP/2.0"),
+                "1 INVITE",
+                false,
+                Some(self.sdp(self.uac, 16_000)),
+            ),
+            (
+                2_000,
+                false,
+                "SIP/2.0 100 Trying".into(),
+                "1 INVITE",
+                false,
+                None,
+            ),
+            (
+                40_000,
+                false,
+                "SIP/2.0 180 Ringing".into(),
+                "1 INVITE",
+                true,
+                None,
+            ),
+            (
+                2_000_000,
+                false,
+                "SIP/2.0 200 OK".into(),
+                "1 INVITE",
+                true,
+                Some(self.sdp(self.uas, 20_000)),
+            ),
+            (
+                2_010_000,
+                true,
+                format!("ACK {ruri} SIP/2.0"),
+                "1 ACK",
+                true,
+                None,
+            ),
+            (
+                9_000_000,
+                true,
+                format!("BYE {ruri} SIP/2.0"),
+                "2 BYE",
+                true,
+                None,
+            ),
+            (
+                9_020_000,
+                false,
+                "SIP/2.0 200 OK".into(),
+                "2 BYE",
+                true,
+                None,
+            ),
         ];
         steps
             .into_iter()
@@ -135,7 +221,10 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
 
     /// A proxy log line (HEP type 100).
     pub fn log_line(&self, t: i64) -> HepMessage {
-        let payload = format!("NOTICE: <script>: call {} from {} to {} routed to {}", self.call_id, self.caller, self.callee, self.uas);
+        let payload = format!(
+            "NOTICE: <script>: call {} from {} to {} routed to {}",
+            self.call_id, self.caller, self.callee, self.uas
+        );
         self.hep(100, true, t, payload, (5060, 5060))
     }
 

@@ -30,10 +30,18 @@ fn lossy(b: &[u8]) -> Cow<'_, str> {
 
 fn trim(mut b: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = b {
-        if first.is_ascii_whitespace() { b = rest } else { break }
+        if first.is_ascii_whitespace() {
+            b = rest
+        } else {
+            break;
+        }
     }
     while let [rest @ .., last] = b {
-        if last.is_ascii_whitespace() { b = rest } else { break }
+        if last.is_ascii_whitespace() {
+            b = rest
+        } else {
+            break;
+        }
     }
     b
 }
@@ -49,7 +57,12 @@ fn split_lines(msg: &[u8]) -> impl Iterator<Item = &[u8]> {
         };
         rest = next;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() { rest = None; None } else { Some(line) }
+        if line.is_empty() {
+            rest = None;
+            None
+        } else {
+            Some(line)
+        }
     })
 }
 
@@ -83,16 +96,22 @@ fn classify(name: &[u8]) -> Option<Header> {
 pub fn extract(payload: &[u8]) -> SipFields<'_> {
     let mut out = SipFields::default();
     let mut lines = split_lines(payload);
-    let Some(first) = lines.next() else { return out };
+    let Some(first) = lines.next() else {
+        return out;
+    };
     if let Some(rest) = first.strip_prefix(b"SIP/2.0 ") {
         let code = rest.split(|&b| b == b' ').next().unwrap_or_default();
-        match std::str::from_utf8(code).ok().and_then(|c| c.parse::<u16>().ok()) {
+        match std::str::from_utf8(code)
+            .ok()
+            .and_then(|c| c.parse::<u16>().ok())
+        {
             Some(c) if (100..700).contains(&c) => out.status = Some(c),
             _ => return out,
         }
     } else {
         let mut parts = first.split(|&b| b == b' ').filter(|p| !p.is_empty());
-        let (Some(method), Some(uri), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(method), Some(uri), Some(version)) = (parts.next(), parts.next(), parts.next())
+        else {
             return out;
         };
         if !version.starts_with(b"SIP/") || !method.iter().all(|b| b.is_ascii_alphabetic()) {
@@ -120,8 +139,13 @@ pub fn extract(payload: &[u8]) -> SipFields<'_> {
         if let Some((h, value)) = current.take() {
             apply(&mut out, h, value);
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        current = Some((classify(trim(&line[..colon])), Cow::Borrowed(trim(&line[colon + 1..]))));
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        current = Some((
+            classify(trim(&line[..colon])),
+            Cow::Borrowed(trim(&line[colon + 1..])),
+        ));
     }
     if let Some((h, value)) = current {
         apply(&mut out, h, value);
@@ -146,10 +170,16 @@ fn apply<'a>(out: &mut SipFields<'a>, h: Option<Header>, value: Cow<'a, [u8]>) {
     match h {
         // First occurrence wins, as a proxy would read it.
         Header::CallId if out.call_id.is_none() => out.call_id = Some(owned_or_borrowed(&value, v)),
-        Header::UserAgent if out.user_agent.is_none() => out.user_agent = Some(owned_or_borrowed(&value, v)),
+        Header::UserAgent if out.user_agent.is_none() => {
+            out.user_agent = Some(owned_or_borrowed(&value, v))
+        }
         Header::CSeq if out.cseq_num.is_none() => {
-            let mut parts = v.split(|b| b.is_ascii_whitespace()).filter(|p| !p.is_empty());
-            out.cseq_num = parts.next().and_then(|n| std::str::from_utf8(n).ok()?.parse().ok());
+            let mut parts = v
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|p| !p.is_empty());
+            out.cseq_num = parts
+                .next()
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok());
             out.cseq_method = parts.next().map(|m| owned_or_borrowed(&value, m));
         }
         Header::From if out.from_user.is_none() && out.from_tag.is_none() => {
@@ -174,7 +204,10 @@ fn uri_user_domain(uri: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
     };
     let scheme = &uri[..colon];
     let rest = &uri[colon + 1..];
-    let end = rest.iter().position(|&b| matches!(b, b';' | b'>' | b'?' | b' ')).unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b';' | b'>' | b'?' | b' '))
+        .unwrap_or(rest.len());
     let rest = &rest[..end];
     if scheme.eq_ignore_ascii_case(b"tel") {
         return (Some(rest).filter(|r| !r.is_empty()), None);
@@ -187,9 +220,15 @@ fn uri_user_domain(uri: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
         None => (None, rest),
     };
     // The user part may carry a password (user:pw@host): drop it.
-    let user = user.map(|u| u.split(|&b| b == b':').next().unwrap_or(u)).filter(|u| !u.is_empty());
+    let user = user
+        .map(|u| u.split(|&b| b == b':').next().unwrap_or(u))
+        .filter(|u| !u.is_empty());
     let host = if hostport.first() == Some(&b'[') {
-        hostport.iter().position(|&b| b == b']').map(|i| &hostport[..=i]).unwrap_or(hostport)
+        hostport
+            .iter()
+            .position(|&b| b == b']')
+            .map(|i| &hostport[..=i])
+            .unwrap_or(hostport)
     } else {
         hostport.split(|&b| b == b':').next().unwrap_or(hostport)
     };
@@ -211,12 +250,18 @@ fn name_addr_user_tag(v: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
     let (uri, params) = match v[i..].iter().position(|&b| b == b'<') {
         Some(lt) => {
             let open = i + lt + 1;
-            let close = v[open..].iter().position(|&b| b == b'>').map_or(v.len(), |c| open + c);
+            let close = v[open..]
+                .iter()
+                .position(|&b| b == b'>')
+                .map_or(v.len(), |c| open + c);
             (&v[open..close], &v[(close + 1).min(v.len())..])
         }
         None => {
             // addr-spec: parameters after the URI belong to the header.
-            let semi = v[i..].iter().position(|&b| b == b';').map_or(v.len(), |s| i + s);
+            let semi = v[i..]
+                .iter()
+                .position(|&b| b == b';')
+                .map_or(v.len(), |s| i + s);
             (&v[i..semi], &v[semi..])
         }
     };
@@ -226,7 +271,9 @@ fn name_addr_user_tag(v: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
         .map(trim)
         .find_map(|p| {
             let eq = p.iter().position(|&b| b == b'=')?;
-            trim(&p[..eq]).eq_ignore_ascii_case(b"tag").then(|| trim(&p[eq + 1..]))
+            trim(&p[..eq])
+                .eq_ignore_ascii_case(b"tag")
+                .then(|| trim(&p[eq + 1..]))
         })
         .filter(|t| !t.is_empty());
     (user, tag)
@@ -257,7 +304,10 @@ Content-Length: 0\r\n\r\nv=0\r\nCall-ID: body-not-header\r\n";
         assert_eq!(f.status, None);
         assert_eq!(s(&f.ruri_user), Some("bob"));
         assert_eq!(s(&f.ruri_domain), Some("biloxi.example.com"));
-        assert_eq!(s(&f.call_id), Some("a84b4c76e66710@pc33.atlanta.example.com"));
+        assert_eq!(
+            s(&f.call_id),
+            Some("a84b4c76e66710@pc33.atlanta.example.com")
+        );
         assert_eq!(f.cseq_num, Some(314159));
         assert_eq!(s(&f.cseq_method), Some("INVITE"));
         assert_eq!(s(&f.from_user), Some("alice"));
@@ -296,7 +346,8 @@ cseq: 2 INVITE\n\n";
 
     #[test]
     fn non_utf8_bytes_are_replaced_not_fatal() {
-        let msg = b"OPTIONS sip:u@h SIP/2.0\r\nCall-ID: ab\xff\xfecd\r\nUser-Agent: \xc3\x28\r\n\r\n";
+        let msg =
+            b"OPTIONS sip:u@h SIP/2.0\r\nCall-ID: ab\xff\xfecd\r\nUser-Agent: \xc3\x28\r\n\r\n";
         let f = extract(msg);
         assert_eq!(s(&f.method), Some("OPTIONS"));
         assert_eq!(s(&f.call_id), Some("ab\u{fffd}\u{fffd}cd"));
@@ -305,7 +356,9 @@ cseq: 2 INVITE\n\n";
 
     #[test]
     fn tel_and_ipv6_uris() {
-        let f = extract(b"INVITE tel:+4930123 SIP/2.0\r\nFrom: <sips:carol@[2001:db8::1]:5061>;tag=x\r\n\r\n");
+        let f = extract(
+            b"INVITE tel:+4930123 SIP/2.0\r\nFrom: <sips:carol@[2001:db8::1]:5061>;tag=x\r\n\r\n",
+        );
         assert_eq!(s(&f.ruri_user), Some("+4930123"));
         assert_eq!(f.ruri_domain, None);
         assert_eq!(s(&f.from_user), Some("carol"));
@@ -316,7 +369,13 @@ cseq: 2 INVITE\n\n";
 
     #[test]
     fn not_sip_gives_nulls() {
-        for junk in [&b""[..], b"\x80\x00\x12\x34binary rtcp", b"hello world", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"SIP/2.0 abc x\r\n"] {
+        for junk in [
+            &b""[..],
+            b"\x80\x00\x12\x34binary rtcp",
+            b"hello world",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"SIP/2.0 abc x\r\n",
+        ] {
             assert_eq!(extract(junk), SipFields::default(), "{junk:?}");
         }
     }

@@ -42,7 +42,11 @@ pub(crate) fn is_magic(b: &[u8]) -> bool {
 }
 
 fn fixed<const N: usize>(kind: u16, v: &[u8]) -> Result<[u8; N], DecodeError> {
-    v.try_into().map_err(|_| DecodeError::BadChunkSize { kind, expected: N, actual: v.len() })
+    v.try_into().map_err(|_| DecodeError::BadChunkSize {
+        kind,
+        expected: N,
+        actual: v.len(),
+    })
 }
 
 fn text(v: &[u8]) -> String {
@@ -53,22 +57,34 @@ fn text(v: &[u8]) -> String {
 
 pub(crate) fn decode(buf: &[u8]) -> Result<HepMessage, DecodeError> {
     if buf.len() < HEADER {
-        return Err(DecodeError::Truncated { needed: HEADER, have: buf.len() });
+        return Err(DecodeError::Truncated {
+            needed: HEADER,
+            have: buf.len(),
+        });
     }
     if !is_magic(&buf[..4]) {
         return Err(DecodeError::BadMagic);
     }
     let declared = u16::from_be_bytes([buf[4], buf[5]]) as usize;
     if declared != buf.len() {
-        return Err(DecodeError::LengthMismatch { declared, actual: buf.len() });
+        return Err(DecodeError::LengthMismatch {
+            declared,
+            actual: buf.len(),
+        });
     }
-    let mut msg = HepMessage { version: 3, ..Default::default() };
+    let mut msg = HepMessage {
+        version: 3,
+        ..Default::default()
+    };
     let mut has_payload = false;
     let mut pos = HEADER;
     while pos < buf.len() {
         let rest = &buf[pos..];
         if rest.len() < CHUNK_HEADER {
-            return Err(DecodeError::Truncated { needed: CHUNK_HEADER, have: rest.len() });
+            return Err(DecodeError::Truncated {
+                needed: CHUNK_HEADER,
+                have: rest.len(),
+            });
         }
         let vendor = u16::from_be_bytes([rest[0], rest[1]]);
         let kind = u16::from_be_bytes([rest[2], rest[3]]);

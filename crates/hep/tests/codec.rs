@@ -63,7 +63,7 @@ fn unknown_and_vendor_chunks_are_skipped() {
     let m = hep3(&[
         chunk(0, 1, &[2]),
         chunk(0x0b, 1, b"vendor-private"), // vendor chunk reusing a standard type id
-        chunk(0, 0x20, &[1, 2, 3]),          // a standard id we do not store
+        chunk(0, 0x20, &[1, 2, 3]),        // a standard id we do not store
         chunk(0, 0xffff, b""),
         chunk(0, 11, &[5]),
         chunk(0, 15, b"rtcp"),
@@ -91,20 +91,35 @@ fn eep1_magic_is_accepted() {
 fn malformed_inputs_give_typed_errors() {
     let good = encode_v3(&sample()).unwrap();
     // truncated
-    assert!(matches!(decode(&good[..3]), Err(DecodeError::Truncated { .. })));
-    assert!(matches!(decode(&good[..good.len() - 1]), Err(DecodeError::LengthMismatch { .. })));
+    assert!(matches!(
+        decode(&good[..3]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    assert!(matches!(
+        decode(&good[..good.len() - 1]),
+        Err(DecodeError::LengthMismatch { .. })
+    ));
     // length mismatch: header says more than we have, and less
     let mut longer = good.clone();
     longer.push(0);
-    assert!(matches!(decode(&longer), Err(DecodeError::LengthMismatch { .. })));
+    assert!(matches!(
+        decode(&longer),
+        Err(DecodeError::LengthMismatch { .. })
+    ));
     // chunk length < 6
     let mut short = hep3(&[chunk(0, 15, b"x")]);
     short[6 + 5] = 3;
-    assert!(matches!(decode(&short), Err(DecodeError::ChunkTooShort { len: 3, .. })));
+    assert!(matches!(
+        decode(&short),
+        Err(DecodeError::ChunkTooShort { len: 3, .. })
+    ));
     // chunk running past the end
     let mut over = hep3(&[chunk(0, 15, b"x")]);
     over[6 + 5] = 200;
-    assert!(matches!(decode(&over), Err(DecodeError::ChunkOverrun { .. })));
+    assert!(matches!(
+        decode(&over),
+        Err(DecodeError::ChunkOverrun { .. })
+    ));
     // truncated chunk header
     let mut stub = hep3(&[chunk(0, 15, b"x")]);
     stub.extend([0, 0, 0]);
@@ -112,15 +127,35 @@ fn malformed_inputs_give_typed_errors() {
     stub[4..6].copy_from_slice(&n.to_be_bytes());
     assert!(matches!(decode(&stub), Err(DecodeError::Truncated { .. })));
     // wrong size for fixed-size chunks
-    for (kind, len) in [(1u16, 2usize), (3, 5), (5, 4), (7, 1), (9, 8), (12, 2), (18, 3)] {
+    for (kind, len) in [
+        (1u16, 2usize),
+        (3, 5),
+        (5, 4),
+        (7, 1),
+        (9, 8),
+        (12, 2),
+        (18, 3),
+    ] {
         let m = hep3(&[chunk(0, kind, &vec![0; len]), chunk(0, 15, b"x")]);
-        assert!(matches!(decode(&m), Err(DecodeError::BadChunkSize { kind: k, .. }) if k == kind), "kind {kind}");
+        assert!(
+            matches!(decode(&m), Err(DecodeError::BadChunkSize { kind: k, .. }) if k == kind),
+            "kind {kind}"
+        );
     }
     // over 64 KiB
-    assert!(matches!(decode(&vec![b'H'; 70_000]), Err(DecodeError::TooLarge(70_000))));
+    assert!(matches!(
+        decode(&vec![b'H'; 70_000]),
+        Err(DecodeError::TooLarge(70_000))
+    ));
     // no payload, compressed payload, unknown version, empty
-    assert_eq!(decode(&hep3(&[chunk(0, 1, &[2])])), Err(DecodeError::MissingPayload));
-    assert_eq!(decode(&hep3(&[chunk(0, 16, b"zz")])), Err(DecodeError::CompressedPayloadUnsupported));
+    assert_eq!(
+        decode(&hep3(&[chunk(0, 1, &[2])])),
+        Err(DecodeError::MissingPayload)
+    );
+    assert_eq!(
+        decode(&hep3(&[chunk(0, 16, b"zz")])),
+        Err(DecodeError::CompressedPayloadUnsupported)
+    );
     assert_eq!(decode(b"\x07abc"), Err(DecodeError::UnknownVersion(7)));
     assert!(decode(b"").is_err());
     assert_eq!(decode(b"HEPX\x00\x0c123456"), Err(DecodeError::BadMagic));
@@ -143,8 +178,14 @@ fn v1_and_v2_decode() {
     m.capture_id = 2001;
     let v2 = decode(&encode_legacy(&m, 2)).unwrap();
     assert_eq!(v2.version, 2);
-    assert_eq!((v2.src_ip, v2.dst_ip, v2.src_port, v2.dst_port), (m.src_ip, m.dst_ip, 5060, 5060));
-    assert_eq!((v2.time_sec, v2.time_usec, v2.capture_id, v2.proto_type), (m.time_sec, m.time_usec, 2001, 1));
+    assert_eq!(
+        (v2.src_ip, v2.dst_ip, v2.src_port, v2.dst_port),
+        (m.src_ip, m.dst_ip, 5060, 5060)
+    );
+    assert_eq!(
+        (v2.time_sec, v2.time_usec, v2.capture_id, v2.proto_type),
+        (m.time_sec, m.time_usec, 2001, 1)
+    );
     assert_eq!(v2.payload, m.payload);
     let mut v1 = decode(&encode_legacy(&m, 1)).unwrap();
     assert_eq!((v1.version, v1.time_sec, v1.protocol), (1, 0, 17));
@@ -152,7 +193,11 @@ fn v1_and_v2_decode() {
     assert_eq!((v1.time_sec, v1.time_usec), (1_737_917_047, 120_000));
     let mut timed = v2.clone();
     timed.stamp_if_untimed(42);
-    assert_eq!(timed.time_micros(), v2.time_micros(), "a timed message keeps its time");
+    assert_eq!(
+        timed.time_micros(),
+        v2.time_micros(),
+        "a timed message keeps its time"
+    );
     assert_eq!(v1.payload, m.payload);
     // IPv6 v2
     m.src_ip = Some(IpAddr::V6(Ipv6Addr::LOCALHOST));
@@ -160,19 +205,34 @@ fn v1_and_v2_decode() {
     let v6 = decode(&encode_legacy(&m, 2)).unwrap();
     assert_eq!((v6.ip_family, v6.src_ip), (10, m.src_ip));
     // malformed legacy
-    assert!(matches!(decode(&[2, 28, 2, 17, 0, 1]), Err(DecodeError::Truncated { .. })));
-    assert_eq!(decode(&[2, 28, 9, 17, 0, 1, 0, 2]), Err(DecodeError::BadFamily(9)));
-    assert!(matches!(decode(&[2, 16, 2, 17, 0, 1, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9]), Err(DecodeError::Truncated { needed: 28, .. })));
+    assert!(matches!(
+        decode(&[2, 28, 2, 17, 0, 1]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    assert_eq!(
+        decode(&[2, 28, 9, 17, 0, 1, 0, 2]),
+        Err(DecodeError::BadFamily(9))
+    );
+    assert!(matches!(
+        decode(&[2, 16, 2, 17, 0, 1, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        Err(DecodeError::Truncated { needed: 28, .. })
+    ));
     // sngrep's HEPv2 as captured from `sngrep -H` with eep.send.version 2: hp_l is 0.
     let sngrep = hex("0200021113c413c40a0000010a00000200f1536520a107004d00f9a4494e56495445");
     let d = decode(&sngrep).unwrap();
-    assert_eq!((d.time_sec, d.time_usec, d.capture_id), (1_700_000_000, 500_000, 77));
+    assert_eq!(
+        (d.time_sec, d.time_usec, d.capture_id),
+        (1_700_000_000, 500_000, 77)
+    );
     assert_eq!(d.src_ip, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
     assert_eq!(d.payload, b"INVITE");
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn arb_ip() -> impl Strategy<Value = Option<IpAddr>> {

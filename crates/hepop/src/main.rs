@@ -3,12 +3,17 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod metrics;
 mod send;
 mod serve;
 
 #[derive(Parser)]
-#[command(name = "hepop", version, about = "HEP capture server: HEP over UDP/TCP into Parquet, SQL over HTTP")]
+#[command(
+    name = "hepop",
+    version,
+    about = "HEP capture server: HEP over UDP/TCP into Parquet, SQL over HTTP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -22,7 +27,7 @@ enum Command {
     Send(send::SendArgs),
     /// Run one SQL query against a lake directly (no server needed).
     Query(QueryArgs),
-    /// Compact every closed hour once.
+    /// One compaction run over every hour (and retention), then a report.
     Compact(CompactArgs),
 }
 
@@ -40,14 +45,8 @@ struct QueryArgs {
 struct CompactArgs {
     #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
     data: String,
-    #[arg(long, default_value_t = 128 << 20)]
-    target_bytes: u64,
-    /// Seconds replaced files stay readable (0: delete at once; only when no server is querying).
-    #[arg(long, default_value_t = 300)]
-    grace_secs: u64,
-    /// Compact hours that ended at least this many seconds ago.
-    #[arg(long, default_value_t = 600)]
-    close_after_secs: u64,
+    #[command(flatten)]
+    compaction: args::CompactionArgs,
 }
 
 /// Only `serve` needs the default args when no subcommand is given.
@@ -59,21 +58,28 @@ struct ServeOnly {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or_else(|| Command::Serve(ServeOnly::parse_from(["hepop"]).args));
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeOnly::parse_from(["hepop"]).args));
     if let Command::Send(args) = command {
         return send::send(args);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match command {
             Command::Serve(args) => serve::serve(args).await,
             Command::Query(q) => {
                 let store = lake::store::open(&q.data)?;
-                let format = lake::http::Format::parse(Some(&q.format)).map_err(anyhow::Error::msg)?;
+                let format =
+                    lake::http::Format::parse(Some(&q.format)).map_err(anyhow::Error::msg)?;
                 let engine = lake::engine::QueryEngine::new(store, Default::default())?;
                 let result = engine.query(&q.sql).await?;
                 let mut out = std::io::stdout().lock();
@@ -82,14 +88,23 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Compact(c) => {
+                let cfg = c.compaction.config()?;
                 let store = lake::store::open(&c.data)?;
-                let cfg = lake::compact::CompactionConfig {
-                    target_file_bytes: c.target_bytes,
-                    grace: std::time::Duration::from_secs(c.grace_secs),
-                    close_after: std::time::Duration::from_secs(c.close_after_secs),
-                };
-                let r = lake::compact::compact_closed(&store, &cfg, chrono::Utc::now().timestamp_micros()).await?;
-                println!("{r:?}");
+                let r = lake::compact::run(
+                    &store,
+                    &cfg,
+                    chrono::Utc::now().timestamp_micros(),
+                    lake::compact::Sweep::Full,
+                    None,
+                )
+                .await;
+                println!("{}", serde_json::to_string(&r)?);
+                anyhow::ensure!(
+                    r.errors.is_empty(),
+                    "{} partition(s) failed: {}",
+                    r.errors.len(),
+                    r.errors.join("; ")
+                );
                 Ok(())
             }
             Command::Send(_) => unreachable!("handled above"),

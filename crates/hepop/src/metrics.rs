@@ -1,7 +1,7 @@
 //! The server's counters: the listeners' plus the writer's and compactor's.
 use std::sync::atomic::AtomicU64;
 
-use listen::{Counters, get, prometheus};
+use listen::{Counters, add, get, prometheus};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -10,7 +10,15 @@ pub struct Metrics {
     pub written: AtomicU64,
     pub files_written: AtomicU64,
     pub write_errors: AtomicU64,
-    pub compactions: AtomicU64,
+    /// Capture times outside the accepted window, stored at arrival time.
+    pub time_replaced: AtomicU64,
+    pub compaction_jobs: AtomicU64,
+    pub compaction_conflicts: AtomicU64,
+    pub compaction_errors: AtomicU64,
+    pub compaction_deleted: AtomicU64,
+    pub quarantined_files: AtomicU64,
+    pub expired_hours: AtomicU64,
+    pub expired_objects: AtomicU64,
 }
 
 impl Metrics {
@@ -18,15 +26,76 @@ impl Metrics {
         let mut rows = self.listen.rows();
         rows.extend([
             ("written", "rows written to Parquet", get(&self.written)),
-            ("files_written", "Parquet files written", get(&self.files_written)),
-            ("write_errors", "failed Parquet writes (retried)", get(&self.write_errors)),
-            ("compactions", "partitions compacted", get(&self.compactions)),
+            (
+                "files_written",
+                "Parquet files written",
+                get(&self.files_written),
+            ),
+            (
+                "write_errors",
+                "failed Parquet writes (retried)",
+                get(&self.write_errors),
+            ),
+            (
+                "time_replaced",
+                "messages whose capture time was outside the window (stored at arrival)",
+                get(&self.time_replaced),
+            ),
+            (
+                "compaction_jobs",
+                "compaction jobs committed",
+                get(&self.compaction_jobs),
+            ),
+            (
+                "compaction_conflicts",
+                "compaction jobs overtaken by another compactor",
+                get(&self.compaction_conflicts),
+            ),
+            (
+                "compaction_errors",
+                "partitions a compaction run could not compact",
+                get(&self.compaction_errors),
+            ),
+            (
+                "compaction_deleted",
+                "replaced files and old log entries deleted",
+                get(&self.compaction_deleted),
+            ),
+            (
+                "quarantined_files",
+                "unreadable Parquet files moved to _quarantine/",
+                get(&self.quarantined_files),
+            ),
+            (
+                "expired_hours",
+                "hour partitions deleted by retention",
+                get(&self.expired_hours),
+            ),
+            (
+                "expired_objects",
+                "objects deleted by retention",
+                get(&self.expired_objects),
+            ),
         ]);
         rows
     }
 
+    pub fn record_compaction(&self, r: &lake::compact::CompactionReport) {
+        add(&self.compaction_jobs, r.jobs as u64);
+        add(&self.compaction_conflicts, r.conflicts as u64);
+        add(&self.compaction_errors, r.errors.len() as u64);
+        add(&self.compaction_deleted, r.deleted as u64);
+        add(&self.quarantined_files, r.quarantined as u64);
+        add(&self.expired_hours, r.expired_hours as u64);
+        add(&self.expired_objects, r.expired_objects as u64);
+    }
+
     pub fn prometheus(&self, buffered: u64) -> String {
-        prometheus("hepop", &self.rows(), &[("buffered_rows", "rows waiting to be written", buffered)])
+        prometheus(
+            "hepop",
+            &self.rows(),
+            &[("buffered_rows", "rows waiting to be written", buffered)],
+        )
     }
 
     /// received, decoded, invalid, written, dropped: the log line.

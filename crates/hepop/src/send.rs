@@ -117,26 +117,49 @@ fn packets(args: &SendArgs) -> anyhow::Result<Box<dyn Iterator<Item = Vec<u8>>>>
         return Ok(Box::new(frames.into_iter()));
     }
     let run = chrono::Utc::now().timestamp_micros() as u64;
-    let generator = Generator { run, call: 0, traffic: args.traffic, queue: Vec::new().into_iter() };
-    Ok(Box::new(generator.map(|m| hep::encode_v3(&m).expect("generated messages fit in 64 KiB"))))
+    let generator = Generator {
+        run,
+        call: 0,
+        traffic: args.traffic,
+        queue: Vec::new().into_iter(),
+    };
+    Ok(Box::new(generator.map(|m| {
+        hep::encode_v3(&m).expect("generated messages fit in 64 KiB")
+    })))
 }
 
 pub fn send(args: SendArgs) -> anyhow::Result<()> {
     let mut sink = if let Some(path) = &args.save {
-        Sink::File(BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?))
+        Sink::File(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ))
     } else {
         match args.transport {
             Transport::Udp => {
                 let s = UdpSocket::bind("0.0.0.0:0")?;
-                s.connect(&args.to).with_context(|| format!("resolving {}", args.to))?;
+                s.connect(&args.to)
+                    .with_context(|| format!("resolving {}", args.to))?;
                 Sink::Udp(s)
             }
-            Transport::Tcp => Sink::Tcp(BufWriter::new(TcpStream::connect(&args.to).with_context(|| format!("connecting to {}", args.to))?)),
+            Transport::Tcp => Sink::Tcp(BufWriter::new(
+                TcpStream::connect(&args.to)
+                    .with_context(|| format!("connecting to {}", args.to))?,
+            )),
         }
     };
-    let limit = args.count.unwrap_or(if args.duration.is_some() { u64::MAX } else { 10_000 });
-    let deadline = args.duration.map(|d| Instant::now() + Duration::from_secs_f64(d));
-    let target = if args.save.is_some() { "file" } else { &args.to };
+    let limit = args.count.unwrap_or(if args.duration.is_some() {
+        u64::MAX
+    } else {
+        10_000
+    });
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let target = if args.save.is_some() {
+        "file"
+    } else {
+        &args.to
+    };
     let start = Instant::now();
     let mut last_report = start;
     let mut sent: u64 = 0;
@@ -154,19 +177,28 @@ pub fn send(args: SendArgs) -> anyhow::Result<()> {
                 std::thread::sleep(due - now);
             }
         }
-        sink.send(&packet).with_context(|| format!("sending to {target}"))?;
+        sink.send(&packet)
+            .with_context(|| format!("sending to {target}"))?;
         sent += 1;
         bytes += packet.len() as u64;
         if !args.quiet && last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
             let secs = start.elapsed().as_secs_f64();
-            eprint!("\rsent {sent} messages, {:.0}/s, {:.1} MB → {target}   ", sent as f64 / secs, bytes as f64 / 1e6);
+            eprint!(
+                "\rsent {sent} messages, {:.0}/s, {:.1} MB → {target}   ",
+                sent as f64 / secs,
+                bytes as f64 / 1e6
+            );
         }
     }
     sink.flush()?;
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     if !args.quiet {
-        eprintln!("\rsent {sent} messages in {secs:.1} s ({:.0}/s, {:.1} MB) → {target}   ", sent as f64 / secs, bytes as f64 / 1e6);
+        eprintln!(
+            "\rsent {sent} messages in {secs:.1} s ({:.0}/s, {:.1} MB) → {target}   ",
+            sent as f64 / secs,
+            bytes as f64 / 1e6
+        );
     }
     Ok(())
 }

@@ -8,24 +8,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::routing::get;
 use hep::HepMessage;
-use lake::compact::{CompactionConfig, compact_closed};
+use lake::compact::{CompactionConfig, Sweep};
 use lake::engine::{QueryEngine, QueryLimits};
 use lake::http::{ApiState, router};
 use lake::writer::{PendingFile, WriteBuffer, WriterConfig};
+use listen::CancellationToken;
 use object_store::ObjectStore;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use listen::CancellationToken;
 
 use listen::{add, bind_tcp_beside, bind_udp, inc, run_tcp, run_udp};
 
+use crate::args::{CompactionArgs, TimeArgs};
 use crate::metrics::Metrics;
-
-/// HEPv1 carries no timestamp: the receiver's clock stands in.
-fn stamp(_raw: &[u8], mut m: HepMessage) -> Option<HepMessage> {
-    m.stamp_if_untimed(chrono::Utc::now().timestamp_micros());
-    Some(m)
-}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -56,18 +51,13 @@ pub struct ServeArgs {
     /// Kernel receive buffer for the UDP socket, bytes.
     #[arg(long, env = "HEPOP_UDP_BUFFER", default_value_t = 64 << 20)]
     pub udp_buffer: usize,
-    /// Seconds between compaction runs (0 turns compaction off).
+    /// Seconds between compaction runs (0 turns compaction and retention off).
     #[arg(long, env = "HEPOP_COMPACT_EVERY_SECS", default_value_t = 60)]
     pub compact_every_secs: u64,
-    /// Target size of compacted files, bytes.
-    #[arg(long, env = "HEPOP_COMPACT_TARGET_BYTES", default_value_t = 128 << 20)]
-    pub compact_target_bytes: u64,
-    /// How long replaced files stay after a compaction (must exceed the query timeout).
-    #[arg(long, env = "HEPOP_COMPACT_GRACE_SECS", default_value_t = 300)]
-    pub compact_grace_secs: u64,
-    /// An hour is compacted this long after it ends.
-    #[arg(long, env = "HEPOP_COMPACT_CLOSE_AFTER_SECS", default_value_t = 600)]
-    pub compact_close_after_secs: u64,
+    #[command(flatten)]
+    pub compaction: CompactionArgs,
+    #[command(flatten)]
+    pub time: TimeArgs,
     #[arg(long, env = "HEPOP_QUERY_TIMEOUT_SECS", default_value_t = 30)]
     pub query_timeout_secs: u64,
     #[arg(long, env = "HEPOP_QUERY_MAX_ROWS", default_value_t = 100_000)]
@@ -80,13 +70,17 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = lake::store::open(&args.data).with_context(|| format!("opening lake at {}", args.data))?;
+    lake::paths::check_writer_id(&args.writer_id).map_err(anyhow::Error::msg)?;
+    let compaction = args.compaction.config()?;
+    let store =
+        lake::store::open(&args.data).with_context(|| format!("opening lake at {}", args.data))?;
     let metrics = Arc::new(Metrics::default());
     let buffered = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
 
     let hep_addr = SocketAddr::new(args.host, args.hep_port);
-    let udp = bind_udp(hep_addr, args.udp_buffer).with_context(|| format!("binding UDP {hep_addr}"))?;
+    let udp =
+        bind_udp(hep_addr, args.udp_buffer).with_context(|| format!("binding UDP {hep_addr}"))?;
     let tcp = bind_tcp_beside(&udp).await?;
     let http = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.http_port))
         .await
@@ -98,13 +92,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(args.query_timeout_secs),
             max_rows: args.query_max_rows,
             memory_bytes: args.query_memory_mb << 20,
+            default_ahead: Duration::from_secs(args.time.max_ahead_secs),
             ..Default::default()
         },
     )?;
     let m = metrics.clone();
     let b = buffered.clone();
-    let app = router(ApiState { engine: Arc::new(engine), max_response_bytes: None })
-        .route("/metrics", get(move || async move { m.prometheus(b.load(Ordering::Relaxed)) }));
+    let app = router(ApiState {
+        engine: Arc::new(engine),
+        max_response_bytes: None,
+    })
+    .route(
+        "/metrics",
+        get(move || async move { m.prometheus(b.load(Ordering::Relaxed)) }),
+    );
 
     // Tests and scripts read this line to find the ports.
     println!(
@@ -116,10 +117,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tracing::info!(udp = %udp.local_addr()?, tcp = %tcp.local_addr()?, http = %http.local_addr()?, data = %args.data, "hepop serving");
 
+    // One rule for every receiver: HEPv1 gets the arrival time, a capture
+    // time outside the window is replaced by it (and counted).
+    let window = args.time.window();
+    let m = metrics.clone();
+    let stamp = move |_raw: &[u8], mut msg: HepMessage| {
+        if msg.settle_time(chrono::Utc::now().timestamp_micros(), &window) {
+            inc(&m.time_replaced);
+        }
+        Some(msg)
+    };
     let (tx, rx) = mpsc::channel::<HepMessage>(args.queue);
     let mut listeners = JoinSet::new();
-    listeners.spawn(run_udp(udp, tx.clone(), stamp, metrics.listen.clone(), stop.clone()));
-    listeners.spawn(run_tcp(tcp, tx, stamp, metrics.listen.clone(), stop.clone()));
+    listeners.spawn(run_udp(
+        udp,
+        tx.clone(),
+        stamp.clone(),
+        metrics.listen.clone(),
+        stop.clone(),
+    ));
+    listeners.spawn(run_tcp(
+        tcp,
+        tx,
+        stamp,
+        metrics.listen.clone(),
+        stop.clone(),
+    ));
 
     let writer_cfg = WriterConfig {
         writer_id: args.writer_id.clone(),
@@ -127,16 +150,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_age: Duration::from_secs_f64(args.flush_secs),
         ..Default::default()
     };
-    let writer = tokio::spawn(run_writer(rx, store.clone(), writer_cfg, metrics.clone(), buffered.clone()));
+    let writer = tokio::spawn(run_writer(
+        rx,
+        store.clone(),
+        writer_cfg,
+        metrics.clone(),
+        buffered.clone(),
+    ));
 
     let background = CancellationToken::new();
     if args.compact_every_secs > 0 {
-        let cfg = CompactionConfig {
-            target_file_bytes: args.compact_target_bytes,
-            grace: Duration::from_secs(args.compact_grace_secs),
-            close_after: Duration::from_secs(args.compact_close_after_secs),
-        };
-        tokio::spawn(run_compactor(store.clone(), cfg, Duration::from_secs(args.compact_every_secs), metrics.clone(), background.clone()));
+        tokio::spawn(run_compactor(
+            store.clone(),
+            compaction,
+            Duration::from_secs(args.compact_every_secs),
+            metrics.clone(),
+            background.clone(),
+        ));
     }
     if args.stats_every_secs > 0 {
         let (m, b, stop) = (metrics.clone(), buffered.clone(), background.clone());
@@ -153,7 +183,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let http_stop = background.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http, app).with_graceful_shutdown(async move { http_stop.cancelled().await }).await
+        axum::serve(http, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
     });
 
     shutdown_signal().await;
@@ -173,7 +205,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -205,7 +238,13 @@ async fn write_with_retry(file: PendingFile, store: Arc<dyn ObjectStore>, metric
 /// Files being encoded or uploaded at once; beyond it the writer waits (and the queue absorbs).
 const MAX_INFLIGHT_WRITES: usize = 4;
 
-async fn run_writer(mut rx: mpsc::Receiver<HepMessage>, store: Arc<dyn ObjectStore>, cfg: WriterConfig, metrics: Arc<Metrics>, buffered: Arc<AtomicU64>) {
+async fn run_writer(
+    mut rx: mpsc::Receiver<HepMessage>,
+    store: Arc<dyn ObjectStore>,
+    cfg: WriterConfig,
+    metrics: Arc<Metrics>,
+    buffered: Arc<AtomicU64>,
+) {
     let mut buffer = WriteBuffer::new(cfg);
     let mut inflight = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -240,17 +279,53 @@ async fn run_writer(mut rx: mpsc::Receiver<HepMessage>, store: Arc<dyn ObjectSto
     buffered.store(0, Ordering::Relaxed);
 }
 
-async fn run_compactor(store: Arc<dyn ObjectStore>, cfg: CompactionConfig, every: Duration, metrics: Arc<Metrics>, stop: CancellationToken) {
+/// A full sweep (every hour, for late data into old ones) this often; recent hours every run.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+async fn run_compactor(
+    store: Arc<dyn ObjectStore>,
+    cfg: CompactionConfig,
+    every: Duration,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let mut t = tokio::time::interval(every);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_full: Option<Instant> = None;
     loop {
         tokio::select! { _ = t.tick() => {}, _ = stop.cancelled() => return }
-        match compact_closed(&store, &cfg, chrono::Utc::now().timestamp_micros()).await {
-            Ok(r) if r.partitions > 0 || r.deleted > 0 => {
-                add(&metrics.compactions, r.partitions as u64);
-                tracing::info!(partitions = r.partitions, files_in = r.files_in, files_out = r.files_out, rows = r.rows, bytes_in = r.bytes_in, bytes_out = r.bytes_out, deleted = r.deleted, "compacted");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
+        let sweep = if last_full.is_none_or(|l| l.elapsed() >= FULL_SWEEP_EVERY) {
+            last_full = Some(Instant::now());
+            Sweep::Full
+        } else {
+            Sweep::Recent
+        };
+        let r = lake::compact::run(
+            &store,
+            &cfg,
+            chrono::Utc::now().timestamp_micros(),
+            sweep,
+            None,
+        )
+        .await;
+        metrics.record_compaction(&r);
+        if r.jobs > 0 || r.deleted > 0 || r.expired_hours > 0 || r.quarantined > 0 {
+            tracing::info!(
+                ?sweep,
+                jobs = r.jobs,
+                files_in = r.files_in,
+                files_out = r.files_out,
+                rows = r.rows,
+                bytes_in = r.bytes_in,
+                bytes_out = r.bytes_out,
+                deleted = r.deleted,
+                quarantined = r.quarantined,
+                expired_hours = r.expired_hours,
+                "compacted"
+            );
+        }
+        for e in &r.errors {
+            tracing::warn!(error = %e, "compaction: partition failed; the run went on");
         }
     }
 }

@@ -21,7 +21,10 @@ struct Server {
 }
 
 fn addr(line: &str, key: &str) -> SocketAddr {
-    let v = line.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{key}="))).unwrap();
+    let v = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap();
     v.parse().unwrap()
 }
 
@@ -33,8 +36,24 @@ impl Server {
     fn start_flushing_every(flush_secs: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(BIN)
-            .args(["serve", "--host", "127.0.0.1", "--hep-port", "0", "--http-port", "0", "--flush-secs", flush_secs])
-            .args(["--stats-every-secs", "0", "--compact-every-secs", "0", "--data"])
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--hep-port",
+                "0",
+                "--http-port",
+                "0",
+                "--flush-secs",
+                flush_secs,
+            ])
+            .args([
+                "--stats-every-secs",
+                "0",
+                "--compact-every-secs",
+                "0",
+                "--data",
+            ])
             .arg(dir.path())
             .args(extra)
             .stdout(Stdio::piped())
@@ -42,9 +61,17 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert!(line.starts_with("hepop listening"), "{line}");
-        Server { udp: addr(&line, "hep_udp"), tcp: addr(&line, "hep_tcp"), http: addr(&line, "http"), child, dir: Some(dir) }
+        Server {
+            udp: addr(&line, "hep_udp"),
+            tcp: addr(&line, "hep_tcp"),
+            http: addr(&line, "http"),
+            child,
+            dir: Some(dir),
+        }
     }
 
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -69,7 +96,10 @@ impl Server {
 
     fn metric(&self, name: &str) -> u64 {
         let (_, body) = self.http("GET", "/metrics", "");
-        let line = body.lines().find(|l| l.starts_with(&format!("hepop_{name}_total "))).unwrap();
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&format!("hepop_{name}_total ")))
+            .unwrap();
         line.rsplit(' ').next().unwrap().parse().unwrap()
     }
 
@@ -77,17 +107,29 @@ impl Server {
     fn wait_written(&self, n: u64) {
         let start = Instant::now();
         while self.metric("written") < n {
-            assert!(start.elapsed() < Duration::from_secs(30), "only {} of {n} rows written", self.metric("written"));
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "only {} of {n} rows written",
+                self.metric("written")
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(self.metric("written"), n);
     }
 
     fn terminate(mut self) -> (std::process::ExitStatus, String, tempfile::TempDir) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let status = self.child.wait().unwrap();
         let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         (status, out, self.dir.take().unwrap())
     }
 }
@@ -100,11 +142,16 @@ impl Drop for Server {
 
 fn calls(run: u64, n: u64) -> Vec<HepMessage> {
     let now = chrono_now() - 20_000_000;
-    (0..n).flat_map(|i| Call::new(run, i).all(now + i as i64 * 1000)).collect()
+    (0..n)
+        .flat_map(|i| Call::new(run, i).all(now + i as i64 * 1000))
+        .collect()
 }
 
 fn chrono_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
 }
 
 fn send_udp(to: SocketAddr, packets: &[Vec<u8>]) {
@@ -133,7 +180,13 @@ fn udp_and_tcp_ingest_with_exact_rows_and_fields() {
     short_chunk[6 + 5] = 2;
     let mut wrong_size = good.clone();
     wrong_size[6 + 5] = 8; // ip family chunk claiming 2 value bytes
-    for bad in [good[..20].to_vec(), [good.clone(), vec![0]].concat(), short_chunk, wrong_size, b"hello".to_vec()] {
+    for bad in [
+        good[..20].to_vec(),
+        [good.clone(), vec![0]].concat(),
+        short_chunk,
+        wrong_size,
+        b"hello".to_vec(),
+    ] {
         packets.push(bad);
     }
     send_udp(srv.udp, &packets);
@@ -162,9 +215,18 @@ fn udp_and_tcp_ingest_with_exact_rows_and_fields() {
     assert_eq!(srv.metric("tcp_garbage_bytes"), 24);
 
     let since = "WHERE time > now() - interval '1 hour'";
-    assert_eq!(srv.count(&format!("SELECT count(*) AS n FROM hep_1 {since}")), 7 * 70 + 1);
-    assert_eq!(srv.count(&format!("SELECT count(*) AS n FROM hep_5 {since}")), 2 * 70);
-    assert_eq!(srv.count(&format!("SELECT count(*) AS n FROM hep_100 {since}")), 70);
+    assert_eq!(
+        srv.count(&format!("SELECT count(*) AS n FROM hep_1 {since}")),
+        7 * 70 + 1
+    );
+    assert_eq!(
+        srv.count(&format!("SELECT count(*) AS n FROM hep_5 {since}")),
+        2 * 70
+    );
+    assert_eq!(
+        srv.count(&format!("SELECT count(*) AS n FROM hep_100 {since}")),
+        70
+    );
     // Default window (last 10 minutes) holds everything just sent.
     assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), 491);
 
@@ -175,7 +237,15 @@ fn udp_and_tcp_ingest_with_exact_rows_and_fields() {
         c.call_id
     ));
     let rows = rows.as_array().unwrap();
-    let seq: Vec<String> = rows.iter().map(|r| r["method"].as_str().map(str::to_owned).unwrap_or_else(|| r["status"].to_string())).collect();
+    let seq: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r["method"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| r["status"].to_string())
+        })
+        .collect();
     assert_eq!(seq, ["INVITE", "100", "180", "200", "ACK", "BYE", "200"]);
     let r = &rows[0];
     assert_eq!(r["from_user"], c.caller.as_str());
@@ -186,23 +256,54 @@ fn udp_and_tcp_ingest_with_exact_rows_and_fields() {
     assert_eq!(r["user_agent"], "hepop-send/1.0");
     assert_eq!(r["src_ip"], c.uac.to_string());
     assert_eq!(r["dst_ip"], c.uas.to_string());
-    assert_eq!((r["src_port"].as_i64(), r["protocol"].as_i64(), r["ip_family"].as_i64()), (Some(5060), Some(17), Some(2)));
-    assert_eq!((r["capture_id"].as_i64(), r["capture_pass"].as_str(), r["node_name"].as_str(), r["type"].as_i64()), (Some(2001), Some("myHep"), Some("hepop-send"), Some(1)));
+    assert_eq!(
+        (
+            r["src_port"].as_i64(),
+            r["protocol"].as_i64(),
+            r["ip_family"].as_i64()
+        ),
+        (Some(5060), Some(17), Some(2))
+    );
+    assert_eq!(
+        (
+            r["capture_id"].as_i64(),
+            r["capture_pass"].as_str(),
+            r["node_name"].as_str(),
+            r["type"].as_i64()
+        ),
+        (Some(2001), Some("myHep"), Some("hepop-send"), Some(1))
+    );
     assert_eq!(rows[5]["cseq_num"], 2);
 
     // The HEPv2 message, with its capture id.
-    let v2 = srv.query(&format!("SELECT capture_id, method FROM hep_1 {since} AND capture_id = 42"));
+    let v2 = srv.query(&format!(
+        "SELECT capture_id, method FROM hep_1 {since} AND capture_id = 42"
+    ));
     assert_eq!(v2, json!([{"capture_id": 42, "method": "INVITE"}]));
     // RTCP reports are correlated to their call.
-    assert_eq!(srv.count(&format!("SELECT count(*) AS n FROM hep_5 {since} AND correlation_id = '{}'", c.call_id)), 2);
+    assert_eq!(
+        srv.count(&format!(
+            "SELECT count(*) AS n FROM hep_5 {since} AND correlation_id = '{}'",
+            c.call_id
+        )),
+        2
+    );
 
     // Bad queries: 400 with a JSON error, never 500.
-    for (m, path, body) in [("GET", "/query?q=SELECT%20*%20FROM%20nowhere", ""), ("POST", "/query", "{}"), ("POST", "/query", r#"{"query": "DELETE FROM hep_1"}"#)] {
+    for (m, path, body) in [
+        ("GET", "/query?q=SELECT%20*%20FROM%20nowhere", ""),
+        ("POST", "/query", "{}"),
+        ("POST", "/query", r#"{"query": "DELETE FROM hep_1"}"#),
+    ] {
         let (status, body) = srv.http(m, path, body);
         assert_eq!(status, 400, "{body}");
         assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
     }
-    let (status, body) = srv.http("POST", "/api/v3/query_sql", r#"{"db": "hep", "q": "select count(*) as n from hep_100"}"#);
+    let (status, body) = srv.http(
+        "POST",
+        "/api/v3/query_sql",
+        r#"{"db": "hep", "q": "select count(*) as n from hep_100"}"#,
+    );
     assert_eq!((status, body.as_str()), (200, r#"[{"n":70}]"#));
 }
 
@@ -233,7 +334,10 @@ fn sigterm_flushes_everything_buffered() {
         .output()
         .unwrap();
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
-    assert_eq!(String::from_utf8(q.stdout).unwrap().trim(), r#"[{"n":700}]"#);
+    assert_eq!(
+        String::from_utf8(q.stdout).unwrap().trim(),
+        r#"[{"n":700}]"#
+    );
 }
 
 #[test]
@@ -262,7 +366,12 @@ fn producers_dir() -> PathBuf {
 fn hep_js_producer() {
     let dir = producers_dir();
     if !dir.join("node_modules/hep-js").exists() {
-        let ok = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).status().unwrap().success();
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "npm ci in tests/producers failed");
     }
     let srv = Server::start(&[]);
@@ -271,7 +380,11 @@ fn hep_js_producer() {
         .args(["127.0.0.1", &srv.udp.port().to_string(), "25", "hepjs"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     srv.wait_written(25);
     let rows = srv.query("SELECT * FROM hep_1 WHERE call_id = 'hepjs-7@127.0.0.1'");
     let r = &rows[0];
@@ -281,13 +394,24 @@ fn hep_js_producer() {
     assert_eq!(r["correlation_id"], "hepjs-7@127.0.0.1");
     assert_eq!(r["src_ip"], "192.168.1.1");
     assert_eq!(r["dst_ip"], "192.168.1.2");
-    assert_eq!((r["src_port"].as_i64(), r["dst_port"].as_i64(), r["protocol"].as_i64(), r["ip_family"].as_i64()), (Some(5060), Some(5060), Some(17), Some(2)));
+    assert_eq!(
+        (
+            r["src_port"].as_i64(),
+            r["dst_port"].as_i64(),
+            r["protocol"].as_i64(),
+            r["ip_family"].as_i64()
+        ),
+        (Some(5060), Some(5060), Some(17), Some(2))
+    );
     assert_eq!(r["method"], "OPTIONS");
     assert_eq!(r["cseq_num"], 9007);
     assert_eq!(r["from_user"], "nodejs");
     assert_eq!(r["from_tag"], "2628881569");
     assert_eq!(r["user_agent"], "HEPGEN-UAC");
-    assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1 WHERE call_id LIKE 'hepjs-%'"), 25);
+    assert_eq!(
+        srv.count("SELECT count(*) AS n FROM hep_1 WHERE call_id LIKE 'hepjs-%'"),
+        25
+    );
 }
 
 /// A pcap of SIP INVITEs over UDP/IPv4/Ethernet, for sngrep to read.
@@ -336,14 +460,22 @@ fn sngrep_producer_hep3_and_hep2() {
     let target = format!("udp:127.0.0.1:{}", srv.udp.port());
     for config in [None, Some(&v2)] {
         let mut cmd = Command::new("sngrep");
-        cmd.args(["-N", "-q", "-I"]).arg(&pcap).args(["-H", &target]);
+        cmd.args(["-N", "-q", "-I"])
+            .arg(&pcap)
+            .args(["-H", &target]);
         if let Some(c) = config {
             cmd.arg("-F").arg("-f").arg(c);
         } else {
             cmd.arg("-F");
         }
-        let out = cmd.output().expect("sngrep is installed (the README's test command installs it)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd
+            .output()
+            .expect("sngrep is installed (the README's test command installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     srv.wait_written(8);
     assert_eq!(srv.metric("invalid"), 0);
@@ -354,8 +486,14 @@ fn sngrep_producer_hep3_and_hep2() {
     for r in rows {
         assert_eq!(r["time"], format!("{expected_time}.250"));
         assert_eq!(r["from_user"], "alice2");
-        assert_eq!((r["src_ip"].as_str(), r["dst_ip"].as_str()), (Some("10.1.0.1"), Some("10.1.0.2")));
-        assert_eq!((r["src_port"].as_i64(), r["dst_port"].as_i64()), (Some(5060), Some(5080)));
+        assert_eq!(
+            (r["src_ip"].as_str(), r["dst_ip"].as_str()),
+            (Some("10.1.0.1"), Some("10.1.0.2"))
+        );
+        assert_eq!(
+            (r["src_port"].as_i64(), r["dst_port"].as_i64()),
+            (Some(5060), Some(5080))
+        );
     }
     // HEPv2 carries the configured id; sngrep's HEPv3 writes it byte-swapped (its bug, kept as sent).
     assert_eq!(rows[0]["capture_id"], 77);
@@ -363,7 +501,10 @@ fn sngrep_producer_hep3_and_hep2() {
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix second, UTC.
 fn chrono_like(secs: i64) -> String {
-    let out = Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S"]).output().unwrap();
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -372,17 +513,45 @@ fn send_save_and_replay_a_file() {
     let srv = Server::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("traffic.hep");
-    let save = Command::new(BIN).args(["send", "--quiet", "--traffic", "sip", "--count", "70", "--save"]).arg(&file).status().unwrap();
+    let save = Command::new(BIN)
+        .args([
+            "send",
+            "--quiet",
+            "--traffic",
+            "sip",
+            "--count",
+            "70",
+            "--save",
+        ])
+        .arg(&file)
+        .status()
+        .unwrap();
     assert!(save.success());
     let replay = Command::new(BIN)
-        .args(["send", "--quiet", "--transport", "tcp", "--rate", "0", "--to", &srv.tcp.to_string(), "--file"])
+        .args([
+            "send",
+            "--quiet",
+            "--transport",
+            "tcp",
+            "--rate",
+            "0",
+            "--to",
+            &srv.tcp.to_string(),
+            "--file",
+        ])
         .arg(&file)
         .status()
         .unwrap();
     assert!(replay.success());
     srv.wait_written(70);
-    assert_eq!(srv.count("SELECT count(DISTINCT call_id) AS n FROM hep_1"), 10);
-    let bad = Command::new(BIN).args(["send", "--file", "/dev/null"]).output().unwrap();
+    assert_eq!(
+        srv.count("SELECT count(DISTINCT call_id) AS n FROM hep_1"),
+        10
+    );
+    let bad = Command::new(BIN)
+        .args(["send", "--file", "/dev/null"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no HEPv3 packets"));
 }

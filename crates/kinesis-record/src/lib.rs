@@ -61,7 +61,10 @@ impl RecordBuilder {
     }
 
     pub fn push(&mut self, packet: &[u8]) -> Result<(), RecordError> {
-        let len: u16 = packet.len().try_into().map_err(|_| RecordError::MessageTooLarge(packet.len()))?;
+        let len: u16 = packet
+            .len()
+            .try_into()
+            .map_err(|_| RecordError::MessageTooLarge(packet.len()))?;
         self.body.extend_from_slice(&len.to_be_bytes());
         self.body.extend_from_slice(packet);
         self.count += 1;
@@ -142,7 +145,8 @@ pub fn messages(data: &[u8]) -> Result<Vec<Vec<u8>>, RecordError> {
     let body = if data[5] & FLAG_ZSTD != 0 {
         // Bound the output: a record's messages cannot exceed count × (64 KiB + 2).
         let cap = (declared as usize).saturating_mul(65_537).min(64 << 20);
-        zstd::bulk::decompress(&data[HEADER..], cap).map_err(|e| RecordError::Decompress(e.to_string()))?
+        zstd::bulk::decompress(&data[HEADER..], cap)
+            .map_err(|e| RecordError::Decompress(e.to_string()))?
     } else {
         data[HEADER..].to_vec()
     };
@@ -151,15 +155,22 @@ pub fn messages(data: &[u8]) -> Result<Vec<Vec<u8>>, RecordError> {
     let mut rest = &body[..];
     while !rest.is_empty() {
         if rest.len() < 2 {
-            return Err(RecordError::BodyTruncated { index: out.len() as u32 });
+            return Err(RecordError::BodyTruncated {
+                index: out.len() as u32,
+            });
         }
         let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-        let p = rest.get(2..2 + len).ok_or(RecordError::BodyTruncated { index: out.len() as u32 })?;
+        let p = rest.get(2..2 + len).ok_or(RecordError::BodyTruncated {
+            index: out.len() as u32,
+        })?;
         out.push(p.to_vec());
         rest = &rest[2 + len..];
     }
     if out.len() as u32 != declared {
-        return Err(RecordError::CountMismatch { declared, found: out.len() as u32 });
+        return Err(RecordError::CountMismatch {
+            declared,
+            found: out.len() as u32,
+        });
     }
     Ok(out)
 }
@@ -211,9 +222,19 @@ mod tests {
             b.push(m).unwrap();
         }
         let records = b.finish();
-        assert!(records.len() >= 3, "2.4 MB of noise needs at least 3 records, got {}", records.len());
+        assert!(
+            records.len() >= 3,
+            "2.4 MB of noise needs at least 3 records, got {}",
+            records.len()
+        );
         assert!(records.iter().all(|r| r.len() <= MAX_RECORD_BYTES));
-        assert_eq!(records.iter().flat_map(|r| messages(r).unwrap()).collect::<Vec<_>>(), msgs);
+        assert_eq!(
+            records
+                .iter()
+                .flat_map(|r| messages(r).unwrap())
+                .collect::<Vec<_>>(),
+            msgs
+        );
     }
 
     #[test]
@@ -233,11 +254,20 @@ mod tests {
         assert_eq!(messages(&v), Err(RecordError::Version(9)));
         let mut c = good.clone();
         c[9] = 2;
-        assert!(matches!(messages(&c), Err(RecordError::CountMismatch { declared: 2, found: 1 }) | Err(RecordError::Decompress(_))));
+        assert!(matches!(
+            messages(&c),
+            Err(RecordError::CountMismatch {
+                declared: 2,
+                found: 1
+            }) | Err(RecordError::Decompress(_))
+        ));
         let mut z = good.clone();
         z.truncate(good.len() - 3);
         assert!(messages(&z).is_err());
-        assert!(matches!(RecordBuilder::new().push(&vec![0; 70_000]), Err(RecordError::MessageTooLarge(70_000))));
+        assert!(matches!(
+            RecordBuilder::new().push(&vec![0; 70_000]),
+            Err(RecordError::MessageTooLarge(70_000))
+        ));
     }
 
     proptest! {

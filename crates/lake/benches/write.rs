@@ -11,11 +11,22 @@ use lake::rows::BatchBuilder;
 fn main() {
     // Realistic mix: per call 7 SIP, 2 RTCP, 1 log.
     let calls = 60_000u64;
-    let msgs: Vec<_> = (0..calls).flat_map(|i| Call::new(7, i).all(1_764_000_000_000_000 + i as i64 * 20_000)).collect();
+    let msgs: Vec<_> = (0..calls)
+        .flat_map(|i| Call::new(7, i).all(1_764_000_000_000_000 + i as i64 * 20_000))
+        .collect();
     let packets: Vec<Vec<u8>> = msgs.iter().map(|m| hep::encode_v3(m).unwrap()).collect();
-    let raw_sip: usize = msgs.iter().filter(|m| m.proto_type == 1).map(|m| m.payload.len()).sum();
+    let raw_sip: usize = msgs
+        .iter()
+        .filter(|m| m.proto_type == 1)
+        .map(|m| m.payload.len())
+        .sum();
     let sip_count = msgs.iter().filter(|m| m.proto_type == 1).count();
-    println!("{} messages ({} SIP, {:.0} bytes average SIP payload)", packets.len(), sip_count, raw_sip as f64 / sip_count as f64);
+    println!(
+        "{} messages ({} SIP, {:.0} bytes average SIP payload)",
+        packets.len(),
+        sip_count,
+        raw_sip as f64 / sip_count as f64
+    );
 
     // Files as the server cuts them: up to 100k rows per table and flush.
     let batch_rows = 100_000;
@@ -28,7 +39,10 @@ fn main() {
             let mut builders: std::collections::BTreeMap<u8, BatchBuilder> = Default::default();
             for p in chunk {
                 let m = hep::decode(p).unwrap();
-                builders.entry(m.proto_type).or_insert_with(|| BatchBuilder::new(m.proto_type)).append(&m);
+                builders
+                    .entry(m.proto_type)
+                    .or_insert_with(|| BatchBuilder::new(m.proto_type))
+                    .append(&m);
             }
             for (t, mut b) in builders {
                 let batch = b.finish();
@@ -47,7 +61,10 @@ fn main() {
             packets.len()
         );
         if round == 1 {
-            println!("ingest files:    {:>6.1} bytes per SIP message", sip_file_bytes as f64 / sip_count as f64);
+            println!(
+                "ingest files:    {:>6.1} bytes per SIP message",
+                sip_file_bytes as f64 / sip_count as f64
+            );
             let t = Instant::now();
             let compacted = encode(&sip_batches, 1, EncodeOptions::COMPACT).unwrap();
             println!(

@@ -42,11 +42,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn is_retired(&self, name: &str) -> bool {
-        self.retired.iter().any(|r| r.names.iter().any(|n| n == name))
+        self.retired
+            .iter()
+            .any(|r| r.names.iter().any(|n| n == name))
     }
 
     pub fn retired_set(&self) -> HashSet<&str> {
-        self.retired.iter().flat_map(|r| r.names.iter().map(String::as_str)).collect()
+        self.retired
+            .iter()
+            .flat_map(|r| r.names.iter().map(String::as_str))
+            .collect()
     }
 
     /// Whether a file of this name holds rows a reader must see (if present).
@@ -71,17 +76,48 @@ impl Snapshot {
         let mut retired = self.retired.clone();
         let mut names = inputs.to_vec();
         names.sort();
-        retired.push(Retired { at_micros: now_micros, names });
-        Snapshot { seq: self.seq + 1, committed_micros: now_micros.max(self.committed_micros), live, retired }
+        retired.push(Retired {
+            at_micros: now_micros,
+            names,
+        });
+        Snapshot {
+            seq: self.seq + 1,
+            committed_micros: now_micros.max(self.committed_micros),
+            live,
+            retired,
+        }
     }
 
     /// The state the first protocol's commit markers describe. A marker
     /// counts when it exists (its outputs were written before it).
     pub fn from_legacy(markers: &[LegacyMarker]) -> Snapshot {
-        let replaced: HashSet<&str> = markers.iter().flat_map(|m| m.replaces.iter().map(String::as_str)).collect();
-        let live = markers.iter().flat_map(|m| m.outputs.iter()).filter(|o| !replaced.contains(o.as_str())).cloned().collect();
-        let retired = markers.iter().map(|m| Retired { at_micros: m.committed_micros, names: m.replaces.clone() }).collect();
-        Snapshot { seq: 0, committed_micros: markers.iter().map(|m| m.committed_micros).max().unwrap_or(0), live, retired }
+        let replaced: HashSet<&str> = markers
+            .iter()
+            .flat_map(|m| m.replaces.iter().map(String::as_str))
+            .collect();
+        let live = markers
+            .iter()
+            .flat_map(|m| m.outputs.iter())
+            .filter(|o| !replaced.contains(o.as_str()))
+            .cloned()
+            .collect();
+        let retired = markers
+            .iter()
+            .map(|m| Retired {
+                at_micros: m.committed_micros,
+                names: m.replaces.clone(),
+            })
+            .collect();
+        Snapshot {
+            seq: 0,
+            committed_micros: markers
+                .iter()
+                .map(|m| m.committed_micros)
+                .max()
+                .unwrap_or(0),
+            live,
+            retired,
+        }
     }
 }
 
@@ -115,21 +151,36 @@ impl PartitionListing {
     /// The files a reader must read: each stored row exactly once.
     pub fn visible(&self) -> Vec<ObjectMeta> {
         let retired = self.snapshot.retired_set();
-        self.files.iter().filter(|f| self.snapshot.admits(&retired, file_name(f))).cloned().collect()
+        self.files
+            .iter()
+            .filter(|f| self.snapshot.admits(&retired, file_name(f)))
+            .cloned()
+            .collect()
     }
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Option<T>> {
+async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> Result<Option<T>> {
     let bytes = match store.get(path).await {
         Ok(r) => r.bytes().await?,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    serde_json::from_slice(&bytes).map(Some).map_err(|source| LakeError::Marker { path: path.to_string(), source })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| LakeError::Marker {
+            path: path.to_string(),
+            source,
+        })
 }
 
 /// Lists one partition: one LIST, then one GET of the newest log entry.
-pub async fn list_partition(store: &Arc<dyn ObjectStore>, partition: Partition) -> Result<PartitionListing> {
+pub async fn list_partition(
+    store: &Arc<dyn ObjectStore>,
+    partition: Partition,
+) -> Result<PartitionListing> {
     // The newest entry can be cleaned up between LIST and GET only when a
     // newer one has been committed for a grace period: listing again finds it.
     for _ in 0..5 {
@@ -137,22 +188,33 @@ pub async fn list_partition(store: &Arc<dyn ObjectStore>, partition: Partition) 
             return Ok(l);
         }
     }
-    Err(LakeError::Other(format!("{partition}: compaction log kept changing while listing")))
+    Err(LakeError::Other(format!(
+        "{partition}: compaction log kept changing while listing"
+    )))
 }
 
-async fn try_list_partition(store: &Arc<dyn ObjectStore>, partition: Partition) -> Result<Option<PartitionListing>> {
+async fn try_list_partition(
+    store: &Arc<dyn ObjectStore>,
+    partition: Partition,
+) -> Result<Option<PartitionListing>> {
     let prefix = partition.prefix();
     let all: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
     let (mut files, mut log, mut legacy) = (Vec::new(), Vec::new(), Vec::new());
     for meta in all {
-        let rel: Vec<_> = meta.location.prefix_match(&prefix).map(|p| p.collect()).unwrap_or_default();
+        let rel: Vec<_> = meta
+            .location
+            .prefix_match(&prefix)
+            .map(|p| p.collect())
+            .unwrap_or_default();
         match rel.as_slice() {
             [name] if FileName::parse(name.as_ref()).is_some() => files.push(meta),
-            [dir, name] if dir.as_ref() == COMPACTIONS_DIR => match MarkerName::parse(name.as_ref()) {
-                Some(MarkerName::Log(seq)) => log.push((seq, meta)),
-                Some(MarkerName::Legacy(_)) => legacy.push(meta),
-                None => {}
-            },
+            [dir, name] if dir.as_ref() == COMPACTIONS_DIR => {
+                match MarkerName::parse(name.as_ref()) {
+                    Some(MarkerName::Log(seq)) => log.push((seq, meta)),
+                    Some(MarkerName::Legacy(_)) => legacy.push(meta),
+                    None => {}
+                }
+            }
             _ => {}
         }
     }
@@ -173,40 +235,66 @@ async fn try_list_partition(store: &Arc<dyn ObjectStore>, partition: Partition) 
             Snapshot::from_legacy(&markers)
         }
     };
-    Ok(Some(PartitionListing { partition, files, log, legacy, snapshot }))
+    Ok(Some(PartitionListing {
+        partition,
+        files,
+        log,
+        legacy,
+        snapshot,
+    }))
 }
 
 /// Names of the child directories directly under `prefix`.
 async fn child_dirs(store: &Arc<dyn ObjectStore>, prefix: Option<&Path>) -> Result<Vec<String>> {
     let listing = store.list_with_delimiter(prefix).await?;
-    Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_owned)).collect())
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_owned))
+        .collect())
 }
 
 /// HEP types that have a table (a `hep_<type>/` prefix) in the lake.
 pub async fn tables(store: &Arc<dyn ObjectStore>) -> Result<Vec<u8>> {
-    let mut t: Vec<u8> = child_dirs(store, None).await?.iter().filter_map(|d| parse_table_name(d)).collect();
+    let mut t: Vec<u8> = child_dirs(store, None)
+        .await?
+        .iter()
+        .filter_map(|d| parse_table_name(d))
+        .collect();
     t.sort_unstable();
     Ok(t)
 }
 
 /// Hour partitions of one table within `[lo_hour, hi_hour]` (inclusive,
 /// unbounded when None). Lists only the date directories in range.
-pub async fn partitions(store: &Arc<dyn ObjectStore>, hep_type: u8, lo_hour: Option<i64>, hi_hour: Option<i64>) -> Result<Vec<Partition>> {
+pub async fn partitions(
+    store: &Arc<dyn ObjectStore>,
+    hep_type: u8,
+    lo_hour: Option<i64>,
+    hi_hour: Option<i64>,
+) -> Result<Vec<Partition>> {
     let in_range = |h: i64| lo_hour.is_none_or(|lo| h >= lo) && hi_hour.is_none_or(|hi| h <= hi);
     let table = paths::table_prefix(hep_type);
     let mut out = Vec::new();
     for date in child_dirs(store, Some(&table)).await? {
-        let Some(day) = paths::parse_date_dir(&date) else { continue };
+        let Some(day) = paths::parse_date_dir(&date) else {
+            continue;
+        };
         let (first, last) = (day * 24, day * 24 + 23);
         if lo_hour.is_some_and(|lo| last < lo) || hi_hour.is_some_and(|hi| first > hi) {
             continue;
         }
         // One LIST per date in range discovers its hours.
         for hour in child_dirs(store, Some(&table.clone().join(date.as_str()))).await? {
-            let Some(h) = paths::parse_hour_dir(&hour) else { continue };
+            let Some(h) = paths::parse_hour_dir(&hour) else {
+                continue;
+            };
             let abs = first + h;
             if in_range(abs) {
-                out.push(Partition { hep_type, hour: abs });
+                out.push(Partition {
+                    hep_type,
+                    hour: abs,
+                });
             }
         }
     }
@@ -224,7 +312,11 @@ mod tests {
     #[test]
     fn next_moves_inputs_from_live_to_retired() {
         let s0 = Snapshot::default();
-        let s1 = s0.next(&["w-1-1.parquet".into(), "w-1-2.parquet".into()], &[A.into()], 10);
+        let s1 = s0.next(
+            &["w-1-1.parquet".into(), "w-1-2.parquet".into()],
+            &[A.into()],
+            10,
+        );
         let s2 = s1.next(&[A.into(), "w-1-3.parquet".into()], &[B.into()], 20);
         assert_eq!(s2.seq, 2);
         assert_eq!(s2.live, BTreeSet::from([B.to_owned()]));
@@ -242,8 +334,18 @@ mod tests {
         // The first protocol's bug: A's small output merged by B must not hide A's other output.
         let a1 = "c-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-1.parquet";
         let markers = [
-            LegacyMarker { id: "a".repeat(32), committed_micros: 1, outputs: vec![A.into(), a1.into()], replaces: vec!["x-1-1.parquet".into()] },
-            LegacyMarker { id: "b".repeat(32), committed_micros: 2, outputs: vec![B.into()], replaces: vec![a1.into(), "x-1-1.parquet".into()] },
+            LegacyMarker {
+                id: "a".repeat(32),
+                committed_micros: 1,
+                outputs: vec![A.into(), a1.into()],
+                replaces: vec!["x-1-1.parquet".into()],
+            },
+            LegacyMarker {
+                id: "b".repeat(32),
+                committed_micros: 2,
+                outputs: vec![B.into()],
+                replaces: vec![a1.into(), "x-1-1.parquet".into()],
+            },
         ];
         let s = Snapshot::from_legacy(&markers);
         let r = s.retired_set();

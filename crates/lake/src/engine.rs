@@ -39,7 +39,9 @@ impl Default for QueryLimits {
             max_rows: 100_000,
             memory_bytes: 1 << 30,
             default_window: Duration::from_secs(600),
-            default_ahead: Duration::from_micros(hep::TimeWindow::default().max_ahead_micros as u64),
+            default_ahead: Duration::from_micros(
+                hep::TimeWindow::default().max_ahead_micros as u64,
+            ),
         }
     }
 }
@@ -69,9 +71,9 @@ impl QueryError {
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
         match e.find_root() {
-            DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) | DataFusionError::External(_) => {
-                QueryError::Internal(e.strip_backtrace())
-            }
+            DataFusionError::ObjectStore(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::External(_) => QueryError::Internal(e.strip_backtrace()),
             DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m.clone()),
             _ => QueryError::Invalid(e.strip_backtrace()),
         }
@@ -104,7 +106,12 @@ impl QueryEngine {
             .build_arc()
             .map_err(|e| crate::LakeError::Other(e.to_string()))?;
         runtime.register_object_store(url.as_ref(), store.clone());
-        Ok(Self { store, url, runtime, limits })
+        Ok(Self {
+            store,
+            url,
+            runtime,
+            limits,
+        })
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -125,8 +132,14 @@ impl QueryEngine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         let now = chrono::Utc::now().timestamp_micros();
-        let window = (now - self.limits.default_window.as_micros() as i64, now + self.limits.default_ahead.as_micros() as i64);
-        for t in tables(&self.store).await.map_err(|e| QueryError::Internal(e.to_string()))? {
+        let window = (
+            now - self.limits.default_window.as_micros() as i64,
+            now + self.limits.default_ahead.as_micros() as i64,
+        );
+        for t in tables(&self.store)
+            .await
+            .map_err(|e| QueryError::Internal(e.to_string()))?
+        {
             let table = HepTable::new(t, self.store.clone(), self.url.clone(), window);
             ctx.register_table(table_name(t), Arc::new(table))?;
         }
@@ -149,7 +162,10 @@ impl QueryEngine {
         let ctx = self.session().await?;
         // DDL (CREATE/DROP ...), DML (INSERT, COPY ...) and statements (SET ...)
         // are refused while planning: the lake is read-only through SQL.
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
         let df = ctx.sql_with_options(sql, options).await?;
         let mut stream = df.execute_stream().await?;
         let schema = stream.schema();

@@ -9,10 +9,16 @@ pub enum LakeError {
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("compaction marker {path}: {source}")]
-    Marker { path: String, source: serde_json::Error },
+    Marker {
+        path: String,
+        source: serde_json::Error,
+    },
     /// A file that cannot be decoded: compaction moves it to quarantine.
     #[error("unreadable file {path}: {reason}")]
-    Unreadable { path: object_store::path::Path, reason: String },
+    Unreadable {
+        path: object_store::path::Path,
+        reason: String,
+    },
     #[error("{0}")]
     Other(String),
 }

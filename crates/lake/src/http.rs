@@ -61,14 +61,21 @@ impl Format {
 }
 
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
     error_response(StatusCode::BAD_REQUEST, message)
 }
 
-async fn get_query(State(s): State<ApiState>, params: Result<Query<HashMap<String, String>>, QueryRejection>) -> Response {
+async fn get_query(
+    State(s): State<ApiState>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
     let Query(params) = match params {
         Ok(p) => p,
         Err(e) => return bad_request(e.body_text()),
@@ -87,7 +94,8 @@ struct QueryBody {
 }
 
 fn parse_body(body: &Bytes, example: &str) -> Result<QueryBody, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("body must be JSON like {example}: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("body must be JSON like {example}: {e}")))
 }
 
 async fn post_query(State(s): State<ApiState>, body: Bytes) -> Response {
@@ -121,7 +129,11 @@ async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Response {
     let result = match s.engine.query(sql).await {
         Ok(r) => r,
         Err(e) => {
-            let status = if e.is_user_error() { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
+            let status = if e.is_user_error() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
             if !e.is_user_error() {
                 tracing::error!(error = %e, "query failed");
             }
@@ -130,7 +142,12 @@ async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Response {
     };
     let body = match render(&result, format) {
         Ok(b) => b,
-        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding result: {e}")),
+        Err(e) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding result: {e}"),
+            );
+        }
     };
     if let Some(max) = s.max_response_bytes {
         if body.len() > max {
@@ -161,12 +178,18 @@ fn naive_times(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowEr
 }
 
 pub fn render(result: &QueryResult, format: Format) -> Result<Vec<u8>, arrow::error::ArrowError> {
-    let batches = result.batches.iter().map(naive_times).collect::<Result<Vec<_>, _>>()?;
+    let batches = result
+        .batches
+        .iter()
+        .map(naive_times)
+        .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let mut out = Vec::new();
     match format {
         Format::Json => {
-            let mut w = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::JsonArray>(&mut out);
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut out);
             w.write_batches(&refs)?;
             w.finish()?;
             drop(w);
@@ -176,15 +199,21 @@ pub fn render(result: &QueryResult, format: Format) -> Result<Vec<u8>, arrow::er
             }
         }
         Format::NdJson => {
-            let mut w = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::LineDelimited>(&mut out);
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(&mut out);
             w.write_batches(&refs)?;
             w.finish()?;
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
             if batches.is_empty() {
                 // Still print the header.
-                let empty = RecordBatch::new_empty(naive_times(&RecordBatch::new_empty(result.schema.clone()))?.schema());
+                let empty = RecordBatch::new_empty(
+                    naive_times(&RecordBatch::new_empty(result.schema.clone()))?.schema(),
+                );
                 w.write(&empty)?;
             }
             for b in &batches {

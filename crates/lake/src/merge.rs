@@ -53,23 +53,60 @@ pub struct SortedMerge {
 
 impl SortedMerge {
     /// `key` names the sort columns (ascending, nulls last: the order of [`crate::parquet_io::sort_for_storage`]).
-    pub fn new(schema: SchemaRef, key: &[&str], sources: Vec<Box<dyn BatchSource>>, out_rows: usize) -> Result<Self> {
-        let key: Vec<usize> = key.iter().map(|k| schema.index_of(k)).collect::<Result<_, _>>()?;
+    pub fn new(
+        schema: SchemaRef,
+        key: &[&str],
+        sources: Vec<Box<dyn BatchSource>>,
+        out_rows: usize,
+    ) -> Result<Self> {
+        let key: Vec<usize> = key
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<Result<_, _>>()?;
         let fields = key
             .iter()
-            .map(|&i| SortField::new_with_options(schema.field(i).data_type().clone(), SortOptions { descending: false, nulls_first: false }))
+            .map(|&i| {
+                SortField::new_with_options(
+                    schema.field(i).data_type().clone(),
+                    SortOptions {
+                        descending: false,
+                        nulls_first: false,
+                    },
+                )
+            })
             .collect();
         let converter = RowConverter::new(fields)?;
         let cursors = sources
             .into_iter()
-            .map(|source| Some(Cursor { source, rows: converter.empty_rows(0, 0), len: 0, pos: 0, slot: 0 }))
+            .map(|source| {
+                Some(Cursor {
+                    source,
+                    rows: converter.empty_rows(0, 0),
+                    len: 0,
+                    pos: 0,
+                    slot: 0,
+                })
+            })
             .collect();
-        Ok(Self { schema, key, converter, cursors, heap: Vec::new(), slots: Vec::new(), pending: Vec::new(), out_rows: out_rows.max(1), started: false, failed: false })
+        Ok(Self {
+            schema,
+            key,
+            converter,
+            cursors,
+            heap: Vec::new(),
+            slots: Vec::new(),
+            pending: Vec::new(),
+            out_rows: out_rows.max(1),
+            started: false,
+            failed: false,
+        })
     }
 
     /// Loads the next non-empty batch of cursor `i`; false when it is exhausted.
     fn load(&mut self, i: usize) -> Result<bool> {
-        let Some(c) = self.cursors[i].as_mut() else { return Ok(false) };
+        let Some(c) = self.cursors[i].as_mut() else {
+            return Ok(false);
+        };
         loop {
             let Some(batch) = c.source.next_batch()? else {
                 self.cursors[i] = None;
@@ -90,7 +127,10 @@ impl SortedMerge {
     }
 
     fn less(&self, a: usize, b: usize) -> bool {
-        let (ca, cb) = (self.cursors[a].as_ref().expect("live"), self.cursors[b].as_ref().expect("live"));
+        let (ca, cb) = (
+            self.cursors[a].as_ref().expect("live"),
+            self.cursors[b].as_ref().expect("live"),
+        );
         match ca.rows.row(ca.pos).cmp(&cb.rows.row(cb.pos)) {
             std::cmp::Ordering::Equal => a < b,
             o => o.is_lt(),
@@ -166,7 +206,11 @@ impl SortedMerge {
         while !self.heap.is_empty() && self.pending.len() < self.out_rows {
             self.step()?;
         }
-        if self.pending.is_empty() { Ok(None) } else { self.emit().map(Some) }
+        if self.pending.is_empty() {
+            Ok(None)
+        } else {
+            self.emit().map(Some)
+        }
     }
 }
 
@@ -194,7 +238,11 @@ mod tests {
     use super::*;
 
     fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true), Field::new("t", DataType::Int64, false), Field::new("id", DataType::Int64, false)]))
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("t", DataType::Int64, false),
+            Field::new("id", DataType::Int64, false),
+        ]))
     }
 
     type Row = (Option<String>, i64, i64);
@@ -215,7 +263,15 @@ mod tests {
         let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         let t = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
         let id = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
-        (0..b.num_rows()).map(|i| (k.is_valid(i).then(|| k.value(i).to_owned()), t.value(i), id.value(i))).collect()
+        (0..b.num_rows())
+            .map(|i| {
+                (
+                    k.is_valid(i).then(|| k.value(i).to_owned()),
+                    t.value(i),
+                    id.value(i),
+                )
+            })
+            .collect()
     }
 
     fn sort_key(r: &Row) -> (bool, Option<String>, i64) {
@@ -258,8 +314,10 @@ mod tests {
 
     #[test]
     fn a_failing_source_ends_the_merge_with_its_error() {
-        let ok: Box<dyn BatchSource> = Box::new(vec![batch(&[(Some("a".into()), 1, 1)])].into_iter());
-        let mut m = SortedMerge::new(schema(), &["k", "t"], vec![ok, Box::new(Failing)], 10).unwrap();
+        let ok: Box<dyn BatchSource> =
+            Box::new(vec![batch(&[(Some("a".into()), 1, 1)])].into_iter());
+        let mut m =
+            SortedMerge::new(schema(), &["k", "t"], vec![ok, Box::new(Failing)], 10).unwrap();
         assert!(matches!(m.next(), Some(Err(_))));
         assert!(m.next().is_none());
     }

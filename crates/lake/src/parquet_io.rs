@@ -4,19 +4,21 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -31,8 +33,14 @@ pub struct EncodeOptions {
 }
 
 impl EncodeOptions {
-    pub const INGEST: Self = Self { zstd_level: 1, row_group_rows: 128 * 1024 };
-    pub const COMPACT: Self = Self { zstd_level: 9, row_group_rows: 256 * 1024 };
+    pub const INGEST: Self = Self {
+        zstd_level: 1,
+        row_group_rows: 128 * 1024,
+    };
+    pub const COMPACT: Self = Self {
+        zstd_level: 9,
+        row_group_rows: 256 * 1024,
+    };
 }
 
 /// Sorts rows so a call's messages sit together, in time order.
@@ -42,7 +50,10 @@ pub fn sort_for_storage(batch: &RecordBatch, hep_type: u8) -> Result<RecordBatch
         .map(|name| {
             Ok(SortColumn {
                 values: batch.column(batch.schema().index_of(name)?).clone(),
-                options: Some(SortOptions { descending: false, nulls_first: false }),
+                options: Some(SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                }),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -50,7 +61,11 @@ pub fn sort_for_storage(batch: &RecordBatch, hep_type: u8) -> Result<RecordBatch
     Ok(take_record_batch(batch, &idx)?)
 }
 
-pub(crate) fn properties(hep_type: u8, rows: usize, opts: EncodeOptions) -> Result<WriterProperties> {
+pub(crate) fn properties(
+    hep_type: u8,
+    rows: usize,
+    opts: EncodeOptions,
+) -> Result<WriterProperties> {
     let mut p = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -77,7 +92,11 @@ pub fn encode(batches: &[RecordBatch], hep_type: u8, opts: EncodeOptions) -> Res
 pub fn encode_sorted(sorted: &RecordBatch, hep_type: u8, opts: EncodeOptions) -> Result<Bytes> {
     let schema = schema_for(hep_type);
     let mut buf = Vec::with_capacity(sorted.get_array_memory_size() / 4 + 4096);
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(properties(hep_type, sorted.num_rows(), opts)?))?;
+    let mut w = ArrowWriter::try_new(
+        &mut buf,
+        schema,
+        Some(properties(hep_type, sorted.num_rows(), opts)?),
+    )?;
     w.write(sorted)?;
     w.close()?;
     Ok(Bytes::from(buf))
@@ -85,7 +104,9 @@ pub fn encode_sorted(sorted: &RecordBatch, hep_type: u8, opts: EncodeOptions) ->
 
 /// Decodes a whole Parquet file (compaction input; files are bounded in size).
 pub fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024).build()?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+        .with_batch_size(64 * 1024)
+        .build()?;
     Ok(reader.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -119,18 +140,42 @@ fn external(e: object_store::Error) -> ParquetError {
 }
 
 impl AsyncFileReader for StoreReader {
-    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        async move { self.store.get_range(&self.path, range).await.map_err(external) }.boxed()
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(external)
+        }
+        .boxed()
     }
 
-    fn get_byte_ranges(&mut self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) }.boxed()
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(external)
+        }
+        .boxed()
     }
 
-    fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
-            let md = ParquetMetaDataReader::new().with_arrow_reader_options(options).load_and_finish(self, size).await?;
+            let md = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
             Ok(Arc::new(md))
         }
         .boxed()

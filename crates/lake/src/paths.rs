@@ -41,7 +41,10 @@ impl fmt::Display for Partition {
 
 impl Partition {
     pub fn for_micros(hep_type: u8, micros: i64) -> Self {
-        Self { hep_type, hour: micros.div_euclid(MICROS_PER_HOUR) }
+        Self {
+            hep_type,
+            hour: micros.div_euclid(MICROS_PER_HOUR),
+        }
     }
 
     pub fn start_micros(&self) -> i64 {
@@ -65,7 +68,12 @@ impl Partition {
     }
 
     pub fn prefix(&self) -> Path {
-        Path::from(format!("{}/{}/{}", table_name(self.hep_type), self.date_dir(), self.hour_dir()))
+        Path::from(format!(
+            "{}/{}/{}",
+            table_name(self.hep_type),
+            self.date_dir(),
+            self.hour_dir()
+        ))
     }
 
     /// Key of a data file of this partition.
@@ -87,14 +95,20 @@ impl Partition {
         let hep_type = parse_table_name(parts.next()?.as_ref())?;
         let day = parse_date_dir(parts.next()?.as_ref())?;
         let hour = parse_hour_dir(parts.next()?.as_ref())?;
-        Some(Self { hep_type, hour: day * 24 + hour })
+        Some(Self {
+            hep_type,
+            hour: day * 24 + hour,
+        })
     }
 }
 
 /// Day (since epoch) of a `date=YYYY-MM-DD` directory name.
 pub fn parse_date_dir(name: &str) -> Option<i64> {
     let day = NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
-    Some(day.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days())
+    Some(
+        day.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?)
+            .num_days(),
+    )
 }
 
 /// `hour=HH` → HH.
@@ -114,7 +128,11 @@ pub fn table_prefix(hep_type: u8) -> Path {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileName {
     /// Cut by a `hepop serve` writer: unique per writer, never rewritten.
-    Server { writer: String, micros: i64, seq: u64 },
+    Server {
+        writer: String,
+        micros: i64,
+        seq: u64,
+    },
     /// The rows of one Kinesis record: a retried record rewrites the same name.
     Kinesis { shard: String, sequence: String },
     /// Output `n` of compaction job `id` (32 hex digits).
@@ -124,7 +142,11 @@ pub enum FileName {
 impl fmt::Display for FileName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Server { writer, micros, seq } => write!(f, "{writer}-{micros}-{seq}{PARQUET}"),
+            Self::Server {
+                writer,
+                micros,
+                seq,
+            } => write!(f, "{writer}-{micros}-{seq}{PARQUET}"),
             Self::Kinesis { shard, sequence } => write!(f, "k-{shard}-{sequence}{PARQUET}"),
             Self::Compacted { id, n } => write!(f, "c-{id}-{n}{PARQUET}"),
         }
@@ -141,12 +163,19 @@ fn is_job_id(s: &str) -> bool {
 
 /// Why a writer id cannot be used in file names, if it cannot.
 pub fn check_writer_id(writer: &str) -> Result<(), String> {
-    let ok_chars = !writer.is_empty() && writer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    let ok_chars = !writer.is_empty()
+        && writer
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
     if !ok_chars {
-        return Err(format!("writer id {writer:?}: use letters, digits, '_' and '.' only"));
+        return Err(format!(
+            "writer id {writer:?}: use letters, digits, '_' and '.' only"
+        ));
     }
     if writer == "c" || writer == "k" {
-        return Err(format!("writer id {writer:?} is reserved (compaction outputs, Kinesis files)"));
+        return Err(format!(
+            "writer id {writer:?} is reserved (compaction outputs, Kinesis files)"
+        ));
     }
     Ok(())
 }
@@ -167,11 +196,17 @@ pub fn job_started_micros(id: &str) -> Option<i64> {
 
 impl FileName {
     pub fn compacted(id: &str, n: u32) -> Self {
-        Self::Compacted { id: id.to_owned(), n }
+        Self::Compacted {
+            id: id.to_owned(),
+            n,
+        }
     }
 
     pub fn kinesis(shard: &str, sequence: &str) -> Self {
-        Self::Kinesis { shard: shard.to_owned(), sequence: sequence.to_owned() }
+        Self::Kinesis {
+            shard: shard.to_owned(),
+            sequence: sequence.to_owned(),
+        }
     }
 
     /// Parses a file name; None for anything that is not a data file of the lake.
@@ -180,7 +215,10 @@ impl FileName {
         if let Some(rest) = stem.strip_prefix("c-") {
             let (id, n) = rest.rsplit_once('-')?;
             if is_job_id(id) && is_digits(n) {
-                return Some(Self::Compacted { id: id.to_owned(), n: n.parse().ok()? });
+                return Some(Self::Compacted {
+                    id: id.to_owned(),
+                    n: n.parse().ok()?,
+                });
             }
         }
         if let Some(rest) = stem.strip_prefix("k-") {
@@ -195,7 +233,11 @@ impl FileName {
         if !is_digits(seq) || !is_digits(micros) {
             return None;
         }
-        Some(Self::Server { writer: writer.to_owned(), micros: micros.parse().ok()?, seq: seq.parse().ok()? })
+        Some(Self::Server {
+            writer: writer.to_owned(),
+            micros: micros.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
     }
 
     /// The compaction job that wrote this file, if it is an output.
@@ -239,7 +281,11 @@ impl MarkerName {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Quarantined {
     /// A Kinesis record nothing could be decoded from: its bytes (`.bin`) and why (`.err`).
-    KinesisRecord { shard: String, sequence: String, reason: bool },
+    KinesisRecord {
+        shard: String,
+        sequence: String,
+        reason: bool,
+    },
     /// A lake file that cannot be read, moved aside whole (or why, with `reason`).
     LakeFile { original: Path, reason: bool },
 }
@@ -247,19 +293,30 @@ pub enum Quarantined {
 impl Quarantined {
     pub fn path(&self) -> Path {
         match self {
-            Self::KinesisRecord { shard, sequence, reason } => {
+            Self::KinesisRecord {
+                shard,
+                sequence,
+                reason,
+            } => {
                 let ext = if *reason { "err" } else { "bin" };
                 Path::from(format!("{QUARANTINE_DIR}/kinesis/{shard}/{sequence}.{ext}"))
             }
             Self::LakeFile { original, reason } => {
                 let p = Path::from(format!("{QUARANTINE_DIR}/lake/{original}"));
-                if *reason { Path::from(format!("{p}.err")) } else { p }
+                if *reason {
+                    Path::from(format!("{p}.err"))
+                } else {
+                    p
+                }
             }
         }
     }
 
     pub fn parse(path: &Path) -> Option<Self> {
-        let rest = path.as_ref().strip_prefix(QUARANTINE_DIR)?.strip_prefix('/')?;
+        let rest = path
+            .as_ref()
+            .strip_prefix(QUARANTINE_DIR)?
+            .strip_prefix('/')?;
         if let Some(k) = rest.strip_prefix("kinesis/") {
             let (shard, file) = k.split_once('/')?;
             let (sequence, ext) = file.rsplit_once('.')?;
@@ -268,14 +325,21 @@ impl Quarantined {
                 "bin" => false,
                 _ => return None,
             };
-            return Some(Self::KinesisRecord { shard: shard.to_owned(), sequence: sequence.to_owned(), reason });
+            return Some(Self::KinesisRecord {
+                shard: shard.to_owned(),
+                sequence: sequence.to_owned(),
+                reason,
+            });
         }
         let original = rest.strip_prefix("lake/")?;
         let (original, reason) = match original.strip_suffix(".err") {
             Some(o) => (o, true),
             None => (original, false),
         };
-        Some(Self::LakeFile { original: Path::from(original), reason })
+        Some(Self::LakeFile {
+            original: Path::from(original),
+            reason,
+        })
     }
 }
 
@@ -290,39 +354,88 @@ mod tests {
         let p = Partition::for_micros(1, 1_737_917_047_120_000);
         assert_eq!(p.prefix().as_ref(), "hep_1/date=2025-01-26/hour=18");
         let f = FileName::kinesis("shardId-000000000001", "4959");
-        assert_eq!(p.file(&f).as_ref(), "hep_1/date=2025-01-26/hour=18/k-shardId-000000000001-4959.parquet");
+        assert_eq!(
+            p.file(&f).as_ref(),
+            "hep_1/date=2025-01-26/hour=18/k-shardId-000000000001-4959.parquet"
+        );
         assert_eq!(Partition::parse(&p.file(&f)), Some(p));
-        assert_eq!(p.marker(&MarkerName::Log(7)).as_ref(), "hep_1/date=2025-01-26/hour=18/_compactions/00000000000000000007.json");
-        assert_eq!(Partition::parse(&Path::from("hep_1/date=2025-01-26/hour=24/x")), None);
-        assert_eq!(Partition::parse(&Path::from("hep_1/date=2025-01-26/hour=7/x")), None);
-        assert_eq!(Partition::parse(&Path::from("other/date=2025-01-26/hour=01/x")), None);
-        assert_eq!(Partition::parse(&Path::from("hep_1/date=1969-12-31/hour=23")), Some(Partition { hep_type: 1, hour: -1 }));
+        assert_eq!(
+            p.marker(&MarkerName::Log(7)).as_ref(),
+            "hep_1/date=2025-01-26/hour=18/_compactions/00000000000000000007.json"
+        );
+        assert_eq!(
+            Partition::parse(&Path::from("hep_1/date=2025-01-26/hour=24/x")),
+            None
+        );
+        assert_eq!(
+            Partition::parse(&Path::from("hep_1/date=2025-01-26/hour=7/x")),
+            None
+        );
+        assert_eq!(
+            Partition::parse(&Path::from("other/date=2025-01-26/hour=01/x")),
+            None
+        );
+        assert_eq!(
+            Partition::parse(&Path::from("hep_1/date=1969-12-31/hour=23")),
+            Some(Partition {
+                hep_type: 1,
+                hour: -1
+            })
+        );
     }
 
     #[test]
     fn names_are_told_apart() {
         let id = "0192abcd0192abcd0192abcd0192abcd";
-        assert_eq!(FileName::parse(&format!("c-{id}-3.parquet")), Some(FileName::compacted(id, 3)));
-        assert_eq!(FileName::parse("hepop-1737917047120000-4.parquet").and_then(|f| f.job_id().map(str::to_owned)), None);
+        assert_eq!(
+            FileName::parse(&format!("c-{id}-3.parquet")),
+            Some(FileName::compacted(id, 3))
+        );
+        assert_eq!(
+            FileName::parse("hepop-1737917047120000-4.parquet")
+                .and_then(|f| f.job_id().map(str::to_owned)),
+            None
+        );
         // A short id is no compaction output (it would be a writer named "c", which is refused).
         assert_eq!(FileName::parse("c-123-4.parquet"), None);
-        assert!(check_writer_id("c").is_err() && check_writer_id("a-b").is_err() && check_writer_id("").is_err());
+        assert!(
+            check_writer_id("c").is_err()
+                && check_writer_id("a-b").is_err()
+                && check_writer_id("").is_err()
+        );
         assert_eq!(FileName::parse("_compactions/x.json"), None);
         assert_eq!(FileName::parse("hepop-1-2.parquet.tmp"), None);
-        assert_eq!(MarkerName::parse(&format!("{id}.json")), Some(MarkerName::Legacy(id.into())));
+        assert_eq!(
+            MarkerName::parse(&format!("{id}.json")),
+            Some(MarkerName::Legacy(id.into()))
+        );
         assert_eq!(MarkerName::parse("7.json"), None);
         let id = new_job_id(1_764_374_400_000_000, 42);
-        assert_eq!(FileName::parse(&FileName::compacted(&id, 0).to_string()).unwrap().job_id(), Some(id.as_str()));
+        assert_eq!(
+            FileName::parse(&FileName::compacted(&id, 0).to_string())
+                .unwrap()
+                .job_id(),
+            Some(id.as_str())
+        );
         assert_eq!(job_started_micros(&id), Some(1_764_374_400_000_000));
-        assert_eq!(job_started_micros("f3a1c2e4b5d6478a9b0c1d2e3f405162"), None, "a v4 UUID");
+        assert_eq!(
+            job_started_micros("f3a1c2e4b5d6478a9b0c1d2e3f405162"),
+            None,
+            "a v4 UUID"
+        );
     }
 
     fn file_name() -> impl Strategy<Value = FileName> {
         prop_oneof![
             ("[A-Za-z0-9_.]{1,12}", 0i64..i64::MAX, any::<u64>())
                 .prop_filter("reserved", |(w, _, _)| check_writer_id(w).is_ok())
-                .prop_map(|(writer, micros, seq)| FileName::Server { writer, micros, seq }),
-            ("shardId-[0-9]{12}|[A-Za-z0-9-]{1,20}", "[0-9]{1,56}").prop_map(|(s, q)| FileName::kinesis(&s, &q)),
+                .prop_map(|(writer, micros, seq)| FileName::Server {
+                    writer,
+                    micros,
+                    seq
+                }),
+            ("shardId-[0-9]{12}|[A-Za-z0-9-]{1,20}", "[0-9]{1,56}")
+                .prop_map(|(s, q)| FileName::kinesis(&s, &q)),
             ("[0-9a-f]{32}", any::<u32>()).prop_map(|(id, n)| FileName::compacted(&id, n)),
         ]
     }

@@ -1,7 +1,9 @@
 //! HEP messages → Arrow record batches, column by column.
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use hep::HepMessage;
 use hep::sip::SipFields;
 
@@ -133,7 +135,8 @@ impl BatchBuilder {
         self.kind.append_value(m.proto_type as i32);
         self.capture_id.append_value(m.capture_id as i64);
         self.capture_pass.append_option(m.capture_pass.as_deref());
-        self.correlation_id.append_option(m.correlation_id.as_deref());
+        self.correlation_id
+            .append_option(m.correlation_id.as_deref());
         append_ip(&mut self.src_ip, m.src_ip);
         append_ip(&mut self.dst_ip, m.dst_ip);
         self.src_port.append_value(m.src_port as i32);
@@ -144,7 +147,8 @@ impl BatchBuilder {
         self.node_name.append_option(m.node_name.as_deref());
         self.vlan.append_option(m.vlan.map(i32::from));
         // Stored as text (SIP, JSON RTCP reports, logs): invalid UTF-8 becomes U+FFFD.
-        self.payload.append_value(String::from_utf8_lossy(&m.payload));
+        self.payload
+            .append_value(String::from_utf8_lossy(&m.payload));
         if let Some(sip) = self.sip.as_mut() {
             sip.append(&hep::sip::extract(&m.payload));
         }

@@ -77,7 +77,13 @@ pub const SIP_COLUMNS: [(&str, DataType); 12] = [
 /// Columns given Parquet bloom filters: the ones calls are looked up by.
 pub fn bloom_columns(hep_type: u8) -> &'static [&'static str] {
     if hep_type == SIP_TYPE {
-        &["correlation_id", "call_id", "from_user", "to_user", "ruri_user"]
+        &[
+            "correlation_id",
+            "call_id",
+            "from_user",
+            "to_user",
+            "ruri_user",
+        ]
     } else {
         &["correlation_id"]
     }
@@ -85,7 +91,11 @@ pub fn bloom_columns(hep_type: u8) -> &'static [&'static str] {
 
 /// Sort key inside a file: a call's messages together, in time order.
 pub fn sort_columns(hep_type: u8) -> &'static [&'static str] {
-    if hep_type == SIP_TYPE { &["call_id", TIME] } else { &["correlation_id", TIME] }
+    if hep_type == SIP_TYPE {
+        &["call_id", TIME]
+    } else {
+        &["correlation_id", TIME]
+    }
 }
 
 // Columns added after the first release go last, so older files' columns
@@ -101,14 +111,22 @@ static COMMON: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 static SIP: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut f = common_fields();
-    f.extend(SIP_COLUMNS.iter().map(|(n, t)| Field::new(*n, t.clone(), true)));
+    f.extend(
+        SIP_COLUMNS
+            .iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), true)),
+    );
     f.extend(added_fields());
     Arc::new(Schema::new(f))
 });
 
 /// Arrow schema of table `hep_<hep_type>`.
 pub fn schema_for(hep_type: u8) -> SchemaRef {
-    if hep_type == SIP_TYPE { SIP.clone() } else { COMMON.clone() }
+    if hep_type == SIP_TYPE {
+        SIP.clone()
+    } else {
+        COMMON.clone()
+    }
 }
 
 /// `batch` with exactly `schema`'s columns, by name: a file written before a
@@ -145,7 +163,10 @@ mod tests {
 
     #[test]
     fn sip_table_has_extra_columns() {
-        assert_eq!(schema_for(1).fields().len(), schema_for(5).fields().len() + SIP_COLUMNS.len());
+        assert_eq!(
+            schema_for(1).fields().len(),
+            schema_for(5).fields().len() + SIP_COLUMNS.len()
+        );
         assert_eq!(schema_for(1).fields().last().unwrap().name(), ORIGINAL_TIME);
         for c in bloom_columns(1).iter().chain(sort_columns(1)) {
             schema_for(1).field_with_name(c).unwrap();

@@ -14,15 +14,26 @@ pub fn open(location: &str) -> Result<Arc<dyn ObjectStore>> {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         // Region, credentials and AWS_ENDPOINT (LocalStack) come from the environment.
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")) {
-            b = b.with_endpoint(&endpoint).with_allow_http(endpoint.starts_with("http://")).with_virtual_hosted_style_request(false);
+        if let Ok(endpoint) =
+            std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        {
+            b = b
+                .with_endpoint(&endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
         }
         let s3: Arc<dyn ObjectStore> = Arc::new(b.build()?);
         let prefix = prefix.trim_matches('/');
-        return Ok(if prefix.is_empty() { s3 } else { Arc::new(PrefixStore::new(s3, prefix)) });
+        return Ok(if prefix.is_empty() {
+            s3
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        });
     }
     let dir = location.strip_prefix("file://").unwrap_or(location);
     std::fs::create_dir_all(dir).map_err(|e| LakeError::Other(format!("creating {dir}: {e}")))?;
     // Automatic cleanup removes empty directories left after compaction deletes.
-    Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true)))
+    Ok(Arc::new(
+        LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true),
+    ))
 }

@@ -42,8 +42,19 @@ pub struct HepTable {
 }
 
 impl HepTable {
-    pub fn new(hep_type: u8, store: Arc<dyn ObjectStore>, url: ObjectStoreUrl, default_window: (i64, i64)) -> Self {
-        Self { hep_type, schema: schema_for(hep_type), store, url, default_window }
+    pub fn new(
+        hep_type: u8,
+        store: Arc<dyn ObjectStore>,
+        url: ObjectStoreUrl,
+        default_window: (i64, i64),
+    ) -> Self {
+        Self {
+            hep_type,
+            schema: schema_for(hep_type),
+            store,
+            url,
+            default_window,
+        }
     }
 
     /// Visible files of every partition that can hold rows in `range`.
@@ -59,7 +70,11 @@ impl HepTable {
             .buffer_unordered(16)
             .try_collect()
             .await?;
-        Ok(listings.iter().flat_map(|l| l.visible()).map(PartitionedFile::from).collect())
+        Ok(listings
+            .iter()
+            .flat_map(|l| l.visible())
+            .map(PartitionedFile::from)
+            .collect())
     }
 }
 
@@ -77,7 +92,10 @@ impl TableProvider for HepTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Inexact: we prune with them, DataFusion still filters rows.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
@@ -92,7 +110,10 @@ impl TableProvider for HepTable {
         let tf = from_filters(filters);
         let window = (!tf.mentions_time).then_some(self.default_window);
         let range = match window {
-            Some((from, to)) => TimeRange { lo: Some(from), hi: Some(to) },
+            Some((from, to)) => TimeRange {
+                lo: Some(from),
+                hi: Some(to),
+            },
             None => tf.range,
         };
         let files = self.files(range).await.map_err(external)?;
@@ -131,15 +152,26 @@ impl TableProvider for HepTable {
 
         if let Some((from, to)) = window {
             let df_schema = DFSchema::try_from(plan.schema())?;
-            let ts = |v: i64| lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())));
-            let predicate = state.create_physical_expr(col(TIME).gt_eq(ts(from)).and(col(TIME).lt_eq(ts(to))), &df_schema)?;
+            let ts = |v: i64| {
+                lit(ScalarValue::TimestampMicrosecond(
+                    Some(v),
+                    Some("UTC".into()),
+                ))
+            };
+            let predicate = state.create_physical_expr(
+                col(TIME).gt_eq(ts(from)).and(col(TIME).lt_eq(ts(to))),
+                &df_schema,
+            )?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
             if let Some(n) = keep {
                 let schema = plan.schema();
                 let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..n)
                     .map(|i| {
                         let name = schema.field(i).name().clone();
-                        (Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>, name)
+                        (
+                            Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                            name,
+                        )
                     })
                     .collect();
                 plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);

@@ -59,7 +59,9 @@ fn scalar_micros(v: &ScalarValue) -> Option<i64> {
         ScalarValue::TimestampMillisecond(Some(ms), _) => ms.checked_mul(1_000),
         ScalarValue::TimestampMicrosecond(Some(us), _) => Some(*us),
         ScalarValue::TimestampNanosecond(Some(ns), _) => Some(ns.div_euclid(1_000)),
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => parse_iso(s),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => parse_iso(s),
         _ => None,
     }
 }
@@ -70,17 +72,34 @@ pub fn parse_iso(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc().timestamp_micros());
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros())
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| {
+        d.and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_micros()
+    })
 }
 
 fn is_nanos(e: &Expr) -> bool {
-    let Expr::BinaryExpr(BinaryExpr { left, right, .. }) = e else { return false };
-    [left, right].iter().any(|x| matches!(x.as_ref(), Expr::Literal(ScalarValue::TimestampNanosecond(..), _)))
+    let Expr::BinaryExpr(BinaryExpr { left, right, .. }) = e else {
+        return false;
+    };
+    [left, right].iter().any(|x| {
+        matches!(
+            x.as_ref(),
+            Expr::Literal(ScalarValue::TimestampNanosecond(..), _)
+        )
+    })
 }
 
 fn mentions_time(e: &Expr) -> bool {
@@ -119,7 +138,8 @@ pub fn from_filters(filters: &[Expr]) -> TimeFilter {
                     }
                 }
                 Expr::Between(b) if !b.negated && is_time(&b.expr) => {
-                    if let (Some(lo), Some(hi)) = (literal_micros(&b.low), literal_micros(&b.high)) {
+                    if let (Some(lo), Some(hi)) = (literal_micros(&b.low), literal_micros(&b.high))
+                    {
                         range.lower(lo);
                         range.upper(hi);
                     }
@@ -128,7 +148,10 @@ pub fn from_filters(filters: &[Expr]) -> TimeFilter {
             }
         }
     }
-    TimeFilter { mentions_time: mentions, range }
+    TimeFilter {
+        mentions_time: mentions,
+        range,
+    }
 }
 
 #[cfg(test)]
@@ -137,7 +160,10 @@ mod tests {
     use datafusion::prelude::{col, lit};
 
     fn ts(s: &str) -> Expr {
-        lit(ScalarValue::TimestampMicrosecond(parse_iso(s), Some("UTC".into())))
+        lit(ScalarValue::TimestampMicrosecond(
+            parse_iso(s),
+            Some("UTC".into()),
+        ))
     }
 
     #[test]
@@ -155,17 +181,32 @@ mod tests {
     fn comparisons_between_and_swapped() {
         let lo = parse_iso("2025-02-08T19:00:00");
         let hi = parse_iso("2025-02-08T20:00:00");
-        let f = from_filters(&[col("time").gt_eq(ts("2025-02-08T19:00:00")).and(col("time").lt(lit("2025-02-08T20:00:00")))]);
-        assert_eq!(f.range, TimeRange { lo, hi: hi.map(|h| h - 1) });
-        let f = from_filters(&[ts("2025-02-08T20:00:00").gt_eq(col("time")), col("time").gt(ts("2025-02-08T19:00:00"))]);
+        let f = from_filters(&[col("time")
+            .gt_eq(ts("2025-02-08T19:00:00"))
+            .and(col("time").lt(lit("2025-02-08T20:00:00")))]);
+        assert_eq!(
+            f.range,
+            TimeRange {
+                lo,
+                hi: hi.map(|h| h - 1)
+            }
+        );
+        let f = from_filters(&[
+            ts("2025-02-08T20:00:00").gt_eq(col("time")),
+            col("time").gt(ts("2025-02-08T19:00:00")),
+        ]);
         assert_eq!(f.range, TimeRange { lo, hi });
-        let f = from_filters(&[col("time").between(ts("2025-02-08T19:00:00"), ts("2025-02-08T20:00:00"))]);
+        let f = from_filters(&[
+            col("time").between(ts("2025-02-08T19:00:00"), ts("2025-02-08T20:00:00"))
+        ]);
         assert_eq!(f.range, TimeRange { lo, hi });
     }
 
     #[test]
     fn or_and_unrelated_filters_do_not_bound() {
-        let f = from_filters(&[col("time").gt(ts("2025-02-08T19:00:00")).or(col("src_port").eq(lit(5060)))]);
+        let f = from_filters(&[col("time")
+            .gt(ts("2025-02-08T19:00:00"))
+            .or(col("src_port").eq(lit(5060)))]);
         assert!(f.mentions_time);
         assert_eq!(f.range, TimeRange::default());
         let f = from_filters(&[col("src_port").eq(lit(5060))]);

@@ -28,7 +28,12 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { writer_id: "hepop".into(), max_rows: 200_000, max_bytes: 64 << 20, max_age: Duration::from_secs(10) }
+        Self {
+            writer_id: "hepop".into(),
+            max_rows: 200_000,
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(10),
+        }
     }
 }
 
@@ -53,9 +58,11 @@ impl PendingFile {
     pub async fn write(&self, store: &Arc<dyn ObjectStore>) -> Result<()> {
         let batch = self.batch.clone();
         let hep_type = self.partition.hep_type;
-        let bytes = tokio::task::spawn_blocking(move || parquet_io::encode(&[batch], hep_type, EncodeOptions::INGEST))
-            .await
-            .map_err(|e| crate::LakeError::Other(format!("encoder task: {e}")))??;
+        let bytes = tokio::task::spawn_blocking(move || {
+            parquet_io::encode(&[batch], hep_type, EncodeOptions::INGEST)
+        })
+        .await
+        .map_err(|e| crate::LakeError::Other(format!("encoder task: {e}")))??;
         parquet_io::put(store, &self.path, bytes).await
     }
 }
@@ -63,13 +70,26 @@ impl PendingFile {
 /// One file per partition the messages fall in, each named `name` inside
 /// its partition. Deterministic: the same messages and name give the same
 /// objects, so a retried write overwrites instead of duplicating.
-pub fn files_named<'a>(msgs: impl IntoIterator<Item = &'a HepMessage>, name: &FileName) -> Vec<PendingFile> {
+pub fn files_named<'a>(
+    msgs: impl IntoIterator<Item = &'a HepMessage>,
+    name: &FileName,
+) -> Vec<PendingFile> {
     let mut builders: HashMap<Partition, BatchBuilder> = HashMap::new();
     for m in msgs {
         let p = Partition::for_micros(m.proto_type, m.time_micros());
-        builders.entry(p).or_insert_with(|| BatchBuilder::new(m.proto_type)).append(m);
+        builders
+            .entry(p)
+            .or_insert_with(|| BatchBuilder::new(m.proto_type))
+            .append(m);
     }
-    builders.into_iter().map(|(p, mut b)| PendingFile { partition: p, path: p.file(name), batch: b.finish() }).collect()
+    builders
+        .into_iter()
+        .map(|(p, mut b)| PendingFile {
+            partition: p,
+            path: p.file(name),
+            batch: b.finish(),
+        })
+        .collect()
 }
 
 /// In-memory write buffer. Pure bookkeeping: I/O happens in [`PendingFile::write`].
@@ -82,7 +102,12 @@ pub struct WriteBuffer {
 
 impl WriteBuffer {
     pub fn new(cfg: WriterConfig) -> Self {
-        Self { cfg, buffers: HashMap::new(), seq: 0, rows: 0 }
+        Self {
+            cfg,
+            buffers: HashMap::new(),
+            seq: 0,
+            rows: 0,
+        }
     }
 
     pub fn buffered_rows(&self) -> usize {
@@ -94,7 +119,10 @@ impl WriteBuffer {
         let p = Partition::for_micros(m.proto_type, m.time_micros());
         self.buffers
             .entry(p)
-            .or_insert_with(|| Buffer { rows: BatchBuilder::new(m.proto_type), since: Instant::now() })
+            .or_insert_with(|| Buffer {
+                rows: BatchBuilder::new(m.proto_type),
+                since: Instant::now(),
+            })
             .rows
             .append(m);
         self.rows += 1;
@@ -118,8 +146,16 @@ impl WriteBuffer {
                 let mut b = self.buffers.remove(&p)?;
                 self.rows -= b.rows.len();
                 self.seq += 1;
-                let name = FileName::Server { writer: self.cfg.writer_id.clone(), micros: chrono::Utc::now().timestamp_micros(), seq: self.seq };
-                Some(PendingFile { partition: p, path: p.file(&name), batch: b.rows.finish() })
+                let name = FileName::Server {
+                    writer: self.cfg.writer_id.clone(),
+                    micros: chrono::Utc::now().timestamp_micros(),
+                    seq: self.seq,
+                };
+                Some(PendingFile {
+                    partition: p,
+                    path: p.file(&name),
+                    batch: b.rows.finish(),
+                })
             })
             .collect()
     }

@@ -48,8 +48,16 @@ async fn visible_ids(store: &Arc<dyn ObjectStore>, p: Partition) -> Vec<i64> {
     let l = list_partition(store, p).await.unwrap();
     let mut ids = Vec::new();
     for f in l.visible() {
-        for b in lake::parquet_io::read_all(store, &f.location).await.unwrap() {
-            let c = b.column(b.schema().index_of("capture_id").unwrap()).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+        for b in lake::parquet_io::read_all(store, &f.location)
+            .await
+            .unwrap()
+        {
+            let c = b
+                .column(b.schema().index_of("capture_id").unwrap())
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
             ids.extend(c.values().iter().copied());
         }
     }
@@ -74,7 +82,10 @@ fn on_disk() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
 }
 
 fn no_retention() -> CompactionConfig {
-    CompactionConfig { retention: None, ..Default::default() }
+    CompactionConfig {
+        retention: None,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,17 +95,29 @@ async fn compaction_merges_and_keeps_every_row_once() {
     let p = Partition::for_micros(1, base);
     let mut expected = Vec::new();
     for f in 0..12 {
-        let msgs: Vec<_> = (0..20).map(|i| msg(f * 100 + i, base + (f * 20 + i) * 1_000_000)).collect();
+        let msgs: Vec<_> = (0..20)
+            .map(|i| msg(f * 100 + i, base + (f * 20 + i) * 1_000_000))
+            .collect();
         expected.extend(msgs.iter().map(|m| m.capture_id as i64));
         write_server(&store, &msgs).await;
     }
     expected.sort_unstable();
-    let cfg = CompactionConfig { target_file_bytes: 64 << 20, ..no_retention() };
+    let cfg = CompactionConfig {
+        target_file_bytes: 64 << 20,
+        ..no_retention()
+    };
     let t = now();
     let r = run(&store, &cfg, t, Sweep::Full, None).await;
-    assert_eq!((r.jobs, r.files_in, r.files_out, r.rows, r.errors.len()), (1, 12, 1, 240, 0));
+    assert_eq!(
+        (r.jobs, r.files_in, r.files_out, r.rows, r.errors.len()),
+        (1, 12, 1, 240, 0)
+    );
     let l = list_partition(&store, p).await.unwrap();
-    assert_eq!((l.files.len(), l.visible().len()), (13, 1), "inputs kept for the grace period, not visible");
+    assert_eq!(
+        (l.files.len(), l.visible().len()),
+        (13, 1),
+        "inputs kept for the grace period, not visible"
+    );
     assert_eq!(visible_ids(&store, p).await, expected);
     // Again within the grace period: nothing to do, nothing deleted.
     let r = run(&store, &cfg, t, Sweep::Full, None).await;
@@ -114,18 +137,35 @@ async fn late_data_after_a_split_compaction_keeps_every_row() {
     let base = micros("2025-05-01T10:00:00");
     let p = Partition::for_micros(1, base);
     for f in 0..7 {
-        let msgs: Vec<_> = (0..3000).map(|i| msg(f * 3000 + i, base + (f * 3000 + i) * 100_000)).collect();
+        let msgs: Vec<_> = (0..3000)
+            .map(|i| msg(f * 3000 + i, base + (f * 3000 + i) * 100_000))
+            .collect();
         write_server(&store, &msgs).await;
     }
-    let cfg = CompactionConfig { target_file_bytes: 1_000_000, grace: Duration::ZERO, ..no_retention() };
+    let cfg = CompactionConfig {
+        target_file_bytes: 1_000_000,
+        grace: Duration::ZERO,
+        ..no_retention()
+    };
     let t = now();
     let r = run(&store, &cfg, t, Sweep::Full, None).await;
     assert!(r.files_out >= 2, "{r:?}");
     assert_eq!(visible_ids(&store, p).await.len(), 21_000);
     let l = list_partition(&store, p).await.unwrap();
-    assert!(l.visible().iter().any(|f| f.size < cfg.target_file_bytes / 2), "a small output to merge again");
+    assert!(
+        l.visible()
+            .iter()
+            .any(|f| f.size < cfg.target_file_bytes / 2),
+        "a small output to merge again"
+    );
 
-    write_server(&store, &(0..7).map(|i| msg(100_000 + i, base + 10 + i)).collect::<Vec<_>>()).await;
+    write_server(
+        &store,
+        &(0..7)
+            .map(|i| msg(100_000 + i, base + 10 + i))
+            .collect::<Vec<_>>(),
+    )
+    .await;
     let r = run(&store, &cfg, t, Sweep::Full, None).await;
     assert!(r.jobs >= 1 && r.errors.is_empty(), "{r:?}");
     let ids = visible_ids(&store, p).await;
@@ -139,12 +179,23 @@ async fn late_data_after_a_split_compaction_keeps_every_row() {
 async fn a_crash_at_any_store_write_leaves_every_row_once() {
     let base = micros("2025-03-01T10:00:00");
     let p = Partition::for_micros(1, base);
-    let cfg = CompactionConfig { target_file_bytes: 1 << 20, grace: Duration::ZERO, ..no_retention() };
+    let cfg = CompactionConfig {
+        target_file_bytes: 1 << 20,
+        grace: Duration::ZERO,
+        ..no_retention()
+    };
     let mut crash_at = 0;
     loop {
         let (inst, store) = instrumented();
         for f in 0..6 {
-            write_record(&store, f, &(0..30).map(|i| msg(f as i64 * 100 + i, base + i)).collect::<Vec<_>>()).await;
+            write_record(
+                &store,
+                f,
+                &(0..30)
+                    .map(|i| msg(f as i64 * 100 + i, base + i))
+                    .collect::<Vec<_>>(),
+            )
+            .await;
         }
         let expected = visible_ids(&store, p).await;
         assert_eq!(expected.len(), 180);
@@ -152,22 +203,37 @@ async fn a_crash_at_any_store_write_leaves_every_row_once() {
         let r = run(&store, &cfg, now(), Sweep::Full, None).await;
         let writes = inst.writes();
         inst.fail_at(usize::MAX);
-        assert_eq!(visible_ids(&store, p).await, expected, "after a crash at write {crash_at}");
+        assert_eq!(
+            visible_ids(&store, p).await,
+            expected,
+            "after a crash at write {crash_at}"
+        );
         // Recovery, with abandoned outputs old enough to go.
         for _ in 0..4 {
             let r = run(&store, &cfg, now() + 2 * MICROS_PER_HOUR, Sweep::Full, None).await;
             assert!(r.errors.is_empty(), "{r:?}");
-            assert_eq!(visible_ids(&store, p).await, expected, "recovering from a crash at write {crash_at}");
+            assert_eq!(
+                visible_ids(&store, p).await,
+                expected,
+                "recovering from a crash at write {crash_at}"
+            );
         }
         let l = list_partition(&store, p).await.unwrap();
-        assert_eq!(l.files.len(), l.visible().len(), "nothing invisible left behind (crash at {crash_at})");
+        assert_eq!(
+            l.files.len(),
+            l.visible().len(),
+            "nothing invisible left behind (crash at {crash_at})"
+        );
         if r.errors.is_empty() {
             assert!(crash_at >= writes, "a failed write must be reported");
             break;
         }
         crash_at += 1;
     }
-    assert!(crash_at >= 5, "outputs, log entry and deletes were all crash-tested ({crash_at} writes)");
+    assert!(
+        crash_at >= 5,
+        "outputs, log entry and deletes were all crash-tested ({crash_at} writes)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,15 +241,27 @@ async fn a_retried_record_written_after_compaction_stays_invisible() {
     let (_inst, store) = instrumented();
     let base = micros("2025-04-01T08:00:00");
     let p = Partition::for_micros(1, base);
-    let record = |k: i64| (0..7).map(|s| msg(k * 10 + s, base + k * 1000 + s)).collect::<Vec<_>>();
+    let record = |k: i64| {
+        (0..7)
+            .map(|s| msg(k * 10 + s, base + k * 1000 + s))
+            .collect::<Vec<_>>()
+    };
     for k in 0..3 {
         write_record(&store, k as u64, &record(k)).await;
     }
-    let cfg = CompactionConfig { target_file_bytes: 64 << 20, grace: Duration::ZERO, ..no_retention() };
+    let cfg = CompactionConfig {
+        target_file_bytes: 64 << 20,
+        grace: Duration::ZERO,
+        ..no_retention()
+    };
     let t = now();
     run(&store, &cfg, t, Sweep::Full, None).await;
     write_record(&store, 1, &record(1)).await;
-    assert_eq!(visible_ids(&store, p).await.len(), 21, "the rewritten record is still retired");
+    assert_eq!(
+        visible_ids(&store, p).await.len(),
+        21,
+        "the rewritten record is still retired"
+    );
     // More data, a second compaction over the first one's output, and more late retries.
     write_record(&store, 3, &record(3)).await;
     let r = run(&store, &cfg, t, Sweep::Full, None).await;
@@ -195,7 +273,11 @@ async fn a_retried_record_written_after_compaction_stays_invisible() {
     run(&store, &cfg, now(), Sweep::Full, None).await;
     let l = list_partition(&store, p).await.unwrap();
     assert_eq!(l.files.len(), 1, "{:?}", l.files);
-    assert_eq!(l.log.len(), 1, "older log entries go once the newest is past its grace period");
+    assert_eq!(
+        l.log.len(),
+        1,
+        "older log entries go once the newest is past its grace period"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +286,14 @@ async fn concurrent_compactors_never_commit_the_same_rows_twice() {
     let base = micros("2025-06-01T00:00:00");
     let p = Partition::for_micros(1, base);
     for k in 0..8 {
-        write_record(&store, k, &(0..10).map(|i| msg(k as i64 * 100 + i, base + i)).collect::<Vec<_>>()).await;
+        write_record(
+            &store,
+            k,
+            &(0..10)
+                .map(|i| msg(k as i64 * 100 + i, base + i))
+                .collect::<Vec<_>>(),
+        )
+        .await;
     }
     let expected = visible_ids(&store, p).await;
     let cfg = no_retention();
@@ -216,19 +305,41 @@ async fn concurrent_compactors_never_commit_the_same_rows_twice() {
     let mb = write_outputs(&store, &b, &cfg, t).await.unwrap();
     assert!(finish(&store, &mb, &cfg, t).await.unwrap().is_some());
     assert_eq!(visible_ids(&store, p).await, expected);
-    assert!(finish(&store, &ma, &cfg, t).await.unwrap().is_none(), "overtaken");
+    assert!(
+        finish(&store, &ma, &cfg, t).await.unwrap().is_none(),
+        "overtaken"
+    );
     assert_eq!(visible_ids(&store, p).await, expected);
     for (name, _) in &ma.outputs {
-        assert!(store.head(&p.file(name)).await.is_err(), "the loser's outputs are discarded");
+        assert!(
+            store.head(&p.file(name)).await.is_err(),
+            "the loser's outputs are discarded"
+        );
     }
     // Whole runs at once, on fresh data.
     for k in 8..20 {
-        write_record(&store, k, &(0..10).map(|i| msg(k as i64 * 100 + i, base + i)).collect::<Vec<_>>()).await;
+        write_record(
+            &store,
+            k,
+            &(0..10)
+                .map(|i| msg(k as i64 * 100 + i, base + i))
+                .collect::<Vec<_>>(),
+        )
+        .await;
     }
     let expected = visible_ids(&store, p).await;
-    let cfg = CompactionConfig { max_job_files: 3, ..cfg };
-    let (ra, rb) = tokio::join!(run(&store, &cfg, t, Sweep::Full, None), run(&store, &cfg, t, Sweep::Full, None));
-    assert!(ra.errors.is_empty() && rb.errors.is_empty(), "{ra:?} {rb:?}");
+    let cfg = CompactionConfig {
+        max_job_files: 3,
+        ..cfg
+    };
+    let (ra, rb) = tokio::join!(
+        run(&store, &cfg, t, Sweep::Full, None),
+        run(&store, &cfg, t, Sweep::Full, None)
+    );
+    assert!(
+        ra.errors.is_empty() && rb.errors.is_empty(),
+        "{ra:?} {rb:?}"
+    );
     assert!(ra.jobs + rb.jobs > 0);
     assert_eq!(visible_ids(&store, p).await, expected);
 }
@@ -239,18 +350,39 @@ async fn a_huge_hour_converges_over_bounded_jobs() {
     let base = micros("2025-07-01T12:00:00");
     let p = Partition::for_micros(1, base);
     for f in 0..20 {
-        write_server(&store, &(0..500).map(|i| msg(f * 1000 + i, base + f * 1000 + i)).collect::<Vec<_>>()).await;
+        write_server(
+            &store,
+            &(0..500)
+                .map(|i| msg(f * 1000 + i, base + f * 1000 + i))
+                .collect::<Vec<_>>(),
+        )
+        .await;
     }
     let expected = visible_ids(&store, p).await;
-    let total: u64 = list_partition(&store, p).await.unwrap().files.iter().map(|f| f.size).sum();
+    let total: u64 = list_partition(&store, p)
+        .await
+        .unwrap()
+        .files
+        .iter()
+        .map(|f| f.size)
+        .sum();
     // Jobs of at most 4 files and half the bytes.
     let bound = total / 2;
-    let cfg = CompactionConfig { max_job_files: 4, max_job_bytes: bound, target_file_bytes: bound, grace: Duration::ZERO, ..no_retention() };
+    let cfg = CompactionConfig {
+        max_job_files: 4,
+        max_job_bytes: bound,
+        target_file_bytes: bound,
+        grace: Duration::ZERO,
+        ..no_retention()
+    };
     let mut runs = 0;
     loop {
         let r = run(&store, &cfg, now(), Sweep::Full, None).await;
         assert!(r.errors.is_empty(), "{r:?}");
-        assert!(r.files_in <= r.jobs * 4 && r.bytes_in <= r.jobs as u64 * bound, "{r:?}");
+        assert!(
+            r.files_in <= r.jobs * 4 && r.bytes_in <= r.jobs as u64 * bound,
+            "{r:?}"
+        );
         assert_eq!(visible_ids(&store, p).await, expected);
         runs += 1;
         if r.jobs == 0 {
@@ -258,7 +390,13 @@ async fn a_huge_hour_converges_over_bounded_jobs() {
         }
         assert!(runs < 10, "does not converge");
     }
-    let small = list_partition(&store, p).await.unwrap().visible().iter().filter(|f| f.size < bound / 2).count();
+    let small = list_partition(&store, p)
+        .await
+        .unwrap()
+        .visible()
+        .iter()
+        .filter(|f| f.size < bound / 2)
+        .count();
     assert!(small <= 1, "no two small files left to merge");
     assert!(runs >= 2);
 }
@@ -269,7 +407,11 @@ async fn the_open_hour_merges_settled_young_files() {
     let t = now();
     let p = Partition::for_micros(1, t);
     for f in 0..5 {
-        write_server(&store, &(0..50).map(|i| msg(f * 100 + i, t - i)).collect::<Vec<_>>()).await;
+        write_server(
+            &store,
+            &(0..50).map(|i| msg(f * 100 + i, t - i)).collect::<Vec<_>>(),
+        )
+        .await;
     }
     // Not settled yet: nothing happens.
     let cfg = no_retention();
@@ -284,7 +426,12 @@ async fn the_open_hour_merges_settled_young_files() {
     assert_eq!((r.jobs, r.files_in), (1, 5), "{r:?}");
     let l = list_partition(&store, p).await.unwrap();
     assert_eq!(l.visible().len(), 1);
-    assert!(FileName::parse(l.visible()[0].location.filename().unwrap()).unwrap().job_id().is_some());
+    assert!(
+        FileName::parse(l.visible()[0].location.filename().unwrap())
+            .unwrap()
+            .job_id()
+            .is_some()
+    );
     assert_eq!(visible_ids(&store, p).await, expected);
 }
 
@@ -292,23 +439,68 @@ async fn the_open_hour_merges_settled_young_files() {
 async fn an_unreadable_file_is_quarantined_and_blocks_nothing() {
     let (_dir, store) = on_disk();
     let base = micros("2025-08-01T05:00:00");
-    let (p, q) = (Partition::for_micros(1, base), Partition::for_micros(1, base + MICROS_PER_HOUR));
+    let (p, q) = (
+        Partition::for_micros(1, base),
+        Partition::for_micros(1, base + MICROS_PER_HOUR),
+    );
     for part in [p, q] {
         for f in 0..3 {
-            write_server(&store, &(0..10).map(|i| msg(f * 100 + i, part.start_micros() + i)).collect::<Vec<_>>()).await;
+            write_server(
+                &store,
+                &(0..10)
+                    .map(|i| msg(f * 100 + i, part.start_micros() + i))
+                    .collect::<Vec<_>>(),
+            )
+            .await;
         }
     }
-    let bad = p.file(&FileName::Server { writer: "broken".into(), micros: 1, seq: 1 });
-    store.put(&bad, b"PAR1 this is not parquet".to_vec().into()).await.unwrap();
-    let cfg = CompactionConfig { grace: Duration::ZERO, ..no_retention() };
+    let bad = p.file(&FileName::Server {
+        writer: "broken".into(),
+        micros: 1,
+        seq: 1,
+    });
+    store
+        .put(&bad, b"PAR1 this is not parquet".to_vec().into())
+        .await
+        .unwrap();
+    let cfg = CompactionConfig {
+        grace: Duration::ZERO,
+        ..no_retention()
+    };
     let r = run(&store, &cfg, now(), Sweep::Full, None).await;
     assert_eq!(r.quarantined, 1, "{r:?}");
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(r.jobs, 2, "both hours compacted");
     assert!(store.head(&bad).await.is_err(), "moved away");
-    let kept = Quarantined::LakeFile { original: bad.clone(), reason: false }.path();
-    assert_eq!(store.get(&kept).await.unwrap().bytes().await.unwrap().as_ref(), b"PAR1 this is not parquet");
-    let why = store.get(&Quarantined::LakeFile { original: bad, reason: true }.path()).await.unwrap().bytes().await.unwrap();
+    let kept = Quarantined::LakeFile {
+        original: bad.clone(),
+        reason: false,
+    }
+    .path();
+    assert_eq!(
+        store
+            .get(&kept)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"PAR1 this is not parquet"
+    );
+    let why = store
+        .get(
+            &Quarantined::LakeFile {
+                original: bad,
+                reason: true,
+            }
+            .path(),
+        )
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(!why.is_empty());
     assert_eq!(visible_ids(&store, p).await.len(), 30);
     let r = run(&store, &cfg, now(), Sweep::Full, None).await;
@@ -319,14 +511,29 @@ async fn an_unreadable_file_is_quarantined_and_blocks_nothing() {
 async fn a_failing_partition_is_reported_and_the_run_goes_on() {
     let (_dir, store) = on_disk();
     let base = micros("2025-08-02T05:00:00");
-    let (p, q) = (Partition::for_micros(1, base), Partition::for_micros(1, base + MICROS_PER_HOUR));
+    let (p, q) = (
+        Partition::for_micros(1, base),
+        Partition::for_micros(1, base + MICROS_PER_HOUR),
+    );
     for part in [p, q] {
         for f in 0..3 {
-            write_server(&store, &(0..10).map(|i| msg(f * 100 + i, part.start_micros() + i)).collect::<Vec<_>>()).await;
+            write_server(
+                &store,
+                &(0..10)
+                    .map(|i| msg(f * 100 + i, part.start_micros() + i))
+                    .collect::<Vec<_>>(),
+            )
+            .await;
         }
     }
     // A log entry nobody can parse: that hour cannot be read safely, the next one can.
-    store.put(&p.marker(&lake::paths::MarkerName::Log(1)), b"{not json".to_vec().into()).await.unwrap();
+    store
+        .put(
+            &p.marker(&lake::paths::MarkerName::Log(1)),
+            b"{not json".to_vec().into(),
+        )
+        .await
+        .unwrap();
     let r = run(&store, &no_retention(), now(), Sweep::Full, None).await;
     assert_eq!(r.errors.len(), 1, "{r:?}");
     assert!(r.errors[0].starts_with(&p.to_string()), "{:?}", r.errors);
@@ -339,7 +546,11 @@ async fn retention_deletes_whole_expired_hours_only() {
     let (_dir, store) = on_disk();
     let t = now();
     let day = 24 * MICROS_PER_HOUR;
-    let cfg = CompactionConfig { retention: Some(Duration::from_secs(2 * 86_400)), grace: Duration::ZERO, ..Default::default() };
+    let cfg = CompactionConfig {
+        retention: Some(Duration::from_secs(2 * 86_400)),
+        grace: Duration::ZERO,
+        ..Default::default()
+    };
     // An hour of each of the last 4 days, compacted (so each has a log), and one in hep_5.
     for d in 0..4 {
         let start = t - d * day - 3 * MICROS_PER_HOUR;
@@ -350,7 +561,10 @@ async fn retention_deletes_whole_expired_hours_only() {
     let mut rtcp = sip(1, 1, t - 3 * day);
     rtcp.proto_type = 5;
     write_server(&store, &[rtcp]).await;
-    let keep = CompactionConfig { retention: None, ..cfg.clone() };
+    let keep = CompactionConfig {
+        retention: None,
+        ..cfg.clone()
+    };
     run(&store, &keep, t, Sweep::Full, None).await;
     let r = run(&store, &cfg, t, Sweep::Full, None).await;
     // Days 2 and 3 of hep_1, day 3 of hep_5.
@@ -359,9 +573,18 @@ async fn retention_deletes_whole_expired_hours_only() {
     for d in 0..4 {
         let p = Partition::for_micros(1, t - d * day - 3 * MICROS_PER_HOUR);
         let files = store.list_with_delimiter(Some(&p.prefix())).await.unwrap();
-        assert_eq!(files.objects.is_empty() && files.common_prefixes.is_empty(), d >= 2, "day {d}");
+        assert_eq!(
+            files.objects.is_empty() && files.common_prefixes.is_empty(),
+            d >= 2,
+            "day {d}"
+        );
     }
-    assert_eq!(visible_ids(&store, Partition::for_micros(1, t - 3 * MICROS_PER_HOUR)).await.len(), 2);
+    assert_eq!(
+        visible_ids(&store, Partition::for_micros(1, t - 3 * MICROS_PER_HOUR))
+            .await
+            .len(),
+        2
+    );
 }
 
 /// One step of the model: what a producer, a compactor or the clock does.
@@ -372,7 +595,11 @@ enum Step {
     /// A server writer cuts a file of new rows.
     ServerFile(u8),
     /// A whole compaction run; from the `crash`-th store write on, every write fails.
-    Run { target: u32, files: u8, crash: Option<u8> },
+    Run {
+        target: u32,
+        files: u8,
+        crash: Option<u8>,
+    },
     /// Another compactor merges a job now...
     Start { target: u32 },
     /// ...and commits it later.
@@ -393,7 +620,9 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn record_rows(k: u8, base: i64) -> Vec<HepMessage> {
-    (0..(3 + k as i64 % 4)).map(|j| msg(10_000 + k as i64 * 100 + j, base + k as i64 * 7 + j)).collect()
+    (0..(3 + k as i64 % 4))
+        .map(|j| msg(10_000 + k as i64 * 100 + j, base + k as i64 * 7 + j))
+        .collect()
 }
 
 async fn check_model(steps: Vec<Step>) -> Result<(), TestCaseError> {
@@ -426,7 +655,11 @@ async fn check_model(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 written.extend(rows.iter().map(|m| (m.capture_id as i64, ())));
                 write_server(&store, &rows).await;
             }
-            Step::Run { target, files, crash } => {
+            Step::Run {
+                target,
+                files,
+                crash,
+            } => {
                 if let Some(c) = crash {
                     inst.fail_at(*c as usize);
                 }
@@ -483,8 +716,14 @@ async fn object_names_come_from_paths() {
     let t = micros("2025-09-09T09:09:09");
     write_server(&store, &[msg(1, t)]).await;
     write_record(&store, 77, &[msg(2, t)]).await;
-    let l = list_partition(&store, Partition::for_micros(1, t)).await.unwrap();
-    let mut kinds: Vec<_> = l.files.iter().map(|f| FileName::parse(f.location.filename().unwrap()).unwrap()).collect();
+    let l = list_partition(&store, Partition::for_micros(1, t))
+        .await
+        .unwrap();
+    let mut kinds: Vec<_> = l
+        .files
+        .iter()
+        .map(|f| FileName::parse(f.location.filename().unwrap()).unwrap())
+        .collect();
     kinds.sort();
     assert!(matches!(&kinds[0], FileName::Server { writer, .. } if writer == "hepop"));
     assert_eq!(kinds[1], FileName::kinesis(SHARD, "77"));

@@ -48,25 +48,55 @@ pub fn get(c: &AtomicU64) -> u64 {
 impl Counters {
     pub fn rows(&self) -> Vec<(&'static str, &'static str, u64)> {
         vec![
-            ("received", "HEP datagrams and stream frames received", get(&self.received)),
+            (
+                "received",
+                "HEP datagrams and stream frames received",
+                get(&self.received),
+            ),
             ("decoded", "HEP messages decoded", get(&self.decoded)),
             ("invalid", "malformed packets dropped", get(&self.invalid)),
-            ("rejected", "valid packets refused (auth key not allowed)", get(&self.rejected)),
-            ("dropped", "accepted messages lost before storage", get(&self.dropped)),
-            ("tcp_connections", "TCP connections accepted", get(&self.tcp_connections)),
-            ("tcp_garbage_bytes", "bytes skipped resynchronising TCP streams", get(&self.tcp_garbage_bytes)),
+            (
+                "rejected",
+                "valid packets refused (auth key not allowed)",
+                get(&self.rejected),
+            ),
+            (
+                "dropped",
+                "accepted messages lost before storage",
+                get(&self.dropped),
+            ),
+            (
+                "tcp_connections",
+                "TCP connections accepted",
+                get(&self.tcp_connections),
+            ),
+            (
+                "tcp_garbage_bytes",
+                "bytes skipped resynchronising TCP streams",
+                get(&self.tcp_garbage_bytes),
+            ),
         ]
     }
 }
 
 /// Prometheus text for counters named `<prefix>_<name>_total`.
-pub fn prometheus(prefix: &str, counters: &[(&str, &str, u64)], gauges: &[(&str, &str, u64)]) -> String {
+pub fn prometheus(
+    prefix: &str,
+    counters: &[(&str, &str, u64)],
+    gauges: &[(&str, &str, u64)],
+) -> String {
     let mut out = String::new();
     for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP {prefix}_{name}_total {help}\n# TYPE {prefix}_{name}_total counter\n{prefix}_{name}_total {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_{name}_total {help}\n# TYPE {prefix}_{name}_total counter\n{prefix}_{name}_total {v}"
+        );
     }
     for (name, help, v) in gauges {
-        let _ = writeln!(out, "# HELP {prefix}_{name} {help}\n# TYPE {prefix}_{name} gauge\n{prefix}_{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_{name} {help}\n# TYPE {prefix}_{name} gauge\n{prefix}_{name} {v}"
+        );
     }
     out
 }
@@ -107,7 +137,11 @@ pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSock
     // Linux reports twice the usable size it granted.
     let got = s.recv_buffer_size().unwrap_or(0);
     if got < recv_buffer {
-        tracing::warn!(wanted = recv_buffer, got, "UDP receive buffer capped by the kernel (raise net.core.rmem_max)");
+        tracing::warn!(
+            wanted = recv_buffer,
+            got,
+            "UDP receive buffer capped by the kernel (raise net.core.rmem_max)"
+        );
     }
     UdpSocket::from_std(s.into())
 }
@@ -117,11 +151,20 @@ pub async fn bind_tcp_beside(udp: &UdpSocket) -> std::io::Result<TcpListener> {
     let addr = udp.local_addr()?;
     match TcpListener::bind(addr).await {
         Ok(l) => Ok(l),
-        Err(e) => Err(std::io::Error::new(e.kind(), format!("binding TCP {addr}: {e}"))),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("binding TCP {addr}: {e}"),
+        )),
     }
 }
 
-pub async fn run_udp<T: Send + 'static>(sock: UdpSocket, tx: mpsc::Sender<T>, accept: impl Accept<T>, counters: Arc<Counters>, stop: CancellationToken) {
+pub async fn run_udp<T: Send + 'static>(
+    sock: UdpSocket,
+    tx: mpsc::Sender<T>,
+    accept: impl Accept<T>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) {
     let mut buf = vec![0u8; 65_536];
     loop {
         let n = tokio::select! {
@@ -143,7 +186,13 @@ pub async fn run_udp<T: Send + 'static>(sock: UdpSocket, tx: mpsc::Sender<T>, ac
     }
 }
 
-pub async fn run_tcp<T: Send + 'static>(listener: TcpListener, tx: mpsc::Sender<T>, accept: impl Accept<T>, counters: Arc<Counters>, stop: CancellationToken) {
+pub async fn run_tcp<T: Send + 'static>(
+    listener: TcpListener,
+    tx: mpsc::Sender<T>,
+    accept: impl Accept<T>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) {
     let accept = Arc::new(accept);
     loop {
         let (stream, peer) = tokio::select! {
@@ -157,7 +206,8 @@ pub async fn run_tcp<T: Send + 'static>(listener: TcpListener, tx: mpsc::Sender<
             _ = stop.cancelled() => return,
         };
         inc(&counters.tcp_connections);
-        let (tx, counters, stop, accept) = (tx.clone(), counters.clone(), stop.clone(), accept.clone());
+        let (tx, counters, stop, accept) =
+            (tx.clone(), counters.clone(), stop.clone(), accept.clone());
         tokio::spawn(async move {
             if let Err(e) = serve_stream(stream, &tx, &*accept, &counters, &stop).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
@@ -166,7 +216,13 @@ pub async fn run_tcp<T: Send + 'static>(listener: TcpListener, tx: mpsc::Sender<
     }
 }
 
-async fn serve_stream<T>(mut stream: TcpStream, tx: &mpsc::Sender<T>, accept: &impl Accept<T>, counters: &Counters, stop: &CancellationToken) -> std::io::Result<()> {
+async fn serve_stream<T>(
+    mut stream: TcpStream,
+    tx: &mpsc::Sender<T>,
+    accept: &impl Accept<T>,
+    counters: &Counters,
+    stop: &CancellationToken,
+) -> std::io::Result<()> {
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut garbage_seen = 0;
@@ -189,7 +245,10 @@ async fn serve_stream<T>(mut stream: TcpStream, tx: &mpsc::Sender<T>, accept: &i
             }
         }
         let stats = framer.stats();
-        add(&counters.tcp_garbage_bytes, stats.garbage_bytes - garbage_seen);
+        add(
+            &counters.tcp_garbage_bytes,
+            stats.garbage_bytes - garbage_seen,
+        );
         garbage_seen = stats.garbage_bytes;
         if stats.garbage_since_frame > MAX_GARBAGE {
             inc(&counters.invalid);

@@ -49,15 +49,23 @@ fn aws_env() {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", chrono::Utc::now().timestamp_micros() % 1_000_000_000)
+    format!(
+        "{prefix}-{}",
+        chrono::Utc::now().timestamp_micros() % 1_000_000_000
+    )
 }
 
 /// LocalStack accepts unsigned S3 calls: creating a bucket is one PUT.
 fn create_bucket(name: &str) {
     let ep = endpoint();
     let hostport = ep.trim_start_matches("http://");
-    let mut s = TcpStream::connect(hostport).expect("LocalStack is running (./scripts/test starts it)");
-    write!(s, "PUT /{name} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut s =
+        TcpStream::connect(hostport).expect("LocalStack is running (./scripts/test starts it)");
+    write!(
+        s,
+        "PUT /{name} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
@@ -68,21 +76,41 @@ async fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
 }
 
 async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
-    client.create_stream().stream_name(name).shard_count(shards).send().await.unwrap();
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
     let t = Instant::now();
     loop {
-        let d = client.describe_stream_summary().stream_name(name).send().await.unwrap();
-        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+        let d = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .unwrap();
+        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active)
+        {
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "stream never became ACTIVE");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "stream never became ACTIVE"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Every record of the stream, grouped by shard, as Lambda's Kinesis event would carry them.
 async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<KinesisEvent> {
-    let shards = client.list_shards().stream_name(stream).send().await.unwrap();
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
     let mut events = Vec::new();
     for shard in shards.shards() {
         let sid = shard.shard_id();
@@ -98,9 +126,18 @@ async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Kine
             .map(str::to_owned);
         let mut records = Vec::new();
         while let Some(i) = it {
-            let out = client.get_records().shard_iterator(i).limit(1000).send().await.unwrap();
+            let out = client
+                .get_records()
+                .shard_iterator(i)
+                .limit(1000)
+                .send()
+                .await
+                .unwrap();
             for r in out.records() {
-                let arrival = r.approximate_arrival_timestamp().map(|t| t.as_secs_f64()).unwrap_or(0.0);
+                let arrival = r
+                    .approximate_arrival_timestamp()
+                    .map(|t| t.as_secs_f64())
+                    .unwrap_or(0.0);
                 records.push(json!({
                     "kinesis": {
                         "kinesisSchemaVersion": "1.0",
@@ -118,7 +155,9 @@ async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Kine
                     "eventSourceARN": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}"),
                 }));
             }
-            if out.records().is_empty() || out.millis_behind_latest() == Some(0) && out.records().len() < 1000 {
+            if out.records().is_empty()
+                || out.millis_behind_latest() == Some(0) && out.records().len() < 1000
+            {
                 break;
             }
             it = out.next_shard_iterator().map(str::to_owned);
@@ -135,7 +174,11 @@ fn lake(bucket: &str) -> Arc<dyn ObjectStore> {
 }
 
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct RunningRelay {
@@ -148,28 +191,50 @@ struct RunningRelay {
 async fn start_relay(kinesis_endpoint: &str, stream: &str, give_up: Duration) -> RunningRelay {
     let spool = tempfile::tempdir().unwrap();
     let port = free_port();
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let client = kinesis(kinesis_endpoint).await;
     let cfg = RelayConfig {
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         udp_buffer: 8 << 20,
         auth_keys: vec![],
         // Small records so a test's traffic makes many, spread over the shards.
-        batcher: BatcherConfig { max_raw_bytes: 32 << 10, linger: Duration::from_millis(100) },
-        retry: RetryConfig { base: Duration::from_millis(50), max: Duration::from_secs(1), give_up_after: give_up },
+        batcher: BatcherConfig {
+            max_raw_bytes: 32 << 10,
+            linger: Duration::from_millis(100),
+        },
+        retry: RetryConfig {
+            base: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+            give_up_after: give_up,
+        },
         memory_bytes: 1,
         spool_dir: spool.path().to_owned(),
         spool_max_bytes: 1 << 30,
         metrics: metrics_port,
     };
     let stop = CancellationToken::new();
-    let task = tokio::spawn(edge_relay::relay::run(cfg, Arc::new(KinesisSink::new(client, stream)), stop.clone()));
+    let task = tokio::spawn(edge_relay::relay::run(
+        cfg,
+        Arc::new(KinesisSink::new(client, stream)),
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    RunningRelay { hep: format!("127.0.0.1:{port}").parse().unwrap(), stop, task, _spool: spool }
+    RunningRelay {
+        hep: format!("127.0.0.1:{port}").parse().unwrap(),
+        stop,
+        task,
+        _spool: spool,
+    }
 }
 
 fn packets(run: u64, calls: u64, start_micros: i64) -> Vec<Vec<u8>> {
-    (0..calls).flat_map(|i| Call::new(run, i).all(start_micros + i as i64 * 1000)).map(|m| hep::encode_v3(&m).unwrap()).collect()
+    (0..calls)
+        .flat_map(|i| Call::new(run, i).all(start_micros + i as i64 * 1000))
+        .map(|m| hep::encode_v3(&m).unwrap())
+        .collect()
 }
 
 fn send_udp(to: SocketAddr, ps: &[Vec<u8>]) {
@@ -190,11 +255,25 @@ fn send_tcp(to: SocketAddr, ps: &[Vec<u8>]) {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Calls the query function's router the way lambda_http does, with an API Gateway v2 event.
-async fn api(router: &lake::http::Router, method: &str, path: &str, query: &str, body: Option<&str>) -> (u16, String) {
+async fn api(
+    router: &lake::http::Router,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     let event = json!({
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
@@ -212,7 +291,10 @@ async fn api(router: &lake::http::Router, method: &str, path: &str, query: &str,
     });
     let req: LambdaRequest = LambdaRequest::ApiGatewayV2(serde_json::from_value(event).unwrap());
     let adapter = lambda_http::Adapter::from(router.clone());
-    let resp = adapter.oneshot(LambdaEvent::new(req, Context::default())).await.unwrap();
+    let resp = adapter
+        .oneshot(LambdaEvent::new(req, Context::default()))
+        .await
+        .unwrap();
     let v = serde_json::to_value(&resp).unwrap();
     let status = v["statusCode"].as_u64().unwrap() as u16;
     assert_eq!(v["isBase64Encoded"], false);
@@ -220,15 +302,24 @@ async fn api(router: &lake::http::Router, method: &str, path: &str, query: &str,
 }
 
 async fn count(router: &lake::http::Router, sql: &str) -> i64 {
-    let (s, b) = api(router, "GET", "/query", &format!("q={}", urlencode(sql)), None).await;
+    let (s, b) = api(
+        router,
+        "GET",
+        "/query",
+        &format!("q={}", urlencode(sql)),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{sql}: {b}");
-    serde_json::from_str::<Value>(&b).unwrap()[0]["n"].as_i64().unwrap()
+    serde_json::from_str::<Value>(&b).unwrap()[0]["n"]
+        .as_i64()
+        .unwrap()
 }
 
 async fn ingest_all(store: &Arc<dyn ObjectStore>, events: &[KinesisEvent]) -> usize {
     let mut messages = 0;
     for e in events {
-        let (resp, report) = functions::ingest::handle(store, e).await;
+        let (resp, report) = functions::ingest::handle(store, &Default::default(), e).await;
         assert!(resp.batch_item_failures.is_empty(), "{report:?}");
         messages += report.messages;
     }
@@ -280,9 +371,23 @@ async fn relay_kinesis_ingest_query_end_to_end_and_idempotent() {
     assert_eq!(rows[0]["src_ip"], c.uac.to_string());
     assert_eq!(rows[3]["status"], 200);
     assert_eq!(rows[6]["cseq_num"], 2);
-    let (s, b) = api(&r, "POST", "/api/v3/query_sql", "", Some(r#"{"db":"hep","q":"SELECT count(*) AS n FROM hep_1 WHERE method = 'INVITE'"}"#)).await;
+    let (s, b) = api(
+        &r,
+        "POST",
+        "/api/v3/query_sql",
+        "",
+        Some(r#"{"db":"hep","q":"SELECT count(*) AS n FROM hep_1 WHERE method = 'INVITE'"}"#),
+    )
+    .await;
     assert_eq!((s, b.as_str()), (200, r#"[{"n":50}]"#));
-    let (s, b) = api(&r, "GET", "/query", &format!("q={}", urlencode("DROP TABLE hep_1")), None).await;
+    let (s, b) = api(
+        &r,
+        "GET",
+        "/query",
+        &format!("q={}", urlencode("DROP TABLE hep_1")),
+        None,
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
     assert!(serde_json::from_str::<Value>(&b).unwrap()["error"].is_string());
 
@@ -303,18 +408,34 @@ async fn relay_kinesis_ingest_query_end_to_end_and_idempotent() {
     let mut bad = serde_json::to_value(&events[0]).unwrap();
     let recs = bad["Records"].as_array_mut().unwrap();
     recs.truncate(1);
-    recs[0]["kinesis"]["data"] = json!(base64::engine::general_purpose::STANDARD.encode(b"HEPK\x07garbage"));
+    recs[0]["kinesis"]["data"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(b"HEPK\x07garbage"));
     recs[0]["kinesis"]["sequenceNumber"] = json!("4242");
-    let (resp, report) = functions::ingest::handle(&store, &serde_json::from_value(bad).unwrap()).await;
+    let (resp, report) = functions::ingest::handle(
+        &store,
+        &Default::default(),
+        &serde_json::from_value(bad).unwrap(),
+    )
+    .await;
     assert!(resp.batch_item_failures.is_empty());
     assert_eq!(report.quarantined, 1);
     let q: Vec<_> = futures_list(&store, "_quarantine").await;
     assert!(q.iter().any(|p| p.ends_with("4242.bin")), "{q:?}");
+    assert!(
+        q.iter()
+            .all(|p| lake::paths::Quarantined::parse(&p.as_str().into()).is_some()),
+        "{q:?}"
+    );
 }
 
 async fn futures_list(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
     use futures::TryStreamExt;
-    store.list(Some(&prefix.into())).map_ok(|m| m.location.to_string()).try_collect().await.unwrap()
+    store
+        .list(Some(&prefix.into()))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 /// A TCP proxy to LocalStack that can be switched off: Kinesis "unreachable".
@@ -333,7 +454,9 @@ impl Proxy {
         let (d, c) = (down.clone(), conns.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = l.accept().await else { return };
+                let Ok((mut inbound, _)) = l.accept().await else {
+                    return;
+                };
                 if d.load(Ordering::SeqCst) {
                     continue; // dropped: connection reset
                 }
@@ -368,7 +491,12 @@ async fn kinesis_unreachable_for_a_while_then_drained_nothing_lost() {
     let client = kinesis(&endpoint()).await;
     create_stream(&client, &stream, 1).await;
     let proxy = Proxy::start(endpoint().trim_start_matches("http://").to_owned()).await;
-    let relay = start_relay(&format!("http://{}", proxy.addr), &stream, Duration::from_secs(1)).await;
+    let relay = start_relay(
+        &format!("http://{}", proxy.addr),
+        &stream,
+        Duration::from_secs(1),
+    )
+    .await;
     let now = chrono::Utc::now().timestamp_micros() - 60_000_000;
     let before = packets(10, 10, now);
     send_udp(relay.hep, &before);
@@ -397,7 +525,10 @@ async fn kinesis_unreachable_for_a_while_then_drained_nothing_lost() {
         }
     }
     for p in before.iter().chain(&during) {
-        assert!(got.contains(p), "a message sent while Kinesis was unreachable was lost");
+        assert!(
+            got.contains(p),
+            "a message sent while Kinesis was unreachable was lost"
+        );
     }
     let store = lake(&bucket);
     let ingested = ingest_all(&store, &events).await;
@@ -405,7 +536,10 @@ async fn kinesis_unreachable_for_a_while_then_drained_nothing_lost() {
     let r = router(&store);
     // Re-sent spool batches may repeat messages in Kinesis; the lake may then hold a message
     // twice only if a batch was delivered and spooled both: count distinct calls exactly.
-    assert_eq!(count(&r, "SELECT count(DISTINCT call_id) AS n FROM hep_1").await, 10 + 8 * 5);
+    assert_eq!(
+        count(&r, "SELECT count(DISTINCT call_id) AS n FROM hep_1").await,
+        10 + 8 * 5
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -416,7 +550,8 @@ async fn compaction_on_s3_while_queries_run() {
     create_bucket(&bucket);
     let store = lake(&bucket);
     // Three hours ago: a closed hour. Twelve records, twelve small files.
-    let start = (chrono::Utc::now().timestamp_micros() / 3_600_000_000 - 3) * 3_600_000_000 + 60_000_000;
+    let start =
+        (chrono::Utc::now().timestamp_micros() / 3_600_000_000 - 3) * 3_600_000_000 + 60_000_000;
     let mut records = Vec::new();
     for k in 0..12u64 {
         let mut b = kinesis_record::RecordBuilder::new();
@@ -435,33 +570,80 @@ async fn compaction_on_s3_while_queries_run() {
     }
     let event: KinesisEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
     assert_eq!(ingest_all(&store, &[event]).await, 1200);
-    let hour = chrono::DateTime::from_timestamp_micros(start).unwrap().format("%Y-%m-%dT%H:00:00").to_string();
-    let sql = format!("SELECT count(*) AS n FROM hep_1 WHERE time >= '{hour}' AND time < '{hour}'::timestamp + interval '1 hour'");
+    let hour = chrono::DateTime::from_timestamp_micros(start)
+        .unwrap()
+        .format("%Y-%m-%dT%H:00:00")
+        .to_string();
+    let sql = format!(
+        "SELECT count(*) AS n FROM hep_1 WHERE time >= '{hour}' AND time < '{hour}'::timestamp + interval '1 hour'"
+    );
     let r = router(&store);
     assert_eq!(count(&r, &sql).await, 840);
+
+    // The commit protocol rests on create-if-absent PUTs: S3 (here LocalStack) must refuse a second one.
+    let probe = object_store::path::Path::from("_probe/create-once");
+    store
+        .put_opts(&probe, "a".into(), object_store::PutMode::Create.into())
+        .await
+        .unwrap();
+    let again = store
+        .put_opts(&probe, "b".into(), object_store::PutMode::Create.into())
+        .await;
+    assert!(
+        matches!(again, Err(object_store::Error::AlreadyExists { .. })),
+        "{again:?}"
+    );
 
     // Readers and the compactor interleave on one task (the lambda_http
     // adapter's future is not Send); every await is a point where they switch.
     let stop = AtomicBool::new(false);
+    let queries = std::sync::atomic::AtomicUsize::new(0);
     let reader = || async {
         let mut n = 0;
         while !stop.load(Ordering::SeqCst) {
-            assert_eq!(count(&r, &sql).await, 840, "a query saw a row twice or missed one");
+            assert_eq!(
+                count(&r, &sql).await,
+                840,
+                "a query saw a row twice or missed one"
+            );
+            queries.fetch_add(1, Ordering::SeqCst);
             n += 1;
         }
         n
     };
+    // Lets the readers finish a few queries against the current state.
+    let queries_run = || async {
+        let seen = queries.load(Ordering::SeqCst);
+        while queries.load(Ordering::SeqCst) < seen + 3 {
+            tokio::task::yield_now().await;
+        }
+    };
     let compactor = async {
-        let cfg = lake::compact::CompactionConfig { target_file_bytes: 64 << 20, ..Default::default() };
+        let cfg = lake::compact::CompactionConfig {
+            target_file_bytes: 64 << 20,
+            retention: None,
+            ..Default::default()
+        };
         let now = chrono::Utc::now().timestamp_micros();
-        let rep = lake::compact::compact_closed(&store, &cfg, now).await.unwrap();
+        let rep = lake::compact::run(&store, &cfg, now, lake::compact::Sweep::Full, None).await;
         // Twelve small files in each of hep_1, hep_5, hep_100.
-        assert_eq!((rep.files_in, rep.files_out), (36, 3));
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            (rep.files_in, rep.files_out, rep.errors.len()),
+            (36, 3, 0),
+            "{rep:?}"
+        );
+        queries_run().await;
         // After the grace period the replaced files go, still under concurrent queries.
-        let rep = lake::compact::compact_closed(&store, &cfg, chrono::Utc::now().timestamp_micros() + 301_000_000).await.unwrap();
-        assert_eq!(rep.deleted, 36);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rep = lake::compact::run(
+            &store,
+            &cfg,
+            chrono::Utc::now().timestamp_micros() + 301_000_000,
+            lake::compact::Sweep::Full,
+            None,
+        )
+        .await;
+        assert_eq!(rep.deleted, 36, "{rep:?}");
+        queries_run().await;
         stop.store(true, Ordering::SeqCst);
     };
     let (a, b, c, ()) = tokio::join!(reader(), reader(), reader(), compactor);

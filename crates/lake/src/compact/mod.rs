@@ -36,7 +36,9 @@ pub use plan::{CompactionConfig, Job, plan};
 use crate::catalog::{PartitionListing, Snapshot, file_name, list_partition, partitions, tables};
 use crate::merge::{BatchSource, SortedMerge};
 use crate::parquet_io::{EncodeOptions, StoreReader, properties};
-use crate::paths::{FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, job_started_micros, new_job_id};
+use crate::paths::{
+    FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, job_started_micros, new_job_id,
+};
 use crate::schema::{conform, schema_for, sort_columns};
 use crate::{LakeError, Result};
 
@@ -80,7 +82,10 @@ struct Clock {
 
 impl Clock {
     fn new(base_micros: i64) -> Self {
-        Self { base_micros, started: Instant::now() }
+        Self {
+            base_micros,
+            started: Instant::now(),
+        }
     }
     fn now(&self) -> i64 {
         self.base_micros + self.started.elapsed().as_micros() as i64
@@ -93,7 +98,13 @@ fn micros(d: std::time::Duration) -> i64 {
 
 /// One compaction run over the lake: retention, then every partition of
 /// the sweep. Stops starting jobs at `deadline`.
-pub async fn run(store: &Arc<dyn ObjectStore>, cfg: &CompactionConfig, now_micros: i64, sweep: Sweep, deadline: Option<Instant>) -> CompactionReport {
+pub async fn run(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &CompactionConfig,
+    now_micros: i64,
+    sweep: Sweep,
+    deadline: Option<Instant>,
+) -> CompactionReport {
     let clock = Clock::new(now_micros);
     let mut report = CompactionReport::default();
     let mut oldest_kept = None;
@@ -205,18 +216,37 @@ pub struct JobDone {
 }
 
 /// Merges and commits one job; None when another compactor overtook it.
-pub async fn run_job(store: &Arc<dyn ObjectStore>, job: &Job, cfg: &CompactionConfig, now_micros: i64) -> Result<Option<JobDone>> {
+pub async fn run_job(
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    cfg: &CompactionConfig,
+    now_micros: i64,
+) -> Result<Option<JobDone>> {
     run_job_at(store, job, cfg, Clock::new(now_micros)).await
 }
 
-async fn run_job_at(store: &Arc<dyn ObjectStore>, job: &Job, cfg: &CompactionConfig, clock: Clock) -> Result<Option<JobDone>> {
+async fn run_job_at(
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    cfg: &CompactionConfig,
+    clock: Clock,
+) -> Result<Option<JobDone>> {
     let merged = write_outputs(store, job, cfg, clock.now()).await?;
     finish(store, &merged, cfg, clock.now()).await
 }
 
 /// Commits what [`write_outputs`] wrote, or discards it when overtaken or too old.
-pub async fn finish(store: &Arc<dyn ObjectStore>, merged: &Merged, cfg: &CompactionConfig, now_micros: i64) -> Result<Option<JobDone>> {
-    let inputs: Vec<String> = merged.inputs.iter().map(|f| file_name(f).to_owned()).collect();
+pub async fn finish(
+    store: &Arc<dyn ObjectStore>,
+    merged: &Merged,
+    cfg: &CompactionConfig,
+    now_micros: i64,
+) -> Result<Option<JobDone>> {
+    let inputs: Vec<String> = merged
+        .inputs
+        .iter()
+        .map(|f| file_name(f).to_owned())
+        .collect();
     let outputs: Vec<String> = merged.outputs.iter().map(|(n, _)| n.to_string()).collect();
     let committed = if now_micros - merged.started_micros >= micros(cfg.job_timeout) {
         // Another run may already take its outputs for abandoned ones.
@@ -246,7 +276,13 @@ pub async fn finish(store: &Arc<dyn ObjectStore>, merged: &Merged, cfg: &Compact
 
 /// Appends the log entry that replaces `inputs` by `outputs`, if every
 /// input is still visible. None: another compactor took an input first.
-async fn commit(store: &Arc<dyn ObjectStore>, p: Partition, inputs: &[String], outputs: &[String], now_micros: i64) -> Result<Option<Snapshot>> {
+async fn commit(
+    store: &Arc<dyn ObjectStore>,
+    p: Partition,
+    inputs: &[String],
+    outputs: &[String],
+    now_micros: i64,
+) -> Result<Option<Snapshot>> {
     for _ in 0..8 {
         let l = list_partition(store, p).await?;
         let retired = l.snapshot.retired_set();
@@ -255,10 +291,20 @@ async fn commit(store: &Arc<dyn ObjectStore>, p: Partition, inputs: &[String], o
         }
         let next = l.snapshot.next(inputs, outputs, now_micros);
         let json = serde_json::to_vec(&next).expect("snapshot serialises");
-        match store.put_opts(&p.marker(&MarkerName::Log(next.seq)), json.into(), PutMode::Create.into()).await {
+        match store
+            .put_opts(
+                &p.marker(&MarkerName::Log(next.seq)),
+                json.into(),
+                PutMode::Create.into(),
+            )
+            .await
+        {
             Ok(_) => return Ok(Some(next)),
             // Another compactor appended entry `seq` first: validate against it.
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => continue,
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -276,10 +322,20 @@ async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<
 /// Step 4: deletes inputs whose grace period is over (and late rewrites of
 /// them), outputs no entry names that no running job can still commit, and
 /// log entries older than the newest once it has been in force for a grace period.
-pub async fn clean_up(store: &Arc<dyn ObjectStore>, l: &PartitionListing, cfg: &CompactionConfig, now: i64) -> Result<usize> {
+pub async fn clean_up(
+    store: &Arc<dyn ObjectStore>,
+    l: &PartitionListing,
+    cfg: &CompactionConfig,
+    now: i64,
+) -> Result<usize> {
     let grace = micros(cfg.grace);
     let s = &l.snapshot;
-    let due: HashSet<&str> = s.retired.iter().filter(|r| r.at_micros + grace <= now).flat_map(|r| r.names.iter().map(String::as_str)).collect();
+    let due: HashSet<&str> = s
+        .retired
+        .iter()
+        .filter(|r| r.at_micros + grace <= now)
+        .flat_map(|r| r.names.iter().map(String::as_str))
+        .collect();
     let retired = s.retired_set();
     let mut deleted = 0;
     for f in &l.files {
@@ -287,7 +343,11 @@ pub async fn clean_up(store: &Arc<dyn ObjectStore>, l: &PartitionListing, cfg: &
         // An output no entry names whose job is older than any job may run:
         // that job gave up or crashed (ids of the first protocol carry no
         // start time: the store's clock stands in).
-        let abandoned = FileName::parse(name).and_then(|n| n.job_id().map(|id| job_started_micros(id).unwrap_or(f.last_modified.timestamp_micros())))
+        let abandoned = FileName::parse(name)
+            .and_then(|n| {
+                n.job_id()
+                    .map(|id| job_started_micros(id).unwrap_or(f.last_modified.timestamp_micros()))
+            })
             .is_some_and(|started| now - started > micros(cfg.orphan_after))
             && !s.live.contains(name)
             && !retired.contains(name);
@@ -298,7 +358,12 @@ pub async fn clean_up(store: &Arc<dyn ObjectStore>, l: &PartitionListing, cfg: &
     if let Some((newest, _)) = l.log.last()
         && s.committed_micros + grace <= now
     {
-        let old = l.log.iter().filter(|(seq, _)| seq < newest).map(|(_, m)| m).chain(&l.legacy);
+        let old = l
+            .log
+            .iter()
+            .filter(|(seq, _)| seq < newest)
+            .map(|(_, m)| m)
+            .chain(&l.legacy);
         for m in old {
             deleted += delete_if_present(store, &m.location).await? as usize;
         }
@@ -308,32 +373,53 @@ pub async fn clean_up(store: &Arc<dyn ObjectStore>, l: &PartitionListing, cfg: &
 
 /// Moves an unreadable file aside, with the reason beside it.
 async fn quarantine(store: &Arc<dyn ObjectStore>, path: &Path, reason: &str) -> Result<()> {
-    let to = Quarantined::LakeFile { original: path.clone(), reason: false }.path();
+    let to = Quarantined::LakeFile {
+        original: path.clone(),
+        reason: false,
+    }
+    .path();
     match store.copy(path, &to).await {
         Ok(()) => {}
         Err(object_store::Error::NotFound { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
-    let why = Quarantined::LakeFile { original: path.clone(), reason: true }.path();
-    store.put(&why, format!("{reason}\n").into_bytes().into()).await?;
+    let why = Quarantined::LakeFile {
+        original: path.clone(),
+        reason: true,
+    }
+    .path();
+    store
+        .put(&why, format!("{reason}\n").into_bytes().into())
+        .await?;
     delete_if_present(store, path).await?;
     Ok(())
 }
 
 /// Deletes every hour that ended more than `retention` ago: data files
 /// first, the log last. Returns (hours, objects) deleted.
-pub async fn expire(store: &Arc<dyn ObjectStore>, retention: std::time::Duration, now_micros: i64) -> Result<(usize, usize)> {
+pub async fn expire(
+    store: &Arc<dyn ObjectStore>,
+    retention: std::time::Duration,
+    now_micros: i64,
+) -> Result<(usize, usize)> {
     // Hour h has expired when (h + 1) hours <= now - retention.
     let last_expired = (now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR) - 1;
     let (mut hours, mut objects) = (0, 0);
     for t in tables(store).await? {
         for p in partitions(store, t, None, Some(last_expired)).await? {
-            let mut all: Vec<Path> = store.list(Some(&p.prefix())).map_ok(|m| m.location).try_collect().await?;
+            let mut all: Vec<Path> = store
+                .list(Some(&p.prefix()))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await?;
             // Markers last: a crash half-way leaves an hour that is still consistent.
             all.sort_by_key(|path| path.as_ref().contains(crate::paths::COMPACTIONS_DIR));
             let n = all.len();
             let locations = futures::stream::iter(all.into_iter().map(Ok)).boxed();
-            store.delete_stream(locations).try_collect::<Vec<_>>().await?;
+            store
+                .delete_stream(locations)
+                .try_collect::<Vec<_>>()
+                .await?;
             objects += n;
             hours += 1;
         }
@@ -353,7 +439,10 @@ pub struct Merged {
 }
 
 fn unreadable(path: &Path, e: impl std::fmt::Display) -> LakeError {
-    LakeError::Unreadable { path: path.clone(), reason: e.to_string() }
+    LakeError::Unreadable {
+        path: path.clone(),
+        reason: e.to_string(),
+    }
 }
 
 /// A store failure is worth retrying; anything else about a file means it cannot be read.
@@ -379,7 +468,9 @@ impl BatchSource for ParquetInput {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match self.handle.block_on(self.stream.next()) {
             None => Ok(None),
-            Some(Ok(b)) => conform(&b, &self.schema).map(Some).map_err(|e| unreadable(&self.path, e)),
+            Some(Ok(b)) => conform(&b, &self.schema)
+                .map(Some)
+                .map_err(|e| unreadable(&self.path, e)),
             Some(Err(e)) => Err(classify(&self.path, e)),
         }
     }
@@ -403,9 +494,22 @@ impl Outputs {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if self.current.is_none() {
             let name = FileName::compacted(&self.id, self.done.len() as u32);
-            let upload = BufWriter::with_capacity(self.store.clone(), self.partition.file(&name), UPLOAD_PART_BYTES).with_max_concurrency(2);
-            let props = properties(self.partition.hep_type, EncodeOptions::COMPACT.row_group_rows, EncodeOptions::COMPACT)?;
-            let w = AsyncArrowWriter::try_new(upload, schema_for(self.partition.hep_type), Some(props))?;
+            let upload = BufWriter::with_capacity(
+                self.store.clone(),
+                self.partition.file(&name),
+                UPLOAD_PART_BYTES,
+            )
+            .with_max_concurrency(2);
+            let props = properties(
+                self.partition.hep_type,
+                EncodeOptions::COMPACT.row_group_rows,
+                EncodeOptions::COMPACT,
+            )?;
+            let w = AsyncArrowWriter::try_new(
+                upload,
+                schema_for(self.partition.hep_type),
+                Some(props),
+            )?;
             self.current = Some((name, w));
         }
         let (_, w) = self.current.as_mut().expect("opened above");
@@ -428,14 +532,21 @@ impl Outputs {
     fn discard(&mut self) {
         self.current = None;
         for (name, _) in self.done.drain(..) {
-            let _ = self.handle.block_on(self.store.delete(&self.partition.file(&name)));
+            let _ = self
+                .handle
+                .block_on(self.store.delete(&self.partition.file(&name)));
         }
     }
 }
 
 /// Opens the job's inputs, as many as fit the memory budget (at least
 /// two), streams their merge into outputs, and returns what it merged.
-pub async fn write_outputs(store: &Arc<dyn ObjectStore>, job: &Job, cfg: &CompactionConfig, now_micros: i64) -> Result<Merged> {
+pub async fn write_outputs(
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    cfg: &CompactionConfig,
+    now_micros: i64,
+) -> Result<Merged> {
     let (store, job, memory) = (store.clone(), job.clone(), cfg.memory_bytes);
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || merge_blocking(store, job, memory, now_micros, handle))
@@ -443,7 +554,13 @@ pub async fn write_outputs(store: &Arc<dyn ObjectStore>, job: &Job, cfg: &Compac
         .map_err(|e| LakeError::Other(format!("compaction task: {e}")))?
 }
 
-fn merge_blocking(store: Arc<dyn ObjectStore>, job: Job, memory: u64, started_micros: i64, handle: Handle) -> Result<Merged> {
+fn merge_blocking(
+    store: Arc<dyn ObjectStore>,
+    job: Job,
+    memory: u64,
+    started_micros: i64,
+    handle: Handle,
+) -> Result<Merged> {
     let schema = schema_for(job.partition.hep_type);
     // Each open input holds one compressed row group and one decoded batch:
     // half the budget for those, the rest for the output's row group and upload.
@@ -451,14 +568,25 @@ fn merge_blocking(store: Arc<dyn ObjectStore>, job: Job, memory: u64, started_mi
     let (mut held, mut row_bytes) = (0u64, 0u64);
     for f in &job.inputs {
         let reader = StoreReader::new(store.clone(), f.location.clone(), f.size);
-        let builder = handle.block_on(ParquetRecordBatchStreamBuilder::new(reader)).map_err(|e| classify(&f.location, e))?;
+        let builder = handle
+            .block_on(ParquetRecordBatchStreamBuilder::new(reader))
+            .map_err(|e| classify(&f.location, e))?;
         let md = builder.metadata().clone();
-        let group = md.row_groups().iter().map(|g| g.compressed_size().max(0) as u64).max().unwrap_or(0);
+        let group = md
+            .row_groups()
+            .iter()
+            .map(|g| g.compressed_size().max(0) as u64)
+            .max()
+            .unwrap_or(0);
         if opened.len() >= 2 && held + group > memory / 2 {
             break;
         }
         let rows = md.file_metadata().num_rows().max(1) as u64;
-        let uncompressed: u64 = md.row_groups().iter().map(|g| g.total_byte_size().max(0) as u64).sum();
+        let uncompressed: u64 = md
+            .row_groups()
+            .iter()
+            .map(|g| g.total_byte_size().max(0) as u64)
+            .sum();
         held += group;
         // Arrow arrays take about twice Parquet's plain size (offsets, validity).
         row_bytes += 2 * uncompressed.div_ceil(rows);
@@ -468,13 +596,34 @@ fn merge_blocking(store: Arc<dyn ObjectStore>, job: Job, memory: u64, started_mi
     let mut inputs = Vec::with_capacity(opened.len());
     let mut sources: Vec<Box<dyn BatchSource>> = Vec::with_capacity(opened.len());
     for (f, builder) in opened {
-        let stream = builder.with_batch_size(batch_rows).build().map_err(|e| classify(&f.location, e))?;
-        sources.push(Box::new(ParquetInput { path: f.location.clone(), stream, schema: schema.clone(), handle: handle.clone() }));
+        let stream = builder
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(|e| classify(&f.location, e))?;
+        sources.push(Box::new(ParquetInput {
+            path: f.location.clone(),
+            stream,
+            schema: schema.clone(),
+            handle: handle.clone(),
+        }));
         inputs.push(f);
     }
-    let merge = SortedMerge::new(schema, sort_columns(job.partition.hep_type), sources, batch_rows)?;
+    let merge = SortedMerge::new(
+        schema,
+        sort_columns(job.partition.hep_type),
+        sources,
+        batch_rows,
+    )?;
     let id = new_job_id(started_micros, uuid::Uuid::new_v4().as_u64_pair().0);
-    let mut out = Outputs { store, partition: job.partition, id, target: job.target_file_bytes, handle, current: None, done: Vec::new() };
+    let mut out = Outputs {
+        store,
+        partition: job.partition,
+        id,
+        target: job.target_file_bytes,
+        handle,
+        current: None,
+        done: Vec::new(),
+    };
     let mut rows = 0;
     let result = (|| {
         for batch in merge {
@@ -488,5 +637,11 @@ fn merge_blocking(store: Arc<dyn ObjectStore>, job: Job, memory: u64, started_mi
         out.discard();
         return Err(e);
     }
-    Ok(Merged { partition: job.partition, started_micros, inputs, outputs: std::mem::take(&mut out.done), rows })
+    Ok(Merged {
+        partition: job.partition,
+        started_micros,
+        inputs,
+        outputs: std::mem::take(&mut out.done),
+        rows,
+    })
 }

@@ -60,7 +60,10 @@ impl CompactionConfig {
     /// Why this configuration is unsafe or useless, if it is.
     pub fn check(&self) -> Result<(), String> {
         if self.orphan_after <= self.job_timeout {
-            return Err(format!("orphan_after ({:?}) must exceed job_timeout ({:?})", self.orphan_after, self.job_timeout));
+            return Err(format!(
+                "orphan_after ({:?}) must exceed job_timeout ({:?})",
+                self.orphan_after, self.job_timeout
+            ));
         }
         if self.target_file_bytes < 1024 || self.young_file_bytes < 1024 {
             return Err("file targets must be at least 1 KiB".into());
@@ -104,19 +107,27 @@ impl Job {
 /// files; a huge hour converges over several jobs and runs.
 pub fn plan(listing: &PartitionListing, cfg: &CompactionConfig, now_micros: i64) -> Vec<Job> {
     let closed = cfg.is_closed(listing.partition, now_micros);
-    let target = if closed { cfg.target_file_bytes } else { cfg.young_file_bytes };
+    let target = if closed {
+        cfg.target_file_bytes
+    } else {
+        cfg.young_file_bytes
+    };
     let settled = now_micros - cfg.young_after.as_micros() as i64;
     let mut candidates: Vec<ObjectMeta> = listing
         .visible()
         .into_iter()
-        .filter(|f| f.size < target / 2 && (closed || f.last_modified.timestamp_micros() <= settled))
+        .filter(|f| {
+            f.size < target / 2 && (closed || f.last_modified.timestamp_micros() <= settled)
+        })
         .collect();
     candidates.sort_by(|a, b| (a.last_modified, &a.location).cmp(&(b.last_modified, &b.location)));
     let mut jobs = Vec::new();
     let mut current: Vec<ObjectMeta> = Vec::new();
     let mut bytes = 0;
     for f in candidates {
-        if !current.is_empty() && (bytes + f.size > cfg.max_job_bytes || current.len() >= cfg.max_job_files) {
+        if !current.is_empty()
+            && (bytes + f.size > cfg.max_job_bytes || current.len() >= cfg.max_job_files)
+        {
             jobs.push(std::mem::take(&mut current));
             bytes = 0;
         }
@@ -126,7 +137,11 @@ pub fn plan(listing: &PartitionListing, cfg: &CompactionConfig, now_micros: i64)
     jobs.push(current);
     jobs.into_iter()
         .filter(|inputs| inputs.len() >= 2)
-        .map(|inputs| Job { partition: listing.partition, inputs, target_file_bytes: target })
+        .map(|inputs| Job {
+            partition: listing.partition,
+            inputs,
+            target_file_bytes: target,
+        })
         .collect()
 }
 
@@ -141,23 +156,38 @@ mod tests {
     const HOUR: i64 = 490_000;
 
     fn listing(files: &[(u64, i64)]) -> PartitionListing {
-        let partition = Partition { hep_type: 1, hour: HOUR };
+        let partition = Partition {
+            hep_type: 1,
+            hour: HOUR,
+        };
         let files = files
             .iter()
             .enumerate()
             .map(|(i, &(size, modified))| ObjectMeta {
-                location: partition.file(&FileName::Server { writer: "w".into(), micros: modified, seq: i as u64 }),
+                location: partition.file(&FileName::Server {
+                    writer: "w".into(),
+                    micros: modified,
+                    seq: i as u64,
+                }),
                 last_modified: DateTime::from_timestamp_micros(modified).unwrap(),
                 size,
                 e_tag: None,
                 version: None,
             })
             .collect();
-        PartitionListing { partition, files, log: vec![], legacy: vec![], snapshot: Snapshot::default() }
+        PartitionListing {
+            partition,
+            files,
+            log: vec![],
+            legacy: vec![],
+            snapshot: Snapshot::default(),
+        }
     }
 
     fn sizes(jobs: &[Job]) -> Vec<Vec<u64>> {
-        jobs.iter().map(|j| j.inputs.iter().map(|f| f.size).collect()).collect()
+        jobs.iter()
+            .map(|j| j.inputs.iter().map(|f| f.size).collect())
+            .collect()
     }
 
     #[test]
@@ -167,30 +197,72 @@ mod tests {
         let now = start + 30 * 60_000_000;
         let young = cfg.young_after.as_micros() as i64;
         // Two settled small, one settled too big for tier 1, one not settled.
-        let l = listing(&[(1000, now - young - 2), (2000, now - young - 1), (cfg.young_file_bytes, now - young - 3), (10, now - young + 1)]);
+        let l = listing(&[
+            (1000, now - young - 2),
+            (2000, now - young - 1),
+            (cfg.young_file_bytes, now - young - 3),
+            (10, now - young + 1),
+        ]);
         assert_eq!(sizes(&plan(&l, &cfg, now)), vec![vec![1000, 2000]]);
-        assert_eq!(plan(&l, &cfg, now)[0].target_file_bytes, cfg.young_file_bytes);
+        assert_eq!(
+            plan(&l, &cfg, now)[0].target_file_bytes,
+            cfg.young_file_bytes
+        );
         // One small file alone is left alone.
         assert!(plan(&listing(&[(1000, start)]), &cfg, now).is_empty());
     }
 
     #[test]
     fn closed_hour_jobs_are_bounded_in_bytes_and_files() {
-        let cfg = CompactionConfig { max_job_bytes: 10_000, target_file_bytes: 10_000, max_job_files: 3, ..Default::default() };
+        let cfg = CompactionConfig {
+            max_job_bytes: 10_000,
+            target_file_bytes: 10_000,
+            max_job_files: 3,
+            ..Default::default()
+        };
         let start = HOUR * MICROS_PER_HOUR;
         let now = start + 2 * MICROS_PER_HOUR;
-        let files: Vec<(u64, i64)> = [4000, 4000, 4000, 1, 1, 1, 1, 5000].iter().enumerate().map(|(i, &s)| (s, start + i as i64)).collect();
+        let files: Vec<(u64, i64)> = [4000, 4000, 4000, 1, 1, 1, 1, 5000]
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (s, start + i as i64))
+            .collect();
         let jobs = plan(&listing(&files), &cfg, now);
-        assert_eq!(sizes(&jobs), vec![vec![4000, 4000], vec![4000, 1, 1], vec![1, 1, 5000]]);
-        assert!(jobs.iter().all(|j| j.input_bytes() <= cfg.max_job_bytes && j.target_file_bytes == cfg.target_file_bytes));
+        assert_eq!(
+            sizes(&jobs),
+            vec![vec![4000, 4000], vec![4000, 1, 1], vec![1, 1, 5000]]
+        );
+        assert!(jobs.iter().all(|j| j.input_bytes() <= cfg.max_job_bytes
+            && j.target_file_bytes == cfg.target_file_bytes));
     }
 
     #[test]
     fn unsafe_settings_are_refused() {
         let d = CompactionConfig::default();
         assert!(d.check().is_ok());
-        assert!(CompactionConfig { orphan_after: d.job_timeout, ..d.clone() }.check().is_err());
-        assert!(CompactionConfig { max_job_files: 1, ..d.clone() }.check().is_err());
-        assert!(CompactionConfig { max_job_bytes: d.target_file_bytes - 1, ..d }.check().is_err());
+        assert!(
+            CompactionConfig {
+                orphan_after: d.job_timeout,
+                ..d.clone()
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            CompactionConfig {
+                max_job_files: 1,
+                ..d.clone()
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            CompactionConfig {
+                max_job_bytes: d.target_file_bytes - 1,
+                ..d
+            }
+            .check()
+            .is_err()
+        );
     }
 }

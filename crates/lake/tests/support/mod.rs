@@ -12,8 +12,8 @@ use futures::stream::BoxStream;
 use hep::HepMessage;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +48,15 @@ impl std::ops::Deref for Instrumented {
 
 impl Instrumented {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
-        let shared = Shared { ops: Mutex::new(vec![]), writes: AtomicUsize::new(0), fail_write_at: AtomicUsize::new(usize::MAX) };
-        Arc::new(Self { inner, shared: Arc::new(shared) })
+        let shared = Shared {
+            ops: Mutex::new(vec![]),
+            writes: AtomicUsize::new(0),
+            fail_write_at: AtomicUsize::new(usize::MAX),
+        };
+        Arc::new(Self {
+            inner,
+            shared: Arc::new(shared),
+        })
     }
 }
 
@@ -69,7 +76,10 @@ impl Shared {
         let n = self.writes.fetch_add(1, Ordering::SeqCst);
         self.ops.lock().unwrap().push(op);
         if n >= self.fail_write_at.load(Ordering::SeqCst) {
-            return Err(object_store::Error::Generic { store: "instrumented", source: "injected crash".into() });
+            return Err(object_store::Error::Generic {
+                store: "instrumented",
+                source: "injected crash".into(),
+            });
         }
         Ok(())
     }
@@ -83,19 +93,35 @@ impl fmt::Display for Instrumented {
 
 #[async_trait]
 impl ObjectStore for Instrumented {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.write_op(Op::Put(location.to_string()))?;
         self.inner.put_opts(location, payload, opts).await
     }
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.write_op(Op::Put(location.to_string()))?;
         self.inner.put_multipart_opts(location, opts).await
     }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.ops.lock().unwrap().push(Op::Get(location.to_string()));
         self.inner.get_opts(location, options).await
     }
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         // Route each delete through write_op so crashes can be injected.
         let (shared, inner) = (self.shared.clone(), self.inner.clone());
         locations
@@ -111,14 +137,24 @@ impl ObjectStore for Instrumented {
             .boxed()
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.ops.lock().unwrap().push(Op::List(prefix.map(|p| p.to_string()).unwrap_or_default()));
+        self.ops
+            .lock()
+            .unwrap()
+            .push(Op::List(prefix.map(|p| p.to_string()).unwrap_or_default()));
         self.inner.list(prefix)
     }
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.ops.lock().unwrap().push(Op::ListDelim(prefix.map(|p| p.to_string()).unwrap_or_default()));
+        self.ops.lock().unwrap().push(Op::ListDelim(
+            prefix.map(|p| p.to_string()).unwrap_or_default(),
+        ));
         self.inner.list_with_delimiter(prefix).await
     }
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.write_op(Op::Put(to.to_string()))?;
         self.inner.copy_opts(from, to, options).await
     }
@@ -127,7 +163,10 @@ impl ObjectStore for Instrumented {
 /// A SIP message of call `call`, step `step` of INVITE/100/180/200/ACK/BYE/200.
 pub fn sip(call: usize, step: usize, time_micros: i64) -> HepMessage {
     let (first, method) = match step % 7 {
-        0 => (format!("INVITE sip:bob{call}@example.com SIP/2.0"), "INVITE"),
+        0 => (
+            format!("INVITE sip:bob{call}@example.com SIP/2.0"),
+            "INVITE",
+        ),
         1 => ("SIP/2.0 100 Trying".into(), "INVITE"),
         2 => ("SIP/2.0 180 Ringing".into(), "INVITE"),
         3 => ("SIP/2.0 200 OK".into(), "INVITE"),
@@ -136,7 +175,11 @@ pub fn sip(call: usize, step: usize, time_micros: i64) -> HepMessage {
         _ => ("SIP/2.0 200 OK".into(), "BYE"),
     };
     let cseq = if step % 7 >= 5 { 2 } else { 1 };
-    let to_tag = if step % 7 >= 2 { format!(";tag=to{call}") } else { String::new() };
+    let to_tag = if step % 7 >= 2 {
+        format!(";tag=to{call}")
+    } else {
+        String::new()
+    };
     let payload = format!(
         "{first}\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{call}x{step}\r\nFrom: <sip:alice{call}@example.com>;tag=from{call}\r\n\
 To: <sip:bob{call}@example.com>{to_tag}\r\nCall-ID: call-{call}@10.0.0.1\r\nCSeq: {cseq} {method}\r\nUser-Agent: test-ua\r\nContent-Length: 0\r\n\r\n"

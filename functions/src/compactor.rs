@@ -1,0 +1,79 @@
+//! Scheduled compaction: every minute the recent hours (young files into
+//! mid-size ones, closed hours into target-size ones, retention), every hour
+//! a full sweep for late data into old hours. Stops starting jobs well
+//! before the invocation's deadline; a job is bounded in bytes, so it ends.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lake::compact::{CompactionConfig, CompactionReport, Sweep};
+use object_store::ObjectStore;
+
+/// The scheduler's input: `{"sweep": "full"}` or `{}` / `{"sweep": "recent"}`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CompactorEvent {
+    #[serde(default)]
+    pub sweep: Option<String>,
+}
+
+/// Time kept back from the deadline: the longest job (bounded by max_job_bytes) must fit in it.
+pub const JOB_RESERVE: Duration = Duration::from_secs(5 * 60);
+
+/// The compaction settings, from the same variables `hepop serve` reads.
+pub fn config_from_env() -> anyhow::Result<CompactionConfig> {
+    let d = CompactionConfig::default();
+    let num = |k: &str, default: u64| -> anyhow::Result<u64> {
+        match std::env::var(k) {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{k}={v:?}: {e}")),
+            Err(_) => Ok(default),
+        }
+    };
+    let secs = |k: &str, default: Duration| num(k, default.as_secs()).map(Duration::from_secs);
+    let retention_days = num(
+        "HEPOP_RETENTION_DAYS",
+        d.retention.map_or(0, |r| r.as_secs() / 86_400),
+    )?;
+    let cfg = CompactionConfig {
+        target_file_bytes: num("HEPOP_COMPACT_TARGET_BYTES", d.target_file_bytes)?,
+        young_file_bytes: num("HEPOP_COMPACT_YOUNG_BYTES", d.young_file_bytes)?,
+        young_after: secs("HEPOP_COMPACT_YOUNG_AFTER_SECS", d.young_after)?,
+        close_after: secs("HEPOP_COMPACT_CLOSE_AFTER_SECS", d.close_after)?,
+        grace: secs("HEPOP_COMPACT_GRACE_SECS", d.grace)?,
+        max_job_bytes: num("HEPOP_COMPACT_MAX_JOB_BYTES", d.max_job_bytes)?,
+        memory_bytes: num("HEPOP_COMPACT_MEMORY_MB", d.memory_bytes >> 20)? << 20,
+        retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
+        ..d
+    };
+    cfg.check()
+        .map_err(|e| anyhow::anyhow!("compaction settings: {e}"))?;
+    Ok(cfg)
+}
+
+pub async fn handle(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &CompactionConfig,
+    event: &CompactorEvent,
+    deadline: Option<Instant>,
+) -> anyhow::Result<CompactionReport> {
+    let sweep = match event.sweep.as_deref() {
+        Some("full") => Sweep::Full,
+        None | Some("recent") => Sweep::Recent,
+        Some(other) => anyhow::bail!("unknown sweep {other:?}: use \"recent\" or \"full\""),
+    };
+    let stop_at = deadline.map(|d| d.checked_sub(JOB_RESERVE).unwrap_or(d));
+    let r = lake::compact::run(
+        store,
+        cfg,
+        chrono::Utc::now().timestamp_micros(),
+        sweep,
+        stop_at,
+    )
+    .await;
+    for e in &r.errors {
+        tracing::warn!(error = %e, "partition failed; the run went on");
+    }
+    tracing::info!(?sweep, report = ?r, "compaction run");
+    Ok(r)
+}
