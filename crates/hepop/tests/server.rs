@@ -555,3 +555,63 @@ fn send_save_and_replay_a_file() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no HEPv3 packets"));
 }
+
+/// A SIP message (one call's INVITE) stamped with `micros` as its capture time.
+fn stamped(run: u64, micros: i64) -> HepMessage {
+    let mut m = Call::new(run, 0).sip_flow(micros).remove(0);
+    m.time_sec = (micros / 1_000_000) as u32;
+    m.time_usec = (micros % 1_000_000) as u32;
+    m
+}
+
+#[test]
+fn capture_times_outside_the_window_are_stored_at_arrival() {
+    let srv = Server::start(&[]);
+    let year_2100 = 4_102_444_800_000_000;
+    let year_1970 = 1_000_000;
+    let sent = [stamped(1, year_2100), stamped(2, year_1970), stamped(3, chrono_now())];
+    send_udp(srv.udp, &sent.iter().map(|m| encode_v3(m).unwrap()).collect::<Vec<_>>());
+    srv.wait_written(3);
+    // All three are in the default (last 10 minutes) window, at their arrival time.
+    assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), 3);
+    let rows = srv.query("SELECT original_time FROM hep_1 WHERE original_time IS NOT NULL ORDER BY original_time");
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert!(rows[0]["original_time"].as_str().unwrap().starts_with("1970-01-01T00:00:01"), "{rows}");
+    assert!(rows[1]["original_time"].as_str().unwrap().starts_with("2100-01-01T00:00:00"), "{rows}");
+    assert_eq!(srv.metric("time_replaced"), 2);
+    // No partition outside the window was created.
+    let (_, _, dir) = srv.terminate();
+    let dates: Vec<String> = std::fs::read_dir(dir.path().join("hep_1")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(dates.iter().all(|d| !d.starts_with("date=1970") && !d.starts_with("date=2100")), "{dates:?}");
+}
+
+#[test]
+fn accept_any_time_keeps_old_captures_where_they_belong() {
+    let srv = Server::start(&["--accept-any-time"]);
+    let old = chrono_now() - 30 * 86_400_000_000;
+    send_udp(srv.udp, &[encode_v3(&stamped(1, old)).unwrap()]);
+    srv.wait_written(1);
+    assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), 0, "outside the default window");
+    let day = chrono::DateTime::from_timestamp_micros(old).unwrap().format("%Y-%m-%d").to_string();
+    assert_eq!(srv.count(&format!("SELECT count(*) AS n FROM hep_1 WHERE time >= '{day}' AND time < '{day}'::timestamp + interval '1 day' AND original_time IS NULL")), 1);
+    assert_eq!(srv.metric("time_replaced"), 0);
+}
+
+#[test]
+fn bad_settings_stop_the_start_with_a_message() {
+    for (args, says) in [
+        (&["--compact-max-job-bytes", "1000"][..], "max_job_bytes"),
+        (&["--writer-id", "a-b"][..], "writer id"),
+        (&["--retention-days", "soon"][..], "retention-days"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--host", "127.0.0.1", "--hep-port", "0", "--http-port", "0", "--data"])
+            .arg(tempfile::tempdir().unwrap().path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
