@@ -50,7 +50,7 @@ impl Default for CompactionConfig {
             memory_bytes: 512 << 20,
             job_timeout: Duration::from_secs(20 * 60),
             orphan_after: Duration::from_secs(3600),
-            recent_hours: 48,
+            recent_hours: 3,
             retention: Some(Duration::from_secs(30 * 86_400)),
         }
     }
