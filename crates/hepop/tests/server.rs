@@ -47,13 +47,10 @@ impl Server {
                 "--flush-secs",
                 flush_secs,
             ])
-            .args([
-                "--stats-every-secs",
-                "0",
-                "--compact-every-secs",
-                "0",
-                "--data",
-            ])
+            .args(["--stats-every-secs", "0"])
+            // Compaction off unless a test turns it on.
+            .args(if extra.contains(&"--compact-every-secs") { &[][..] } else { &["--compact-every-secs", "0"][..] })
+            .arg("--data")
             .arg(dir.path())
             .args(extra)
             .stdout(Stdio::piped())
@@ -614,4 +611,24 @@ fn bad_settings_stop_the_start_with_a_message() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn retention_deletes_expired_hours_and_counts_them() {
+    let srv = Server::start(&["--accept-any-time", "--retention-days", "30", "--compact-every-secs", "1"]);
+    let old = chrono_now() - 40 * 86_400_000_000;
+    send_udp(srv.udp, &[encode_v3(&stamped(1, old)).unwrap(), encode_v3(&stamped(2, chrono_now())).unwrap()]);
+    srv.wait_written(2);
+    let start = Instant::now();
+    while srv.metric("expired_hours") < 1 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the expired hour was not deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(srv.metric("expired_hours"), 1);
+    assert!(srv.metric("expired_objects") >= 1);
+    assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), 1, "the current hour is kept");
+    let (_, _, dir) = srv.terminate();
+    let old_day = chrono::DateTime::from_timestamp_micros(old).unwrap().format("date=%Y-%m-%d").to_string();
+    let hours = std::fs::read_dir(dir.path().join("hep_1").join(&old_day)).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(hours, 0, "nothing left of {old_day}");
 }
