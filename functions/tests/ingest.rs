@@ -25,7 +25,8 @@ fn event(arrival_micros: i64, sent: &[i64]) -> KinesisEvent {
     r.event_id = Some("shardId-000000000003:4960".into());
     r.kinesis.sequence_number = "4960".into();
     *r.kinesis.data = b.finish().remove(0);
-    r.kinesis.approximate_arrival_timestamp = SecondTimestamp(chrono::DateTime::from_timestamp_micros(arrival_micros).unwrap());
+    r.kinesis.approximate_arrival_timestamp =
+        SecondTimestamp(chrono::DateTime::from_timestamp_micros(arrival_micros).unwrap());
     let mut e = KinesisEvent::default();
     e.records.push(r);
     e
@@ -34,8 +35,16 @@ fn event(arrival_micros: i64, sent: &[i64]) -> KinesisEvent {
 async fn original_times(store: &Arc<dyn ObjectStore>, p: Partition) -> Vec<Option<i64>> {
     let mut out = Vec::new();
     for f in list_partition(store, p).await.unwrap().visible() {
-        for b in lake::parquet_io::read_all(store, &f.location).await.unwrap() {
-            let c = b.column(b.schema().index_of("original_time").unwrap()).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().clone();
+        for b in lake::parquet_io::read_all(store, &f.location)
+            .await
+            .unwrap()
+        {
+            let c = b
+                .column(b.schema().index_of("original_time").unwrap())
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap()
+                .clone();
             out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
         }
     }
@@ -48,17 +57,36 @@ async fn times_outside_the_window_are_stored_at_the_records_arrival() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let arrival = 1_764_374_400_000_000; // 2025-11-29T00:00:00Z
     let (y2100, y1970, fine) = (4_102_444_800_000_000, 1_000_000, arrival - 5_000_000);
-    let (resp, report) = handle(&store, &IngestConfig::default(), &event(arrival, &[y2100, y1970, fine])).await;
+    let (resp, report) = handle(
+        &store,
+        &IngestConfig::default(),
+        &event(arrival, &[y2100, y1970, fine]),
+    )
+    .await;
     assert!(resp.batch_item_failures.is_empty(), "{report:?}");
     assert_eq!((report.messages, report.time_replaced), (3, 2));
     // The fine one is in the previous hour; the other two at arrival, with their original time.
-    assert_eq!(original_times(&store, Partition::for_micros(1, arrival)).await, vec![Some(y1970), Some(y2100)]);
-    assert_eq!(original_times(&store, Partition::for_micros(1, fine)).await, vec![None]);
+    assert_eq!(
+        original_times(&store, Partition::for_micros(1, arrival)).await,
+        vec![Some(y1970), Some(y2100)]
+    );
+    assert_eq!(
+        original_times(&store, Partition::for_micros(1, fine)).await,
+        vec![None]
+    );
 
     // Accepting any time puts them in their own hours.
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let cfg = IngestConfig { window: TimeWindow { accept_any: true, ..Default::default() } };
+    let cfg = IngestConfig {
+        window: TimeWindow {
+            accept_any: true,
+            ..Default::default()
+        },
+    };
     let (_, report) = handle(&store, &cfg, &event(arrival, &[y2100])).await;
     assert_eq!(report.time_replaced, 0);
-    assert_eq!(original_times(&store, Partition::for_micros(1, y2100)).await, vec![None]);
+    assert_eq!(
+        original_times(&store, Partition::for_micros(1, y2100)).await,
+        vec![None]
+    );
 }

@@ -49,7 +49,11 @@ impl Server {
             ])
             .args(["--stats-every-secs", "0"])
             // Compaction off unless a test turns it on.
-            .args(if extra.contains(&"--compact-every-secs") { &[][..] } else { &["--compact-every-secs", "0"][..] })
+            .args(if extra.contains(&"--compact-every-secs") {
+                &[][..]
+            } else {
+                &["--compact-every-secs", "0"][..]
+            })
             .arg("--data")
             .arg(dir.path())
             .args(extra)
@@ -566,20 +570,52 @@ fn capture_times_outside_the_window_are_stored_at_arrival() {
     let srv = Server::start(&[]);
     let year_2100 = 4_102_444_800_000_000;
     let year_1970 = 1_000_000;
-    let sent = [stamped(1, year_2100), stamped(2, year_1970), stamped(3, chrono_now())];
-    send_udp(srv.udp, &sent.iter().map(|m| encode_v3(m).unwrap()).collect::<Vec<_>>());
+    let sent = [
+        stamped(1, year_2100),
+        stamped(2, year_1970),
+        stamped(3, chrono_now()),
+    ];
+    send_udp(
+        srv.udp,
+        &sent
+            .iter()
+            .map(|m| encode_v3(m).unwrap())
+            .collect::<Vec<_>>(),
+    );
     srv.wait_written(3);
     // All three are in the default (last 10 minutes) window, at their arrival time.
     assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), 3);
-    let rows = srv.query("SELECT original_time FROM hep_1 WHERE original_time IS NOT NULL ORDER BY original_time");
+    let rows = srv.query(
+        "SELECT original_time FROM hep_1 WHERE original_time IS NOT NULL ORDER BY original_time",
+    );
     assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
-    assert!(rows[0]["original_time"].as_str().unwrap().starts_with("1970-01-01T00:00:01"), "{rows}");
-    assert!(rows[1]["original_time"].as_str().unwrap().starts_with("2100-01-01T00:00:00"), "{rows}");
+    assert!(
+        rows[0]["original_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("1970-01-01T00:00:01"),
+        "{rows}"
+    );
+    assert!(
+        rows[1]["original_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2100-01-01T00:00:00"),
+        "{rows}"
+    );
     assert_eq!(srv.metric("time_replaced"), 2);
     // No partition outside the window was created.
     let (_, _, dir) = srv.terminate();
-    let dates: Vec<String> = std::fs::read_dir(dir.path().join("hep_1")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(dates.iter().all(|d| !d.starts_with("date=1970") && !d.starts_with("date=2100")), "{dates:?}");
+    let dates: Vec<String> = std::fs::read_dir(dir.path().join("hep_1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        dates
+            .iter()
+            .all(|d| !d.starts_with("date=1970") && !d.starts_with("date=2100")),
+        "{dates:?}"
+    );
 }
 
 #[test]
@@ -588,8 +624,15 @@ fn accept_any_time_keeps_old_captures_where_they_belong() {
     let old = chrono_now() - 30 * 86_400_000_000;
     send_udp(srv.udp, &[encode_v3(&stamped(1, old)).unwrap()]);
     srv.wait_written(1);
-    assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), 0, "outside the default window");
-    let day = chrono::DateTime::from_timestamp_micros(old).unwrap().format("%Y-%m-%d").to_string();
+    assert_eq!(
+        srv.count("SELECT count(*) AS n FROM hep_1"),
+        0,
+        "outside the default window"
+    );
+    let day = chrono::DateTime::from_timestamp_micros(old)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
     assert_eq!(srv.count(&format!("SELECT count(*) AS n FROM hep_1 WHERE time >= '{day}' AND time < '{day}'::timestamp + interval '1 day' AND original_time IS NULL")), 1);
     assert_eq!(srv.metric("time_replaced"), 0);
 }
@@ -602,7 +645,16 @@ fn bad_settings_stop_the_start_with_a_message() {
         (&["--retention-days", "soon"][..], "retention-days"),
     ] {
         let out = Command::new(BIN)
-            .args(["serve", "--host", "127.0.0.1", "--hep-port", "0", "--http-port", "0", "--data"])
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--hep-port",
+                "0",
+                "--http-port",
+                "0",
+                "--data",
+            ])
             .arg(tempfile::tempdir().unwrap().path())
             .args(args)
             .output()
@@ -615,20 +667,44 @@ fn bad_settings_stop_the_start_with_a_message() {
 
 #[test]
 fn retention_deletes_expired_hours_and_counts_them() {
-    let srv = Server::start(&["--accept-any-time", "--retention-days", "30", "--compact-every-secs", "1"]);
+    let srv = Server::start(&[
+        "--accept-any-time",
+        "--retention-days",
+        "30",
+        "--compact-every-secs",
+        "1",
+    ]);
     let old = chrono_now() - 40 * 86_400_000_000;
-    send_udp(srv.udp, &[encode_v3(&stamped(1, old)).unwrap(), encode_v3(&stamped(2, chrono_now())).unwrap()]);
+    send_udp(
+        srv.udp,
+        &[
+            encode_v3(&stamped(1, old)).unwrap(),
+            encode_v3(&stamped(2, chrono_now())).unwrap(),
+        ],
+    );
     srv.wait_written(2);
     let start = Instant::now();
     while srv.metric("expired_hours") < 1 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the expired hour was not deleted");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the expired hour was not deleted"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(srv.metric("expired_hours"), 1);
     assert!(srv.metric("expired_objects") >= 1);
-    assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), 1, "the current hour is kept");
+    assert_eq!(
+        srv.count("SELECT count(*) AS n FROM hep_1"),
+        1,
+        "the current hour is kept"
+    );
     let (_, _, dir) = srv.terminate();
-    let old_day = chrono::DateTime::from_timestamp_micros(old).unwrap().format("date=%Y-%m-%d").to_string();
-    let hours = std::fs::read_dir(dir.path().join("hep_1").join(&old_day)).map(|d| d.count()).unwrap_or(0);
+    let old_day = chrono::DateTime::from_timestamp_micros(old)
+        .unwrap()
+        .format("date=%Y-%m-%d")
+        .to_string();
+    let hours = std::fs::read_dir(dir.path().join("hep_1").join(&old_day))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(hours, 0, "nothing left of {old_day}");
 }

@@ -20,14 +20,21 @@ const HOUR_START: i64 = 1_764_410_400_000_000;
 
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
 async fn generate(store: Arc<dyn ObjectStore>, messages: u64) {
     let calls = messages / 10; // 7 SIP, 2 RTCP, 1 log per call
     let step = MICROS_PER_HOUR / calls as i64;
-    let mut buf = WriteBuffer::new(WriterConfig { max_age: Duration::from_secs(3600), ..Default::default() });
+    let mut buf = WriteBuffer::new(WriterConfig {
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    });
     let started = Instant::now();
     let (mut files, mut inflight) = (0, tokio::task::JoinSet::new());
     for i in 0..calls {
@@ -46,7 +53,11 @@ async fn generate(store: Arc<dyn ObjectStore>, messages: u64) {
         }
     }
     while inflight.join_next().await.is_some() {}
-    println!("generated {} messages in {files} files in {:.1} s", calls * 10, started.elapsed().as_secs_f64());
+    println!(
+        "generated {} messages in {files} files in {:.1} s",
+        calls * 10,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 async fn compact(store: Arc<dyn ObjectStore>, memory_mb: u64) {
@@ -93,18 +104,43 @@ async fn compact(store: Arc<dyn ObjectStore>, memory_mb: u64) {
 /// User + system CPU time of this process.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
     ticks / 100.0
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["generate", dir, n] => rt.block_on(generate(lake::store::open(dir).unwrap(), n.parse().unwrap())),
-        ["compact", dir, rest @ ..] => rt.block_on(compact(lake::store::open(dir).unwrap(), rest.first().map_or(512, |m| m.parse().unwrap()))),
-        [] => println!("usage: generate <dir> <messages> | compact <dir> [memory MiB] (see bench/compaction.sh)"),
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["generate", dir, n] => rt.block_on(generate(
+            lake::store::open(dir).unwrap(),
+            n.parse().unwrap(),
+        )),
+        ["compact", dir, rest @ ..] => rt.block_on(compact(
+            lake::store::open(dir).unwrap(),
+            rest.first().map_or(512, |m| m.parse().unwrap()),
+        )),
+        [] => println!(
+            "usage: generate <dir> <messages> | compact <dir> [memory MiB] (see bench/compaction.sh)"
+        ),
         other => panic!("unknown arguments {other:?}"),
     }
 }

@@ -303,10 +303,13 @@ async fn concurrent_compactors_never_commit_the_same_rows_twice() {
     let (a, b) = (plan(&l, &cfg, t).remove(0), plan(&l, &cfg, t).remove(0));
     let ma = write_outputs(&store, &a, &cfg, t).await.unwrap();
     let mb = write_outputs(&store, &b, &cfg, t).await.unwrap();
-    assert!(finish(&store, &mb, &cfg, t).await.unwrap().is_some());
+    assert!(finish(&store, &mb, &cfg, t, None).await.unwrap().is_some());
     assert_eq!(visible_ids(&store, p).await, expected);
     assert!(
-        finish(&store, &ma, &cfg, t).await.unwrap().is_none(),
+        finish(&store, &ma, &cfg, t, Some(&l.snapshot))
+            .await
+            .unwrap()
+            .is_none(),
         "overtaken"
     );
     assert_eq!(visible_ids(&store, p).await, expected);
@@ -670,12 +673,20 @@ async fn check_model(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let c = cfg(*target, 4);
                 let l = list_partition(&store, p).await.unwrap();
                 if let Some(job) = plan(&l, &c, clock).into_iter().next() {
-                    pending = Some((write_outputs(&store, &job, &c, clock).await.unwrap(), c));
+                    pending = Some((
+                        write_outputs(&store, &job, &c, clock).await.unwrap(),
+                        c,
+                        l.snapshot.clone(),
+                    ));
                 }
             }
             Step::Commit => {
-                if let Some((merged, c)) = pending.take() {
-                    finish(&store, &merged, &c, clock).await.unwrap();
+                if let Some((merged, c, planned_from)) = pending.take() {
+                    // Half the time the committer remembers the entry it planned from (the fast path).
+                    let base = (merged.rows % 2 == 0).then_some(planned_from);
+                    finish(&store, &merged, &c, clock, base.as_ref())
+                        .await
+                        .unwrap();
                 }
             }
             Step::Advance(a) => {

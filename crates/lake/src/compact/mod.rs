@@ -163,13 +163,16 @@ async fn compact_partition(
         report.deleted += clean_up(store, &listing, cfg, clock.now()).await?;
         let mut replan = false;
         let mut committed = false;
+        // The entry this run last saw or wrote: the next commit tries to extend it without listing.
+        let mut base = listing.snapshot.clone();
         for job in plan(&listing, cfg, clock.now()) {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());
             }
-            match run_job_at(store, &job, cfg, clock).await {
+            match run_job_at(store, &job, cfg, clock, Some(&base)).await {
                 Ok(Some(done)) => {
                     committed = true;
+                    base = done.snapshot.clone();
                     report.jobs += 1;
                     report.files_in += done.inputs;
                     report.files_out += done.outputs;
@@ -222,7 +225,7 @@ pub async fn run_job(
     cfg: &CompactionConfig,
     now_micros: i64,
 ) -> Result<Option<JobDone>> {
-    run_job_at(store, job, cfg, Clock::new(now_micros)).await
+    run_job_at(store, job, cfg, Clock::new(now_micros), None).await
 }
 
 async fn run_job_at(
@@ -230,17 +233,20 @@ async fn run_job_at(
     job: &Job,
     cfg: &CompactionConfig,
     clock: Clock,
+    base: Option<&Snapshot>,
 ) -> Result<Option<JobDone>> {
     let merged = write_outputs(store, job, cfg, clock.now()).await?;
-    finish(store, &merged, cfg, clock.now()).await
+    finish(store, &merged, cfg, clock.now(), base).await
 }
 
-/// Commits what [`write_outputs`] wrote, or discards it when overtaken or too old.
+/// Commits what [`write_outputs`] wrote, or discards it when overtaken or
+/// too old. `base`: the entry the job was planned from, if known (saves a LIST).
 pub async fn finish(
     store: &Arc<dyn ObjectStore>,
     merged: &Merged,
     cfg: &CompactionConfig,
     now_micros: i64,
+    base: Option<&Snapshot>,
 ) -> Result<Option<JobDone>> {
     let inputs: Vec<String> = merged
         .inputs
@@ -253,7 +259,7 @@ pub async fn finish(
         tracing::warn!(partition = %merged.partition, "compaction job ran out of time; not committing");
         None
     } else {
-        commit(store, merged.partition, &inputs, &outputs, now_micros).await?
+        commit(store, merged.partition, &inputs, &outputs, now_micros, base).await?
     };
     match committed {
         Some(snapshot) => Ok(Some(JobDone {
@@ -276,20 +282,29 @@ pub async fn finish(
 
 /// Appends the log entry that replaces `inputs` by `outputs`, if every
 /// input is still visible. None: another compactor took an input first.
+/// First tries to extend `base` directly: if that entry's successor does not
+/// exist yet, `base` is the newest (a stale `base` whose successor was
+/// cleaned up yields an entry below the newest, which readers ignore: the
+/// outputs stay invisible and are deleted as abandoned, nothing is lost).
 async fn commit(
     store: &Arc<dyn ObjectStore>,
     p: Partition,
     inputs: &[String],
     outputs: &[String],
     now_micros: i64,
+    base: Option<&Snapshot>,
 ) -> Result<Option<Snapshot>> {
+    let mut base = base.cloned();
     for _ in 0..8 {
-        let l = list_partition(store, p).await?;
-        let retired = l.snapshot.retired_set();
-        if !inputs.iter().all(|i| l.snapshot.admits(&retired, i)) {
+        let snapshot = match base.take() {
+            Some(s) => s,
+            None => list_partition(store, p).await?.snapshot,
+        };
+        let retired = snapshot.retired_set();
+        if !inputs.iter().all(|i| snapshot.admits(&retired, i)) {
             return Ok(None);
         }
-        let next = l.snapshot.next(inputs, outputs, now_micros);
+        let next = snapshot.next(inputs, outputs, now_micros);
         let json = serde_json::to_vec(&next).expect("snapshot serialises");
         match store
             .put_opts(
