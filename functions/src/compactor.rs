@@ -21,15 +21,7 @@ pub const JOB_RESERVE: Duration = Duration::from_secs(5 * 60);
 /// The compaction settings, from the same variables `hepop serve` reads.
 pub fn config_from_env() -> anyhow::Result<CompactionConfig> {
     let d = CompactionConfig::default();
-    let num = |k: &str, default: u64| -> anyhow::Result<u64> {
-        match std::env::var(k) {
-            Ok(v) => v
-                .trim()
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{k}={v:?}: {e}")),
-            Err(_) => Ok(default),
-        }
-    };
+    let num = |k: &str, default: u64| crate::env_number(k, default);
     let secs = |k: &str, default: Duration| num(k, default.as_secs()).map(Duration::from_secs);
     let retention_days = num(
         "HEPOP_RETENTION_DAYS",

@@ -26,15 +26,8 @@ impl IngestConfig {
     /// `HEPOP_MAX_CAPTURE_AGE_SECS`, `HEPOP_MAX_CAPTURE_AHEAD_SECS`, `HEPOP_ACCEPT_ANY_TIME`, as `hepop serve` reads them.
     pub fn from_env() -> anyhow::Result<Self> {
         let d = TimeWindow::default();
-        let secs = |k: &str, default: i64| -> anyhow::Result<i64> {
-            match std::env::var(k) {
-                Ok(v) => v
-                    .trim()
-                    .parse::<u32>()
-                    .map(|s| s as i64 * 1_000_000)
-                    .map_err(|e| anyhow::anyhow!("{k}={v:?}: {e}")),
-                Err(_) => Ok(default),
-            }
+        let secs = |k: &str, default: i64| {
+            crate::env_number(k, (default / 1_000_000) as u32).map(|s| s as i64 * 1_000_000)
         };
         let accept_any = match std::env::var("HEPOP_ACCEPT_ANY_TIME").as_deref() {
             Ok("true" | "1") => true,

@@ -30,6 +30,20 @@ pub fn query_router(
     }))
 }
 
+/// A numeric setting from the environment: its default when unset, an error naming it when malformed.
+pub fn env_number<T: std::str::FromStr>(key: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(key) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{key}={v:?}: {e}")),
+        Err(_) => Ok(default),
+    }
+}
+
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -81,6 +81,26 @@ fn on_disk() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
     (dir, store)
 }
 
+/// Hours `base` and the next, three small files each.
+async fn two_hours_of_small_files(
+    store: &Arc<dyn ObjectStore>,
+    base: i64,
+) -> (Partition, Partition) {
+    let (p, q) = (
+        Partition::for_micros(1, base),
+        Partition::for_micros(1, base + MICROS_PER_HOUR),
+    );
+    for part in [p, q] {
+        for f in 0..3 {
+            let msgs: Vec<_> = (0..10)
+                .map(|i| msg(f * 100 + i, part.start_micros() + i))
+                .collect();
+            write_server(store, &msgs).await;
+        }
+    }
+    (p, q)
+}
+
 fn no_retention() -> CompactionConfig {
     CompactionConfig {
         retention: None,
@@ -442,21 +462,7 @@ async fn the_open_hour_merges_settled_young_files() {
 async fn an_unreadable_file_is_quarantined_and_blocks_nothing() {
     let (_dir, store) = on_disk();
     let base = micros("2025-08-01T05:00:00");
-    let (p, q) = (
-        Partition::for_micros(1, base),
-        Partition::for_micros(1, base + MICROS_PER_HOUR),
-    );
-    for part in [p, q] {
-        for f in 0..3 {
-            write_server(
-                &store,
-                &(0..10)
-                    .map(|i| msg(f * 100 + i, part.start_micros() + i))
-                    .collect::<Vec<_>>(),
-            )
-            .await;
-        }
-    }
+    let (p, q) = two_hours_of_small_files(&store, base).await;
     let bad = p.file(&FileName::Server {
         writer: "broken".into(),
         micros: 1,
@@ -514,21 +520,7 @@ async fn an_unreadable_file_is_quarantined_and_blocks_nothing() {
 async fn a_failing_partition_is_reported_and_the_run_goes_on() {
     let (_dir, store) = on_disk();
     let base = micros("2025-08-02T05:00:00");
-    let (p, q) = (
-        Partition::for_micros(1, base),
-        Partition::for_micros(1, base + MICROS_PER_HOUR),
-    );
-    for part in [p, q] {
-        for f in 0..3 {
-            write_server(
-                &store,
-                &(0..10)
-                    .map(|i| msg(f * 100 + i, part.start_micros() + i))
-                    .collect::<Vec<_>>(),
-            )
-            .await;
-        }
-    }
+    let (p, q) = two_hours_of_small_files(&store, base).await;
     // A log entry nobody can parse: that hour cannot be read safely, the next one can.
     store
         .put(
