@@ -553,6 +553,8 @@ async fn compaction_on_s3_while_queries_run() {
     let start =
         (chrono::Utc::now().timestamp_micros() / 3_600_000_000 - 3) * 3_600_000_000 + 60_000_000;
     let mut records = Vec::new();
+    // Arrival is now: the capture times (three hours ago) are inside the accepted window.
+    let arrival = chrono::Utc::now().timestamp() as f64;
     for k in 0..12u64 {
         let mut b = kinesis_record::RecordBuilder::new();
         for p in packets(100 + k, 10, start + k as i64 * 1_000_000) {
@@ -561,7 +563,7 @@ async fn compaction_on_s3_while_queries_run() {
         for data in b.finish() {
             records.push(json!({
                 "kinesis": { "kinesisSchemaVersion": "1.0", "partitionKey": "k", "sequenceNumber": format!("{:056}", k),
-                    "data": base64::engine::general_purpose::STANDARD.encode(&data), "approximateArrivalTimestamp": 1.0 },
+                    "data": base64::engine::general_purpose::STANDARD.encode(&data), "approximateArrivalTimestamp": arrival },
                 "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": format!("shardId-000000000000:{:056}", k),
                 "eventName": "aws:kinesis:record", "invokeIdentityArn": "arn:aws:iam::0:role/x", "awsRegion": "us-east-1",
                 "eventSourceARN": "arn:aws:kinesis:us-east-1:0:stream/s"
