@@ -1,0 +1,119 @@
+//! The open hour on S3 (LocalStack): as many objects as the ingest function
+//! writes at 50 000 msgs/s in 10 minutes or a whole hour, then the default
+//! query and a Call-ID lookup through the query function's router, before
+//! and after young-file compaction.
+//!
+//!   LOCALSTACK_ENDPOINT=http://127.0.0.1:4566 cargo bench -p functions --bench open_hour -- [minutes=10]
+//!
+//! The object count is the real one; each object holds one call (10 messages)
+//! instead of a record's ~7 300, so the data is scaled down and the figures
+//! measure what object counts cost (listing, footers, bloom filters), not volume.
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use futures::StreamExt;
+use hep::sample::Call;
+use lake::compact::{CompactionConfig, Sweep};
+use lake::paths::FileName;
+use tower::ServiceExt;
+
+/// Relay records a second at 50 000 msgs/s: a record closes at 4 MiB of raw HEP (~572 bytes a message).
+const RECORDS_PER_SEC: f64 = 50_000.0 / ((4 << 20) as f64 / 572.0);
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+async fn query(router: &lake::http::Router, sql: &str) -> (Duration, u16, String) {
+    let t = Instant::now();
+    let req = Request::get(format!("/query?q={}", urlencode(sql))).body(Body::empty()).unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    (t.elapsed(), status, String::from_utf8_lossy(&body).chars().take(100).collect())
+}
+
+async fn measure(label: &str, router: &lake::http::Router, call_id: &str) {
+    for (name, sql) in [
+        ("default query (count, last 10 min)", "SELECT count(*) AS n FROM hep_1".to_owned()),
+        ("Call-ID lookup (last 10 min)", format!("SELECT time, method, status FROM hep_1 WHERE call_id = '{call_id}'")),
+    ] {
+        let (first, s1, body) = query(router, &sql).await;
+        let (again, s2, _) = query(router, &sql).await;
+        println!(
+            "{label}: {name}: first {:.0} ms, again {:.0} ms (HTTP {s1}/{s2}) {body}",
+            first.as_secs_f64() * 1e3,
+            again.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// LocalStack accepts an unsigned PUT of a bucket.
+async fn create_bucket(endpoint: &str, bucket: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(hostport).await.unwrap();
+    let req = format!("PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    resp.starts_with("HTTP/1.1 200")
+}
+
+fn main() {
+    let minutes: f64 = std::env::args().skip(1).find(|a| a != "--bench").map_or(10.0, |m| m.parse().unwrap());
+    let endpoint = std::env::var("LOCALSTACK_ENDPOINT").expect("LOCALSTACK_ENDPOINT (start LocalStack: tests/localstack/start.sh)");
+    // SAFETY: set before any other thread exists.
+    unsafe {
+        for (k, v) in [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", endpoint.as_str())] {
+            std::env::set_var(k, v);
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let bucket = format!("open-hour-{}", chrono::Utc::now().timestamp() % 1_000_000);
+        assert!(create_bucket(&endpoint, &bucket).await, "creating bucket {bucket}");
+        let store = lake::store::open(&format!("s3://{bucket}/lake")).unwrap();
+        let records = (RECORDS_PER_SEC * 60.0 * minutes).round() as u64;
+        // Records spread over the last `minutes`, as the ingest function names them.
+        let now = chrono::Utc::now().timestamp_micros();
+        let span = (minutes * 60e6) as i64;
+        let t = Instant::now();
+        let written = futures::stream::iter(0..records)
+            .map(|k| {
+                let store = store.clone();
+                async move {
+                    let at = now - span + (k as i64 * span) / records as i64;
+                    let msgs = Call::new(99, k).all(at);
+                    let files = lake::writer::files_named(&msgs, &FileName::kinesis("shardId-000000000000", &format!("{k:056}")));
+                    for f in &files {
+                        f.write(&store).await.unwrap();
+                    }
+                    files.len()
+                }
+            })
+            .buffer_unordered(32)
+            .fold(0, |a, n| async move { a + n })
+            .await;
+        println!("{minutes} min at 50 000 msgs/s: {records} Kinesis records → {written} objects, written in {:.0} s", t.elapsed().as_secs_f64());
+        let router = functions::query_router(store.clone(), Default::default()).unwrap();
+        // A call from the last 10 minutes.
+        let call_id = Call::new(99, records - records / 20).call_id;
+        measure("before compaction", &router, &call_id).await;
+
+        let cfg = CompactionConfig { young_after: Duration::ZERO, grace: Duration::ZERO, retention: None, ..Default::default() };
+        let t = Instant::now();
+        let mut jobs = 0;
+        loop {
+            let r = lake::compact::run(&store, &cfg, chrono::Utc::now().timestamp_micros(), Sweep::Recent, None).await;
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            jobs += r.jobs;
+            if r.jobs == 0 {
+                break;
+            }
+        }
+        println!("young-file compaction: {jobs} jobs in {:.0} s", t.elapsed().as_secs_f64());
+        measure("after compaction", &router, &call_id).await;
+    });
+}
