@@ -22,22 +22,44 @@ use tower::ServiceExt;
 const RECORDS_PER_SEC: f64 = 50_000.0 / ((4 << 20) as f64 / 572.0);
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 async fn query(router: &lake::http::Router, sql: &str) -> (Duration, u16, String) {
     let t = Instant::now();
-    let req = Request::get(format!("/query?q={}", urlencode(sql))).body(Body::empty()).unwrap();
+    let req = Request::get(format!("/query?q={}", urlencode(sql)))
+        .body(Body::empty())
+        .unwrap();
     let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    (t.elapsed(), status, String::from_utf8_lossy(&body).chars().take(100).collect())
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        t.elapsed(),
+        status,
+        String::from_utf8_lossy(&body).chars().take(100).collect(),
+    )
 }
 
 async fn measure(label: &str, router: &lake::http::Router, call_id: &str) {
     for (name, sql) in [
-        ("default query (count, last 10 min)", "SELECT count(*) AS n FROM hep_1".to_owned()),
-        ("Call-ID lookup (last 10 min)", format!("SELECT time, method, status FROM hep_1 WHERE call_id = '{call_id}'")),
+        (
+            "default query (count, last 10 min)",
+            "SELECT count(*) AS n FROM hep_1".to_owned(),
+        ),
+        (
+            "Call-ID lookup (last 10 min)",
+            format!("SELECT time, method, status FROM hep_1 WHERE call_id = '{call_id}'"),
+        ),
     ] {
         let (first, s1, body) = query(router, &sql).await;
         let (again, s2, _) = query(router, &sql).await;
@@ -54,7 +76,9 @@ async fn create_bucket(endpoint: &str, bucket: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut s = tokio::net::TcpStream::connect(hostport).await.unwrap();
-    let req = format!("PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).await.unwrap();
@@ -62,15 +86,27 @@ async fn create_bucket(endpoint: &str, bucket: &str) -> bool {
 }
 
 fn main() {
-    let minutes: f64 = std::env::args().skip(1).find(|a| a != "--bench").map_or(10.0, |m| m.parse().unwrap());
-    let endpoint = std::env::var("LOCALSTACK_ENDPOINT").expect("LOCALSTACK_ENDPOINT (start LocalStack: tests/localstack/start.sh)");
+    let minutes: f64 = std::env::args()
+        .skip(1)
+        .find(|a| a != "--bench")
+        .map_or(10.0, |m| m.parse().unwrap());
+    let endpoint = std::env::var("LOCALSTACK_ENDPOINT")
+        .expect("LOCALSTACK_ENDPOINT (start LocalStack: tests/localstack/start.sh)");
     // SAFETY: set before any other thread exists.
     unsafe {
-        for (k, v) in [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", endpoint.as_str())] {
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ] {
             std::env::set_var(k, v);
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let bucket = format!("open-hour-{}", chrono::Utc::now().timestamp() % 1_000_000);
         assert!(create_bucket(&endpoint, &bucket).await, "creating bucket {bucket}");

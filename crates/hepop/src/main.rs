@@ -3,6 +3,11 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+// Returns freed memory promptly: the compaction memory budget bounds RSS
+// (glibc's per-thread arenas kept up to twice the live heap).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod metrics;
 mod send;

@@ -15,6 +15,10 @@ use lake::paths::MICROS_PER_HOUR;
 use lake::writer::{WriteBuffer, WriterConfig};
 use object_store::ObjectStore;
 
+// The allocator `hepop` and the functions use.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The hour written: 2025-11-29T10:00Z.
 const HOUR_START: i64 = 1_764_410_400_000_000;
 
@@ -82,14 +86,15 @@ async fn compact(store: Arc<dyn ObjectStore>, memory_mb: u64) {
         }
         rows += r.rows;
         println!(
-            "run {runs}: {} jobs, {} files → {}, {} rows, {:.0} MB → {:.0} MB, {:.1} s",
+            "run {runs}: {} jobs, {} files → {}, {} rows, {:.0} MB → {:.0} MB, {:.1} s, peak RSS so far {:.0} MB",
             r.jobs,
             r.files_in,
             r.files_out,
             r.rows,
             r.bytes_in as f64 / 1e6,
             r.bytes_out as f64 / 1e6,
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64(),
+            peak_rss_mb()
         );
     }
     let secs = started.elapsed().as_secs_f64();

@@ -39,7 +39,7 @@ impl EncodeOptions {
     };
     pub const COMPACT: Self = Self {
         zstd_level: 9,
-        row_group_rows: 256 * 1024,
+        row_group_rows: 64 * 1024,
     };
 }
 

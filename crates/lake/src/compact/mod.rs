@@ -165,7 +165,8 @@ async fn compact_partition(
         let mut committed = false;
         // The entry this run last saw or wrote: the next commit tries to extend it without listing.
         let mut base = listing.snapshot.clone();
-        for job in plan(&listing, cfg, clock.now()) {
+        let mut jobs: std::collections::VecDeque<Job> = plan(&listing, cfg, clock.now()).into();
+        while let Some(job) = jobs.pop_front() {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());
             }
@@ -173,6 +174,13 @@ async fn compact_partition(
                 Ok(Some(done)) => {
                     committed = true;
                     base = done.snapshot.clone();
+                    // Inputs that did not fit the memory budget form the next job.
+                    if job.inputs.len() - done.inputs >= 2 {
+                        jobs.push_front(Job {
+                            inputs: job.inputs[done.inputs..].to_vec(),
+                            ..job
+                        });
+                    }
                     report.jobs += 1;
                     report.files_in += done.inputs;
                     report.files_out += done.outputs;
@@ -554,6 +562,17 @@ impl Outputs {
     }
 }
 
+/// Memory an open input holds while its row group is read: the compressed
+/// column chunks, each column's decoded dictionary, current decompressed
+/// page and decompression context. Measured with heaptrack on ingest files
+/// (10 M messages, 20 inputs a job): about the compressed size plus a
+/// quarter of the plain size plus 128 KiB a column.
+fn input_cost(g: &parquet::file::metadata::RowGroupMetaData) -> u64 {
+    g.compressed_size().max(0) as u64
+        + g.total_byte_size().max(0) as u64 / 4
+        + g.num_columns() as u64 * (128 << 10)
+}
+
 /// Opens the job's inputs, as many as fit the memory budget (at least
 /// two), streams their merge into outputs, and returns what it merged.
 pub async fn write_outputs(
@@ -562,7 +581,9 @@ pub async fn write_outputs(
     cfg: &CompactionConfig,
     now_micros: i64,
 ) -> Result<Merged> {
-    let (store, job, memory) = (store.clone(), job.clone(), cfg.memory_bytes);
+    // The budget bounds the process's RSS; allocators keep about 40% more than
+    // the live heap (measured with mimalloc), so the merge aims at 60% of it.
+    let (store, job, memory) = (store.clone(), job.clone(), cfg.memory_bytes * 3 / 5);
     let handle = Handle::current();
     tokio::task::spawn_blocking(move || merge_blocking(store, job, memory, now_micros, handle))
         .await
@@ -577,8 +598,9 @@ fn merge_blocking(
     handle: Handle,
 ) -> Result<Merged> {
     let schema = schema_for(job.partition.hep_type);
-    // Each open input holds one compressed row group and one decoded batch:
-    // half the budget for those, the rest for the output's row group and upload.
+    // Open inputs (see `input_cost`) take half the budget, their decoded
+    // batches an eighth; the rest is the output: a compression context per
+    // column (~2 MiB at zstd 9), the row group being encoded, upload buffers.
     let mut opened = Vec::new();
     let (mut held, mut row_bytes) = (0u64, 0u64);
     for f in &job.inputs {
@@ -587,13 +609,8 @@ fn merge_blocking(
             .block_on(ParquetRecordBatchStreamBuilder::new(reader))
             .map_err(|e| classify(&f.location, e))?;
         let md = builder.metadata().clone();
-        let group = md
-            .row_groups()
-            .iter()
-            .map(|g| g.compressed_size().max(0) as u64)
-            .max()
-            .unwrap_or(0);
-        if opened.len() >= 2 && held + group > memory / 2 {
+        let cost = md.row_groups().iter().map(input_cost).max().unwrap_or(0);
+        if opened.len() >= 2 && held + cost > memory / 2 {
             break;
         }
         let rows = md.file_metadata().num_rows().max(1) as u64;
@@ -602,7 +619,7 @@ fn merge_blocking(
             .iter()
             .map(|g| g.total_byte_size().max(0) as u64)
             .sum();
-        held += group;
+        held += cost;
         // Arrow arrays take about twice Parquet's plain size (offsets, validity).
         row_bytes += 2 * uncompressed.div_ceil(rows);
         opened.push((f.clone(), builder));

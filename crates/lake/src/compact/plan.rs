@@ -25,7 +25,7 @@ pub struct CompactionConfig {
     pub max_job_bytes: u64,
     /// ...and at most this many files (each open input holds a row group in memory).
     pub max_job_files: usize,
-    /// Memory a job may use for its inputs and its output.
+    /// Memory a job may use (peak RSS of the compactor with the binaries' allocator, mimalloc).
     pub memory_bytes: u64,
     /// A job that has run this long gives up instead of committing...
     pub job_timeout: Duration,
