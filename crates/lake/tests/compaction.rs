@@ -731,3 +731,34 @@ async fn object_names_come_from_paths() {
     assert!(matches!(&kinds[0], FileName::Server { writer, .. } if writer == "hepop"));
     assert_eq!(kinds[1], FileName::kinesis(SHARD, "77"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_memory_budget_merges_fewer_inputs_per_job_and_loses_nothing() {
+    let (_dir, store) = on_disk();
+    let base = micros("2025-10-01T03:00:00");
+    let p = Partition::for_micros(1, base);
+    for f in 0..8 {
+        write_server(
+            &store,
+            &(0..50)
+                .map(|i| msg(f * 100 + i, base + i))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    }
+    let expected = visible_ids(&store, p).await;
+    // Each input costs ~4 MiB of decoder state (33 columns): a 16 MiB budget opens two at a time.
+    let cfg = CompactionConfig {
+        memory_bytes: 16 << 20,
+        grace: Duration::ZERO,
+        ..no_retention()
+    };
+    let r = run(&store, &cfg, now(), Sweep::Full, None).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(
+        (r.jobs, r.files_in),
+        (4, 8),
+        "the plan's one job of 8 went in four jobs of 2: {r:?}"
+    );
+    assert_eq!(visible_ids(&store, p).await, expected);
+}

@@ -222,7 +222,7 @@ mod tests {
         };
         let start = HOUR * MICROS_PER_HOUR;
         let now = start + 2 * MICROS_PER_HOUR;
-        let files: Vec<(u64, i64)> = [4000, 4000, 4000, 1, 1, 1, 1, 5000]
+        let files: Vec<(u64, i64)> = [4000, 4000, 4000, 1, 1, 1, 1, 4999, 5000]
             .iter()
             .enumerate()
             .map(|(i, &s)| (s, start + i as i64))
@@ -230,7 +230,8 @@ mod tests {
         let jobs = plan(&listing(&files), &cfg, now);
         assert_eq!(
             sizes(&jobs),
-            vec![vec![4000, 4000], vec![4000, 1, 1], vec![1, 1, 5000]]
+            vec![vec![4000, 4000], vec![4000, 1, 1], vec![1, 1, 4999]],
+            "5000 is not under half the target"
         );
         assert!(jobs.iter().all(|j| j.input_bytes() <= cfg.max_job_bytes
             && j.target_file_bytes == cfg.target_file_bytes));
