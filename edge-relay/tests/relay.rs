@@ -43,7 +43,7 @@ impl RecordSink for FlakySink {
         for (i, r) in records.iter().enumerate() {
             assert!(r.size() <= 1 << 20);
             *n += 1;
-            if self.throttle_every > 0 && *n % self.throttle_every == 0 {
+            if self.throttle_every > 0 && (*n).is_multiple_of(self.throttle_every) {
                 failed.push(i);
             } else {
                 d.push(r.clone());

@@ -87,9 +87,7 @@ impl StreamFramer {
                 self.discard(skip);
                 continue;
             }
-            let Some(len) = declared_len(pending) else {
-                return None;
-            };
+            let len = declared_len(pending)?;
             if len < MIN_FRAME {
                 // A magic with an impossible length: skip it and search on.
                 self.stats.resyncs += 1;

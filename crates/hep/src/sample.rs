@@ -13,6 +13,9 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// One step of a SIP flow: offset (µs), from the caller?, first line, CSeq method, To tag?, SDP body.
+type FlowStep<'a> = (i64, bool, String, &'a str, bool, Option<String>);
+
 /// One call's identity: endpoints, users and ids.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -135,7 +138,7 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
     /// INVITE (SDP), 100, 180, 200 (SDP), ACK, BYE, 200: seven messages, 1 ms to 2 s apart.
     pub fn sip_flow(&self, start_micros: i64) -> Vec<HepMessage> {
         let ruri = format!("sip:{}@{}", self.callee, self.uas);
-        let steps: [(i64, bool, String, &str, bool, Option<String>); 7] = [
+        let steps: [FlowStep; 7] = [
             (
                 0,
                 true,

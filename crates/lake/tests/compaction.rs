@@ -512,6 +512,7 @@ async fn an_unreadable_file_is_quarantined_and_blocks_nothing() {
         .unwrap();
     assert!(!why.is_empty());
     assert_eq!(visible_ids(&store, p).await.len(), 30);
+    assert_eq!(list_partition(&store, q).await.unwrap().visible().len(), 1);
     let r = run(&store, &cfg, now(), Sweep::Full, None).await;
     assert_eq!((r.quarantined, r.errors.len()), (0, 0));
 }

@@ -12,6 +12,7 @@
 //!    appended first, validate again against its entry or give up;
 //! 4. a grace period later (longer than any query), delete the inputs; later
 //!    runs delete old log entries and outputs of jobs that never committed.
+//!
 //! A crash between any two steps leaves every row visible exactly once, and
 //! re-running finishes the job. See ARCHITECTURE.md for why.
 mod plan;
