@@ -622,12 +622,22 @@ fn capture_times_outside_the_window_are_stored_at_arrival() {
 fn accept_any_time_keeps_old_captures_where_they_belong() {
     let srv = Server::start(&["--accept-any-time"]);
     let old = chrono_now() - 30 * 86_400_000_000;
-    send_udp(srv.udp, &[encode_v3(&stamped(1, old)).unwrap()]);
-    srv.wait_written(1);
+    // Also one from 2100: kept there, and the default window (now − 10 min … now + 1 h) does not reach it.
+    let future = 4_102_444_800_000_000;
+    let packets = [
+        encode_v3(&stamped(1, old)).unwrap(),
+        encode_v3(&stamped(2, future)).unwrap(),
+    ];
+    send_udp(srv.udp, &packets);
+    srv.wait_written(2);
     assert_eq!(
         srv.count("SELECT count(*) AS n FROM hep_1"),
         0,
         "outside the default window"
+    );
+    assert_eq!(
+        srv.count("SELECT count(*) AS n FROM hep_1 WHERE time >= '2100-01-01'"),
+        1
     );
     let day = chrono::DateTime::from_timestamp_micros(old)
         .unwrap()
