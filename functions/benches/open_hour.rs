@@ -134,6 +134,11 @@ fn main() {
             .await;
         println!("{minutes} min at 50 000 msgs/s: {records} Kinesis records → {written} objects, written in {:.0} s", t.elapsed().as_secs_f64());
         let router = functions::query_router(store.clone(), Default::default()).unwrap();
+        // Every row written, counted over a fixed range: the same before and after compaction.
+        let start = chrono::DateTime::from_timestamp_micros(now - span - 1).unwrap().format("%Y-%m-%dT%H:%M:%S%.6f");
+        let all = format!("SELECT count(*) AS n FROM hep_1 WHERE time >= '{start}'");
+        let (_, _, before) = query(&router, &all).await;
+        println!("rows of hep_1 written: {} SIP messages; counted: {before}", records * 7);
         // A call from the last 10 minutes.
         let call_id = Call::new(99, records - records / 20).call_id;
         measure("before compaction", &router, &call_id).await;
@@ -151,5 +156,10 @@ fn main() {
         }
         println!("young-file compaction: {jobs} jobs in {:.0} s", t.elapsed().as_secs_f64());
         measure("after compaction", &router, &call_id).await;
+        let (_, _, after) = query(&router, &all).await;
+        println!("rows of hep_1 after compaction: {after}");
+        assert_eq!(before, after, "compaction changed the rows");
+        let objects = futures::StreamExt::count(store.list(None)).await;
+        println!("objects in the lake after compaction: {objects}");
     });
 }
