@@ -55,10 +55,15 @@ async fn query(router: &lake::http::Router, sql: &str) -> (Duration, u16, String
 /// longer than that, so "now" would leave the window empty.
 async fn measure(label: &str, router: &lake::http::Router, call_id: &str, from: &str) {
     for (name, sql) in [
-        ("count of the last 10 min", format!("SELECT count(*) AS n FROM hep_1 WHERE time >= '{from}'")),
+        (
+            "count of the last 10 min",
+            format!("SELECT count(*) AS n FROM hep_1 WHERE time >= '{from}'"),
+        ),
         (
             "Call-ID lookup in the last 10 min",
-            format!("SELECT time, method, status FROM hep_1 WHERE call_id = '{call_id}' AND time >= '{from}'"),
+            format!(
+                "SELECT time, method, status FROM hep_1 WHERE call_id = '{call_id}' AND time >= '{from}'"
+            ),
         ),
     ] {
         let (first, s1, body) = query(router, &sql).await;

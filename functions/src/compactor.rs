@@ -23,10 +23,7 @@ pub fn config_from_env() -> anyhow::Result<CompactionConfig> {
     let d = CompactionConfig::default();
     let num = |k: &str, default: u64| crate::env_number(k, default);
     let secs = |k: &str, default: Duration| num(k, default.as_secs()).map(Duration::from_secs);
-    let retention_days = num(
-        "HEPOP_RETENTION_DAYS",
-        d.retention.map_or(0, |r| r.as_secs() / 86_400),
-    )?;
+    let retention_days = num("HEPOP_RETENTION_DAYS", d.retention_days())?;
     let cfg = CompactionConfig {
         target_file_bytes: num("HEPOP_COMPACT_TARGET_BYTES", d.target_file_bytes)?,
         young_file_bytes: num("HEPOP_COMPACT_YOUNG_BYTES", d.young_file_bytes)?,
@@ -35,9 +32,9 @@ pub fn config_from_env() -> anyhow::Result<CompactionConfig> {
         grace: secs("HEPOP_COMPACT_GRACE_SECS", d.grace)?,
         max_job_bytes: num("HEPOP_COMPACT_MAX_JOB_BYTES", d.max_job_bytes)?,
         memory_bytes: num("HEPOP_COMPACT_MEMORY_MB", d.memory_bytes >> 20)? << 20,
-        retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
         ..d
-    };
+    }
+    .with_retention_days(retention_days);
     cfg.check()
         .map_err(|e| anyhow::anyhow!("compaction settings: {e}"))?;
     Ok(cfg)

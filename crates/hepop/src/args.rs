@@ -37,7 +37,7 @@ pub struct CompactionArgs {
     #[arg(long = "compact-memory-mb", env = "HEPOP_COMPACT_MEMORY_MB", default_value_t = COMPACTION.memory_bytes >> 20)]
     pub memory_mb: u64,
     /// Delete hours older than this many days (0 keeps everything).
-    #[arg(long = "retention-days", env = "HEPOP_RETENTION_DAYS", default_value_t = COMPACTION.retention.map_or(0, |r| r.as_secs() / 86_400))]
+    #[arg(long = "retention-days", env = "HEPOP_RETENTION_DAYS", default_value_t = COMPACTION.retention_days())]
     pub retention_days: u64,
 }
 
@@ -51,10 +51,9 @@ impl CompactionArgs {
             close_after: Duration::from_secs(self.close_after_secs),
             max_job_bytes: self.max_job_bytes,
             memory_bytes: self.memory_mb << 20,
-            retention: (self.retention_days > 0)
-                .then(|| Duration::from_secs(self.retention_days * 86_400)),
             ..CompactionConfig::default()
-        };
+        }
+        .with_retention_days(self.retention_days);
         cfg.check()
             .map_err(|e| anyhow::anyhow!("compaction settings: {e}"))?;
         Ok(cfg)

@@ -41,12 +41,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn is_retired(&self, name: &str) -> bool {
-        self.retired
-            .iter()
-            .any(|r| r.names.iter().any(|n| n == name))
-    }
-
     pub fn retired_set(&self) -> HashSet<&str> {
         self.retired
             .iter()

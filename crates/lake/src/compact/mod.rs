@@ -108,17 +108,6 @@ pub async fn run(
 ) -> CompactionReport {
     let clock = Clock::new(now_micros);
     let mut report = CompactionReport::default();
-    let mut oldest_kept = None;
-    if let Some(retention) = cfg.retention {
-        match expire(store, retention, now_micros).await {
-            Ok((hours, objects)) => {
-                report.expired_hours = hours;
-                report.expired_objects = objects;
-            }
-            Err(e) => report.errors.push(format!("retention: {e}")),
-        }
-        oldest_kept = Some((now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR));
-    }
     let tables = match tables(store).await {
         Ok(t) => t,
         Err(e) => {
@@ -126,11 +115,24 @@ pub async fn run(
             return report;
         }
     };
+    let mut oldest_kept = None;
+    if let Some(retention) = cfg.retention {
+        // Hour h has expired when (h + 1) hours <= now - retention.
+        let kept = (now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR);
+        match expire(store, &tables, kept - 1).await {
+            Ok((hours, objects)) => {
+                report.expired_hours = hours;
+                report.expired_objects = objects;
+            }
+            Err(e) => report.errors.push(format!("retention: {e}")),
+        }
+        oldest_kept = Some(kept);
+    }
     let lo = match sweep {
         Sweep::Recent => Some(now_micros.div_euclid(MICROS_PER_HOUR) - cfg.recent_hours),
         Sweep::Full => oldest_kept,
     };
-    for t in tables {
+    for &t in &tables {
         let parts = match partitions(store, t, lo, None).await {
             Ok(p) => p,
             Err(e) => {
@@ -171,10 +173,9 @@ async fn compact_partition(
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());
             }
-            match run_job_at(store, &job, cfg, clock, Some(&base)).await {
+            match run_job(store, &job, cfg, clock, Some(&base)).await {
                 Ok(Some(done)) => {
                     committed = true;
-                    base = done.snapshot.clone();
                     // Inputs that did not fit the memory budget form the next job.
                     if job.inputs.len() - done.inputs >= 2 {
                         jobs.push_front(Job {
@@ -188,6 +189,7 @@ async fn compact_partition(
                     report.rows += done.rows;
                     report.bytes_in += done.bytes_in;
                     report.bytes_out += done.bytes_out;
+                    base = done.snapshot;
                 }
                 Ok(None) => {
                     // Overtaken: this listing is stale.
@@ -228,16 +230,7 @@ pub struct JobDone {
 }
 
 /// Merges and commits one job; None when another compactor overtook it.
-pub async fn run_job(
-    store: &Arc<dyn ObjectStore>,
-    job: &Job,
-    cfg: &CompactionConfig,
-    now_micros: i64,
-) -> Result<Option<JobDone>> {
-    run_job_at(store, job, cfg, Clock::new(now_micros), None).await
-}
-
-async fn run_job_at(
+async fn run_job(
     store: &Arc<dyn ObjectStore>,
     job: &Job,
     cfg: &CompactionConfig,
@@ -303,11 +296,15 @@ async fn commit(
     now_micros: i64,
     base: Option<&Snapshot>,
 ) -> Result<Option<Snapshot>> {
-    let mut base = base.cloned();
+    let mut base = base;
     for _ in 0..8 {
+        let listed;
         let snapshot = match base.take() {
             Some(s) => s,
-            None => list_partition(store, p).await?.snapshot,
+            None => {
+                listed = list_partition(store, p).await?.snapshot;
+                &listed
+            }
         };
         let retired = snapshot.retired_set();
         if !inputs.iter().all(|i| snapshot.admits(&retired, i)) {
@@ -419,17 +416,15 @@ async fn quarantine(store: &Arc<dyn ObjectStore>, path: &Path, reason: &str) -> 
     Ok(())
 }
 
-/// Deletes every hour that ended more than `retention` ago: data files
-/// first, the log last. Returns (hours, objects) deleted.
-pub async fn expire(
+/// Deletes every hour of `tables` up to `last_expired` (hours since the
+/// epoch): data files first, the log last. Returns (hours, objects) deleted.
+async fn expire(
     store: &Arc<dyn ObjectStore>,
-    retention: std::time::Duration,
-    now_micros: i64,
+    tables: &[u8],
+    last_expired: i64,
 ) -> Result<(usize, usize)> {
-    // Hour h has expired when (h + 1) hours <= now - retention.
-    let last_expired = (now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR) - 1;
     let (mut hours, mut objects) = (0, 0);
-    for t in tables(store).await? {
+    for &t in tables {
         for p in partitions(store, t, None, Some(last_expired)).await? {
             let mut all: Vec<Path> = store
                 .list(Some(&p.prefix()))

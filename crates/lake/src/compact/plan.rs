@@ -81,6 +81,19 @@ impl CompactionConfig {
         Ok(())
     }
 
+    /// Retention in whole days, 0 for none: how settings spell it.
+    pub fn retention_days(&self) -> u64 {
+        self.retention.map_or(0, |r| r.as_secs() / 86_400)
+    }
+
+    /// `days` of retention, 0 keeping everything.
+    pub fn with_retention_days(self, days: u64) -> Self {
+        Self {
+            retention: (days > 0).then(|| Duration::from_secs(days * 86_400)),
+            ..self
+        }
+    }
+
     pub fn is_closed(&self, p: Partition, now_micros: i64) -> bool {
         p.end_micros() + self.close_after.as_micros() as i64 <= now_micros
     }
