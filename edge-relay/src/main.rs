@@ -9,6 +9,7 @@ use edge_relay::relay::{RelayConfig, run};
 use edge_relay::shipper::RetryConfig;
 use edge_relay::sink::KinesisSink;
 use listen::CancellationToken;
+use listen::args::HepListenArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,11 +43,10 @@ struct Args {
     /// Seconds one batch is retried before it goes to the spool.
     #[arg(long, env = "RELAY_GIVE_UP_SECS", default_value_t = 20)]
     give_up_secs: u64,
-    /// Accept only these HEP auth keys (repeat, or comma-separated); all when empty.
-    #[arg(long = "auth-key", env = "HEP_AUTH_KEYS", value_delimiter = ',')]
-    auth_keys: Vec<String>,
-    /// Prometheus /metrics address.
-    #[arg(long, env = "RELAY_METRICS", default_value = "127.0.0.1:9061")]
+    #[command(flatten)]
+    hep: HepListenArgs,
+    /// Prometheus /metrics address (no token: keep it on loopback or a private network).
+    #[arg(long, env = "RELAY_METRICS", default_value = "127.0.0.1:9071")]
     metrics: SocketAddr,
     #[arg(long, env = "RELAY_UDP_BUFFER", default_value_t = 32 << 20)]
     udp_buffer: usize,
@@ -61,12 +61,21 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
+    // Bad security settings stop the start before anything listens.
+    let auth_keys = a.hep.auth_keys()?;
+    let tls = a
+        .hep
+        .tls()?
+        .map(|acceptor| (SocketAddr::new(a.listen.ip(), a.hep.tls_port), acceptor));
+    let stream_limits = a.hep.limits()?;
     let client = KinesisSink::client(a.region.clone(), a.endpoint.clone()).await;
     let sink = Arc::new(KinesisSink::new(client, &a.stream));
     let cfg = RelayConfig {
         listen: a.listen,
         udp_buffer: a.udp_buffer,
-        auth_keys: a.auth_keys,
+        auth_keys,
+        tls,
+        stream_limits,
         batcher: BatcherConfig {
             linger: Duration::from_millis(a.linger_ms),
             ..Default::default()

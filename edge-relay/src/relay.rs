@@ -1,5 +1,4 @@
 //! Wiring: listeners → batcher → shipper, plus /metrics and shutdown.
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -8,7 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::routing::get;
 use hep::HepMessage;
-use listen::{CancellationToken, Counters, bind_tcp_beside, bind_udp, run_tcp, run_udp};
+use listen::tls::TlsAcceptor;
+use listen::{
+    AuthKeys, CancellationToken, Counters, StreamLimits, bind_tcp_beside, bind_udp, run_stream,
+    run_udp,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -17,12 +20,16 @@ use crate::shipper::{RetryConfig, ShipMetrics, Shipper};
 use crate::sink::RecordSink;
 use crate::spool::Spool;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelayConfig {
     pub listen: SocketAddr,
     pub udp_buffer: usize,
-    /// When not empty, only messages whose auth key (chunk 14) is listed pass.
-    pub auth_keys: Vec<String>,
+    /// When not empty, only messages whose auth key (chunk 14) is listed
+    /// pass, forwarded with the key's name in place of the secret.
+    pub auth_keys: AuthKeys,
+    /// HEP over TLS: where, and with which certificate.
+    pub tls: Option<(SocketAddr, TlsAcceptor)>,
+    pub stream_limits: StreamLimits,
     pub batcher: BatcherConfig,
     pub retry: RetryConfig,
     /// Memory for batches waiting on Kinesis; beyond it batches go to the spool.
@@ -56,20 +63,37 @@ pub async fn run(
     let udp = bind_udp(cfg.listen, cfg.udp_buffer)
         .with_context(|| format!("binding UDP {}", cfg.listen))?;
     let tcp = bind_tcp_beside(&udp).await?;
+    let tls = match &cfg.tls {
+        Some((addr, acceptor)) => Some((
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding HEP over TLS {addr}"))?,
+            acceptor.clone(),
+        )),
+        None => None,
+    };
     let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics)
         .await
         .with_context(|| format!("binding {}", cfg.metrics))?;
+    let tls_addr = match &tls {
+        Some((l, _)) => l.local_addr()?.to_string(),
+        None => "off".into(),
+    };
     println!(
-        "edge-relay listening hep_udp={} hep_tcp={} metrics={}",
+        "edge-relay listening hep_udp={} hep_tcp={} hep_tls={tls_addr} metrics={}",
         udp.local_addr()?,
         tcp.local_addr()?,
         metrics_listener.local_addr()?
     );
 
-    let keys: Arc<HashSet<String>> = Arc::new(cfg.auth_keys.iter().cloned().collect());
+    let keys = Arc::new(cfg.auth_keys.clone());
     let accept = move |raw: &[u8], m: HepMessage| -> Option<Vec<u8>> {
-        let allowed = keys.is_empty() || m.capture_pass.as_ref().is_some_and(|k| keys.contains(k));
-        allowed.then(|| raw.to_vec())
+        match keys.check(m.capture_pass.as_deref()) {
+            Err(()) => None,
+            Ok(None) => Some(raw.to_vec()),
+            // The lake stores what it is sent: send the key's name, never the secret.
+            Ok(Some(name)) => hep::replace_auth_key(raw, name),
+        }
     };
 
     let (packet_tx, packet_rx) = mpsc::channel::<Vec<u8>>(PACKET_QUEUE);
@@ -84,11 +108,24 @@ pub async fn run(
         counters.clone(),
         listen_stop.clone(),
     ));
-    listeners.spawn(run_tcp(
+    if let Some((listener, acceptor)) = tls {
+        listeners.spawn(run_stream(
+            listener,
+            Some(acceptor),
+            packet_tx.clone(),
+            accept.clone(),
+            counters.clone(),
+            cfg.stream_limits.clone(),
+            listen_stop.clone(),
+        ));
+    }
+    listeners.spawn(run_stream(
         tcp,
+        None,
         packet_tx,
         accept,
         counters.clone(),
+        cfg.stream_limits.clone(),
         listen_stop.clone(),
     ));
 
@@ -107,15 +144,13 @@ pub async fn run(
             let mut rows = c.rows();
             rows.extend(m.rows());
             let spool_bytes = s.lock().map(|s| s.used_bytes()).unwrap_or(0);
-            listen::prometheus(
-                "edge_relay",
-                &rows,
-                &[(
-                    "spool_bytes",
-                    "bytes waiting in the disk spool",
-                    spool_bytes,
-                )],
-            )
+            let mut gauges = c.gauges();
+            gauges.push((
+                "spool_bytes",
+                "bytes waiting in the disk spool",
+                spool_bytes,
+            ));
+            listen::prometheus("edge_relay", &rows, &gauges)
         }),
     );
     let http_stop = CancellationToken::new();

@@ -76,7 +76,7 @@ struct Relay {
 
 async fn start(
     sink: Arc<FlakySink>,
-    auth_keys: Vec<String>,
+    auth_keys: &[&str],
     give_up: Duration,
     memory_bytes: usize,
 ) -> Relay {
@@ -91,7 +91,9 @@ async fn start(
     let cfg = RelayConfig {
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         udp_buffer: 8 << 20,
-        auth_keys,
+        auth_keys: listen::AuthKeys::new(auth_keys).unwrap(),
+        tls: None,
+        stream_limits: Default::default(),
         batcher: BatcherConfig {
             max_raw_bytes: 256 << 10,
             linger: Duration::from_millis(50),
@@ -169,7 +171,7 @@ async fn udp_tcp_throttling_and_auth_keys() {
     });
     let relay = start(
         sink.clone(),
-        vec!["good".into()],
+        &["edge=good"],
         Duration::from_secs(10),
         64 << 20,
     )
@@ -197,8 +199,14 @@ async fn udp_tcp_throttling_and_auth_keys() {
     relay.task.await.unwrap().unwrap();
     let got = sink.messages();
     for p in good_udp.iter().chain(&good_tcp) {
-        assert_eq!(got.get(p), Some(&1), "each valid message exactly once");
+        // Forwarded with the key's name in place of the secret.
+        let named = hep::replace_auth_key(p, "edge").unwrap();
+        assert_eq!(got.get(&named), Some(&1), "each valid message exactly once");
     }
+    assert!(
+        got.keys().all(|m| !m.windows(4).any(|w| w == b"good")),
+        "no forwarded message holds the secret"
+    );
     assert_eq!(got.len(), 2000, "nothing with a wrong key passed");
 }
 
@@ -206,7 +214,7 @@ async fn udp_tcp_throttling_and_auth_keys() {
 async fn a_sixty_second_outage_loses_nothing() {
     let sink = Arc::new(FlakySink::default());
     // Small memory (2 batches) and a short give-up: the spool does the work.
-    let relay = start(sink.clone(), vec![], Duration::from_millis(500), 1).await;
+    let relay = start(sink.clone(), &[], Duration::from_millis(500), 1).await;
     let before = packets(10, 50, "k");
     send_udp(relay.udp, &before, 50).await;
     wait_for(&sink, before.len(), Duration::from_secs(10)).await;
@@ -251,7 +259,7 @@ async fn a_sixty_second_outage_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_flushes_the_open_record() {
     let sink = Arc::new(FlakySink::default());
-    let relay = start(sink.clone(), vec![], Duration::from_secs(5), 64 << 20).await;
+    let relay = start(sink.clone(), &[], Duration::from_secs(5), 64 << 20).await;
     let ps = packets(20, 3, "k");
     send_udp(relay.udp, &ps, 50).await;
     tokio::time::sleep(Duration::from_millis(20)).await;

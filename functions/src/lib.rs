@@ -19,20 +19,29 @@ pub fn lake_from_env() -> anyhow::Result<Arc<dyn ObjectStore>> {
     Ok(lake::store::open(&url)?)
 }
 
-/// Largest body the query function returns: Lambda's response limit is
-/// 6 MB; keep room for headers and the JSON envelope.
+/// Largest body the query function returns, counted as it travels inside
+/// Lambda's JSON response payload (6 MB at most): room is kept for headers
+/// and the envelope.
 pub const MAX_RESPONSE_BYTES: usize = 5_500_000;
 
-/// The same router as `hepop serve`, with the response size capped.
+/// The same router as `hepop serve`, with the response size capped. API
+/// Gateway checks IAM; `HEPOP_API_TOKENS` (comma-separated) adds bearer tokens.
 pub fn query_router(
     store: Arc<dyn ObjectStore>,
     limits: lake::engine::QueryLimits,
 ) -> anyhow::Result<lake::http::Router> {
+    let tokens = lake::http::ApiTokens::new(
+        std::env::var("HEPOP_API_TOKENS")
+            .unwrap_or_default()
+            .split(','),
+    )
+    .map_err(|e| anyhow::anyhow!("HEPOP_API_TOKENS: {e}"))?;
     let engine = lake::engine::QueryEngine::new(store, limits)?;
-    Ok(lake::http::router(lake::http::ApiState {
+    let router = lake::http::router(lake::http::ApiState {
         engine: Arc::new(engine),
-        max_response_bytes: Some(MAX_RESPONSE_BYTES),
-    }))
+        response_limit: lake::http::ResponseLimit::LambdaPayload(MAX_RESPONSE_BYTES),
+    });
+    Ok(lake::http::protect(router, &tokens))
 }
 
 /// A numeric setting from the environment: its default when unset, an error naming it when malformed.

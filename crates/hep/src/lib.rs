@@ -17,7 +17,7 @@ pub use error::DecodeError;
 pub use framing::{FramerStats, StreamFramer};
 pub use legacy::encode_legacy;
 pub use message::{HepMessage, TimeWindow, ip_family};
-pub use v3::{encode_v3, encode_v3_into};
+pub use v3::{encode_v3, encode_v3_into, replace_auth_key};
 
 /// Largest datagram or stream message accepted (HEPv3's length field is 16 bits).
 pub const MAX_MESSAGE_LEN: usize = 65_535;

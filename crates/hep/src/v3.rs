@@ -202,3 +202,41 @@ pub fn encode_v3_into(msg: &HepMessage, out: &mut Vec<u8>) -> Result<(), DecodeE
     out[start + 4..start + 6].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
+
+/// The HEPv3 message `buf` with its auth-key chunk's value replaced by
+/// `value` (the relay stores the key's name, never the secret). None when
+/// `buf` is not a well-formed HEPv3 message or has no auth-key chunk.
+pub fn replace_auth_key(buf: &[u8], value: &str) -> Option<Vec<u8>> {
+    let total = declared_len(buf)?;
+    if total != buf.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(buf.len() + value.len());
+    out.extend_from_slice(&buf[..HEADER]);
+    let mut at = HEADER;
+    let mut replaced = false;
+    while at < total {
+        let head = buf.get(at..at + CHUNK_HEADER)?;
+        let (vendor, kind) = (
+            u16::from_be_bytes([head[0], head[1]]),
+            u16::from_be_bytes([head[2], head[3]]),
+        );
+        let len = u16::from_be_bytes([head[4], head[5]]) as usize;
+        if len < CHUNK_HEADER || at + len > total {
+            return None;
+        }
+        if vendor == 0 && kind == chunk::AUTH_KEY {
+            let new_len = u16::try_from(CHUNK_HEADER + value.len()).ok()?;
+            out.extend_from_slice(&head[..4]);
+            out.extend_from_slice(&new_len.to_be_bytes());
+            out.extend_from_slice(value.as_bytes());
+            replaced = true;
+        } else {
+            out.extend_from_slice(&buf[at..at + len]);
+        }
+        at += len;
+    }
+    let new_total = u16::try_from(out.len()).ok()?;
+    out[4..6].copy_from_slice(&new_total.to_be_bytes());
+    replaced.then_some(out)
+}

@@ -262,6 +262,22 @@ proptest! {
     }
 
     #[test]
+    fn prop_replacing_the_auth_key_changes_only_it(m in arb_msg(), name in "[a-z0-9-]{1,24}") {
+        let raw = encode_v3(&m).unwrap();
+        match hep::replace_auth_key(&raw, &name) {
+            Some(out) => {
+                prop_assert!(m.capture_pass.is_some());
+                let mut want = m.clone();
+                want.capture_pass = Some(name.clone());
+                prop_assert_eq!(decode(&out).unwrap(), want);
+            }
+            None => prop_assert!(m.capture_pass.is_none()),
+        }
+        // Not HEPv3 or cut short: refused, never a panic.
+        prop_assert!(hep::replace_auth_key(&raw[..raw.len() - 1], &name).is_none());
+    }
+
+    #[test]
     fn prop_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let _ = decode(&bytes);
         let _ = hep::sip::extract(&bytes);

@@ -91,11 +91,9 @@ impl Metrics {
     }
 
     pub fn prometheus(&self, buffered: u64) -> String {
-        prometheus(
-            "hepop",
-            &self.rows(),
-            &[("buffered_rows", "rows waiting to be written", buffered)],
-        )
+        let mut gauges = self.listen.gauges();
+        gauges.push(("buffered_rows", "rows waiting to be written", buffered));
+        prometheus("hepop", &self.rows(), &gauges)
     }
 
     /// received, decoded, invalid, written, dropped: the log line.

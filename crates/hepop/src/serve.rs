@@ -9,22 +9,23 @@ use anyhow::Context;
 use axum::routing::get;
 use hep::HepMessage;
 use lake::compact::{CompactionConfig, Sweep};
-use lake::engine::{QueryEngine, QueryLimits};
-use lake::http::{ApiState, router};
+use lake::engine::QueryEngine;
+use lake::http::{ApiState, ResponseLimit, protect, router};
 use lake::writer::{PendingFile, WriteBuffer, WriterConfig};
 use listen::CancellationToken;
 use object_store::ObjectStore;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use listen::{add, bind_tcp_beside, bind_udp, inc, run_tcp, run_udp};
+use listen::args::HepListenArgs;
+use listen::{add, bind_tcp_beside, bind_udp, inc, run_stream, run_udp};
 
-use crate::args::{CompactionArgs, TimeArgs};
+use crate::args::{CompactionArgs, HttpArgs, QueryArgs, TimeArgs};
 use crate::metrics::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on (HEP and HTTP).
+    /// Address to listen on for HEP (UDP, TCP, TLS).
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
     /// HEP port, UDP and TCP (0 picks a free one).
@@ -58,12 +59,12 @@ pub struct ServeArgs {
     pub compaction: CompactionArgs,
     #[command(flatten)]
     pub time: TimeArgs,
-    #[arg(long, env = "HEPOP_QUERY_TIMEOUT_SECS", default_value_t = 30)]
-    pub query_timeout_secs: u64,
-    #[arg(long, env = "HEPOP_QUERY_MAX_ROWS", default_value_t = 100_000)]
-    pub query_max_rows: usize,
-    #[arg(long, env = "HEPOP_QUERY_MEMORY_MB", default_value_t = 1024)]
-    pub query_memory_mb: usize,
+    #[command(flatten)]
+    pub hep: HepListenArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub query: QueryArgs,
     /// Seconds between counter log lines (0: never).
     #[arg(long, env = "HEPOP_STATS_EVERY_SECS", default_value_t = 10)]
     pub stats_every_secs: u64,
@@ -78,50 +79,91 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let buffered = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
 
+    // Security settings first: a bad one stops the start before anything listens.
+    let tokens = args.http.tokens()?;
+    let http_ip = args.http.bind(args.host, !tokens.is_empty())?;
+    let http_tls = args.http.tls()?;
+    let auth_keys = args.hep.auth_keys()?;
+    let hep_tls = args.hep.tls()?;
+    let stream_limits = args.hep.limits()?;
+    let query_limits = args
+        .query
+        .limits(Duration::from_secs(args.time.max_ahead_secs))?;
+
     let hep_addr = SocketAddr::new(args.host, args.hep_port);
     let udp =
         bind_udp(hep_addr, args.udp_buffer).with_context(|| format!("binding UDP {hep_addr}"))?;
     let tcp = bind_tcp_beside(&udp).await?;
-    let http = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.http_port))
+    let tls_listener = match hep_tls {
+        Some(_) => {
+            let addr = SocketAddr::new(args.host, args.hep.tls_port);
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding HEP over TLS {addr}"))?,
+            )
+        }
+        None => None,
+    };
+    let http_addr = SocketAddr::new(http_ip, args.http_port);
+    let http = tokio::net::TcpListener::bind(http_addr)
         .await
-        .with_context(|| format!("binding HTTP port {}", args.http_port))?;
+        .with_context(|| format!("binding HTTP {http_addr}"))?;
 
-    let engine = QueryEngine::new(
-        store.clone(),
-        QueryLimits {
-            timeout: Duration::from_secs(args.query_timeout_secs),
-            max_rows: args.query_max_rows,
-            memory_bytes: args.query_memory_mb << 20,
-            default_ahead: Duration::from_secs(args.time.max_ahead_secs),
-            ..Default::default()
-        },
-    )?;
+    let engine = QueryEngine::new(store.clone(), query_limits)?;
     let m = metrics.clone();
     let b = buffered.clone();
     let app = router(ApiState {
         engine: Arc::new(engine),
-        max_response_bytes: None,
+        response_limit: ResponseLimit::Body(args.query.max_response_mb << 20),
     })
     .route(
         "/metrics",
         get(move || async move { m.prometheus(b.load(Ordering::Relaxed)) }),
     );
+    // /metrics follows the API's rule: behind the same tokens.
+    let app = protect(app, &tokens);
 
     // Tests and scripts read this line to find the ports.
+    let hep_tls_addr = match &tls_listener {
+        Some(l) => l.local_addr()?.to_string(),
+        None => "off".into(),
+    };
     println!(
-        "hepop listening hep_udp={} hep_tcp={} http={} data={}",
+        "hepop listening hep_udp={} hep_tcp={} hep_tls={hep_tls_addr} http={} http_tls={} data={}",
         udp.local_addr()?,
         tcp.local_addr()?,
         http.local_addr()?,
+        if http_tls.is_some() { "on" } else { "off" },
         args.data
     );
-    tracing::info!(udp = %udp.local_addr()?, tcp = %tcp.local_addr()?, http = %http.local_addr()?, data = %args.data, "hepop serving");
+    tracing::info!(udp = %udp.local_addr()?, tcp = %tcp.local_addr()?, hep_tls = %hep_tls_addr, http = %http.local_addr()?, data = %args.data, "hepop serving");
+    if tokens.is_empty() {
+        if args.http.insecure_public_http && !http_ip.is_loopback() {
+            tracing::warn!(http = %http_addr, "INSECURE: the HTTP API is public with no token (--insecure-public-http): anyone reaching it reads every stored call");
+        } else {
+            tracing::warn!(http = %http_addr, "no API token configured: the HTTP API listens on this host only; set --api-token or --api-token-file to serve it on the network");
+        }
+    } else {
+        tracing::info!(tokens = tokens.len(), "HTTP API requires a bearer token");
+    }
+    if auth_keys.is_empty() {
+        tracing::info!("no HEP auth keys configured: every HEP packet is accepted");
+    } else {
+        tracing::info!(keys = ?auth_keys, "HEP auth keys required; rows store the key's name");
+    }
 
     // One rule for every receiver: HEPv1 gets the arrival time, a capture
     // time outside the window is replaced by it (and counted).
     let window = args.time.window();
     let m = metrics.clone();
     let stamp = move |_raw: &[u8], mut msg: HepMessage| {
+        // A refused key is counted as `rejected`; an accepted one is stored by name.
+        match auth_keys.check(msg.capture_pass.as_deref()) {
+            Err(()) => return None,
+            Ok(Some(name)) => msg.capture_pass = Some(name.to_owned()),
+            Ok(None) => {}
+        }
         if msg.settle_time(chrono::Utc::now().timestamp_micros(), &window) {
             inc(&m.time_replaced);
         }
@@ -136,11 +178,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics.listen.clone(),
         stop.clone(),
     ));
-    listeners.spawn(run_tcp(
+    if let (Some(l), Some(acceptor)) = (tls_listener, hep_tls) {
+        listeners.spawn(run_stream(
+            l,
+            Some(acceptor),
+            tx.clone(),
+            stamp.clone(),
+            metrics.listen.clone(),
+            stream_limits.clone(),
+            stop.clone(),
+        ));
+    }
+    listeners.spawn(run_stream(
         tcp,
+        None,
         tx,
         stamp,
         metrics.listen.clone(),
+        stream_limits,
         stop.clone(),
     ));
 
@@ -183,9 +238,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let http_stop = background.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
+        let stopped = async move { http_stop.cancelled().await };
+        match http_tls {
+            Some(config) => {
+                axum::serve(crate::https::TlsListener::new(http, config)?, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+            None => axum::serve(http, app).with_graceful_shutdown(stopped).await,
+        }
     });
 
     shutdown_signal().await;

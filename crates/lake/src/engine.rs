@@ -12,6 +12,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 
 use crate::catalog::tables;
 use crate::schema::table_name;
@@ -30,6 +31,10 @@ pub struct QueryLimits {
     pub default_window: Duration,
     /// ...to this long after it (the clock skew capture times may have; see `hep::TimeWindow`).
     pub default_ahead: Duration,
+    /// Queries running at once; one more is refused (HTTP 429), not queued.
+    pub max_concurrent: usize,
+    /// Threads of the query pool, apart from the caller's runtime (0: one per core).
+    pub threads: usize,
 }
 
 impl Default for QueryLimits {
@@ -42,6 +47,8 @@ impl Default for QueryLimits {
             default_ahead: Duration::from_micros(
                 hep::TimeWindow::default().max_ahead_micros as u64,
             ),
+            max_concurrent: 4,
+            threads: 0,
         }
     }
 }
@@ -55,16 +62,24 @@ pub enum QueryError {
     Timeout(Duration),
     #[error("result has more than {0} rows; add LIMIT or narrow the time range")]
     TooManyRows(usize),
+    #[error(
+        "result is over the {0}-byte response limit; page with LIMIT/OFFSET or select fewer columns"
+    )]
+    TooLarge(usize),
     #[error("query needs more memory than allowed: {0}")]
     ResourcesExhausted(String),
+    /// Every query slot is taken: try again shortly.
+    #[error("{0} queries are already running; try again shortly")]
+    Busy(usize),
     /// Storage or engine failure: not the caller's fault.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl QueryError {
+    /// The caller can fix it by changing the query (HTTP 400).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, QueryError::Internal(_))
+        !matches!(self, QueryError::Internal(_) | QueryError::Busy(_))
     }
 }
 
@@ -80,6 +95,14 @@ impl From<DataFusionError> for QueryError {
     }
 }
 
+/// Takes a query's result batch by batch, on the query pool (encoding is
+/// query work too), and makes the answer.
+pub trait ResultSink: Send + 'static {
+    type Output: Send + 'static;
+    fn batch(&mut self, schema: &SchemaRef, batch: &RecordBatch) -> Result<(), QueryError>;
+    fn finish(self, schema: &SchemaRef) -> Result<Self::Output, QueryError>;
+}
+
 pub struct QueryResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
@@ -91,11 +114,99 @@ impl QueryResult {
     }
 }
 
-pub struct QueryEngine {
+/// Collects the batches (the CLI, tests).
+#[derive(Default)]
+struct Collect(Vec<RecordBatch>);
+
+impl ResultSink for Collect {
+    type Output = QueryResult;
+
+    fn batch(&mut self, _: &SchemaRef, batch: &RecordBatch) -> Result<(), QueryError> {
+        self.0.push(batch.clone());
+        Ok(())
+    }
+
+    fn finish(self, schema: &SchemaRef) -> Result<QueryResult, QueryError> {
+        Ok(QueryResult {
+            schema: schema.clone(),
+            batches: self.0,
+        })
+    }
+}
+
+/// The query pool: its own threads, at a lower priority, so CPU-bound
+/// queries can neither starve the listeners and writer nor the timer that
+/// enforces their own timeout.
+struct QueryPool {
+    runtime: Option<tokio::runtime::Runtime>,
+    slots: Arc<Semaphore>,
+}
+
+impl QueryPool {
+    fn new(limits: &QueryLimits) -> std::io::Result<Self> {
+        let threads = match limits.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .max_blocking_threads(threads.max(4))
+            .thread_name("hepop-query")
+            .on_thread_start(lower_thread_priority)
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            runtime: Some(runtime),
+            slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+        })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("runtime lives until drop")
+            .handle()
+    }
+}
+
+impl Drop for QueryPool {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one's async context panics; this does not block.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Ingest comes first: query threads yield the CPU to the listeners and writer.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread; failure only leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+/// Aborts the query task when the caller stops waiting (timeout, client gone).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Lake {
     store: Arc<dyn ObjectStore>,
     url: ObjectStoreUrl,
     runtime: Arc<RuntimeEnv>,
     limits: QueryLimits,
+}
+
+pub struct QueryEngine {
+    lake: Arc<Lake>,
+    pool: QueryPool,
 }
 
 impl QueryEngine {
@@ -106,18 +217,61 @@ impl QueryEngine {
             .build_arc()
             .map_err(|e| crate::LakeError::Other(e.to_string()))?;
         runtime.register_object_store(url.as_ref(), store.clone());
+        let pool = QueryPool::new(&limits)
+            .map_err(|e| crate::LakeError::Other(format!("starting the query pool: {e}")))?;
         Ok(Self {
-            store,
-            url,
-            runtime,
-            limits,
+            lake: Arc::new(Lake {
+                store,
+                url,
+                runtime,
+                limits,
+            }),
+            pool,
         })
     }
 
     pub fn limits(&self) -> &QueryLimits {
-        &self.limits
+        &self.lake.limits
     }
 
+    /// Runs one read-only SQL statement and collects its result.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        self.query_into(sql, Collect::default()).await
+    }
+
+    /// Runs one read-only SQL statement on the query pool, feeding `sink`;
+    /// answers within the timeout whatever the query computes.
+    pub async fn query_into<S: ResultSink>(
+        &self,
+        sql: &str,
+        sink: S,
+    ) -> Result<S::Output, QueryError> {
+        let limits = &self.lake.limits;
+        let slot = self
+            .pool
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| QueryError::Busy(limits.max_concurrent))?;
+        let (lake, sql) = (self.lake.clone(), sql.to_owned());
+        let task = self.pool.handle().spawn(async move {
+            // The slot is free only once the query really stopped.
+            let _slot = slot;
+            lake.run(&sql, sink).await
+        });
+        let _abort = AbortOnDrop(task.abort_handle());
+        match tokio::time::timeout(limits.timeout, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "query task failed");
+                Err(QueryError::Internal(format!("query task failed: {e}")))
+            }
+            Err(_) => Err(QueryError::Timeout(limits.timeout)),
+        }
+    }
+}
+
+impl Lake {
     /// A session with every existing `hep_<type>` table registered.
     async fn session(&self) -> Result<SessionContext, QueryError> {
         let mut config = SessionConfig::new().with_information_schema(true);
@@ -131,6 +285,7 @@ impl QueryEngine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
+        crate::bounded_functions::register(&ctx)?;
         let now = chrono::Utc::now().timestamp_micros();
         let window = (
             now - self.limits.default_window.as_micros() as i64,
@@ -146,16 +301,7 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    /// Runs one read-only SQL statement.
-    pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
-        match tokio::time::timeout(self.limits.timeout, self.run(sql)).await {
-            Ok(r) => r,
-            // Dropping the future cancels DataFusion's tasks.
-            Err(_) => Err(QueryError::Timeout(self.limits.timeout)),
-        }
-    }
-
-    async fn run(&self, sql: &str) -> Result<QueryResult, QueryError> {
+    async fn run<S: ResultSink>(&self, sql: &str, mut sink: S) -> Result<S::Output, QueryError> {
         if sql.trim().is_empty() {
             return Err(QueryError::Invalid("empty query".into()));
         }
@@ -169,7 +315,6 @@ impl QueryEngine {
         let df = ctx.sql_with_options(sql, options).await?;
         let mut stream = df.execute_stream().await?;
         let schema = stream.schema();
-        let mut batches = Vec::new();
         let mut rows = 0;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -177,8 +322,8 @@ impl QueryEngine {
             if rows > self.limits.max_rows {
                 return Err(QueryError::TooManyRows(self.limits.max_rows));
             }
-            batches.push(batch);
+            sink.batch(&schema, &batch)?;
         }
-        Ok(QueryResult { schema, batches })
+        sink.finish(&schema)
     }
 }

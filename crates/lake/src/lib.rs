@@ -2,6 +2,7 @@
 //! HEP type and hour, compaction, and read-only SQL through DataFusion.
 //! The same code serves a local directory and S3.
 
+mod bounded_functions;
 pub mod catalog;
 pub mod compact;
 pub mod engine;

@@ -412,7 +412,7 @@ async fn http_api_shapes_and_errors() {
     write(&l.store, &[sip(1, 0, t), sip(1, 1, t + 1)]).await;
     let app = router(ApiState {
         engine: Arc::new(engine(&l.store)),
-        max_response_bytes: None,
+        response_limit: lake::http::ResponseLimit::Unbounded,
     });
 
     let (s, b) = http(
@@ -488,7 +488,7 @@ async fn http_api_shapes_and_errors() {
     // A response over the size limit is refused whole, never truncated.
     let tiny = router(ApiState {
         engine: Arc::new(engine(&l.store)),
-        max_response_bytes: Some(100),
+        response_limit: lake::http::ResponseLimit::Body(100),
     });
     let (s, b) = http(tiny, get("/query?q=SELECT%20payload%20FROM%20hep_1")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);

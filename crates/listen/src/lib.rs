@@ -1,17 +1,25 @@
-//! HEP over UDP and TCP, shared by `hepop serve` and `edge-relay`: sockets,
-//! stream framing, validation, counters. What becomes of a valid packet is
-//! the caller's `accept` function: the server stamps and stores the decoded
-//! message, the relay forwards the raw bytes.
+//! HEP over UDP, TCP and TLS, shared by `hepop serve` and `edge-relay`:
+//! sockets, stream framing, connection bounds, auth keys, validation,
+//! counters, and the flags that configure them. What becomes of a valid
+//! packet is the caller's `accept` function: the server stamps and stores the
+//! decoded message, the relay forwards the raw bytes.
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hep::{HepMessage, StreamFramer};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use hep::HepMessage;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
+
+pub mod args;
+pub mod auth;
+pub mod stream;
+pub mod tls;
+
+pub use auth::{AuthKeyError, AuthKeys};
+pub use stream::{Incoming, StreamLimits, run_stream};
 
 /// A TCP peer sending this much garbage without one valid frame is cut off.
 pub const MAX_GARBAGE: u64 = 64 * 1024;
@@ -28,9 +36,23 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Accepted but lost before reaching storage (queue full, storage failing).
     pub dropped: AtomicU64,
+    /// Stream connections accepted (TCP and TLS).
     pub tcp_connections: AtomicU64,
+    /// Of those, TLS handshakes completed.
+    pub tls_connections: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    /// Connections closed at once: the connection cap was reached.
+    pub connections_refused: AtomicU64,
+    /// Closed after sending nothing for the idle timeout.
+    pub idle_closed: AtomicU64,
+    /// Closed for trickling a frame slower than the frame timeout.
+    pub slow_closed: AtomicU64,
+    /// Failed accept calls (each followed by a growing pause).
+    pub accept_errors: AtomicU64,
     /// Bytes skipped on TCP streams while resynchronising on the HEP magic.
     pub tcp_garbage_bytes: AtomicU64,
+    /// Stream connections open now (a gauge).
+    pub open_connections: AtomicU64,
 }
 
 pub fn inc(c: &AtomicU64) {
@@ -71,11 +93,49 @@ impl Counters {
                 get(&self.tcp_connections),
             ),
             (
+                "tls_connections",
+                "TLS handshakes completed",
+                get(&self.tls_connections),
+            ),
+            (
+                "tls_handshake_failures",
+                "TLS handshakes failed or timed out",
+                get(&self.tls_handshake_failures),
+            ),
+            (
+                "connections_refused",
+                "stream connections closed at once: connection cap reached",
+                get(&self.connections_refused),
+            ),
+            (
+                "idle_closed",
+                "stream connections closed after the idle timeout",
+                get(&self.idle_closed),
+            ),
+            (
+                "slow_closed",
+                "stream connections closed for a frame slower than the frame timeout",
+                get(&self.slow_closed),
+            ),
+            (
+                "accept_errors",
+                "failed accept calls (each followed by a pause)",
+                get(&self.accept_errors),
+            ),
+            (
                 "tcp_garbage_bytes",
                 "bytes skipped resynchronising TCP streams",
                 get(&self.tcp_garbage_bytes),
             ),
         ]
+    }
+
+    pub fn gauges(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![(
+            "open_connections",
+            "HEP stream connections open",
+            get(&self.open_connections),
+        )]
     }
 }
 
@@ -105,7 +165,7 @@ pub fn prometheus(
 pub trait Accept<T>: Fn(&[u8], HepMessage) -> Option<T> + Send + Sync + 'static {}
 impl<T, F: Fn(&[u8], HepMessage) -> Option<T> + Send + Sync + 'static> Accept<T> for F {}
 
-fn handle<T>(buf: &[u8], counters: &Counters, accept: &impl Accept<T>) -> Option<T> {
+pub(crate) fn handle<T>(buf: &[u8], counters: &Counters, accept: &impl Accept<T>) -> Option<T> {
     inc(&counters.received);
     match hep::decode(buf) {
         Ok(m) => {
@@ -182,77 +242,6 @@ pub async fn run_udp<T: Send + 'static>(
             if tx.try_send(item).is_err() {
                 inc(&counters.dropped);
             }
-        }
-    }
-}
-
-pub async fn run_tcp<T: Send + 'static>(
-    listener: TcpListener,
-    tx: mpsc::Sender<T>,
-    accept: impl Accept<T>,
-    counters: Arc<Counters>,
-    stop: CancellationToken,
-) {
-    let accept = Arc::new(accept);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "TCP accept failed");
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => return,
-        };
-        inc(&counters.tcp_connections);
-        let (tx, counters, stop, accept) =
-            (tx.clone(), counters.clone(), stop.clone(), accept.clone());
-        tokio::spawn(async move {
-            if let Err(e) = serve_stream(stream, &tx, &*accept, &counters, &stop).await {
-                tracing::debug!(%peer, error = %e, "TCP connection ended");
-            }
-        });
-    }
-}
-
-async fn serve_stream<T>(
-    mut stream: TcpStream,
-    tx: &mpsc::Sender<T>,
-    accept: &impl Accept<T>,
-    counters: &Counters,
-    stop: &CancellationToken,
-) -> std::io::Result<()> {
-    let mut framer = StreamFramer::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut garbage_seen = 0;
-    loop {
-        let n = tokio::select! {
-            r = stream.read(&mut buf) => r?,
-            _ = stop.cancelled() => 0,
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        framer.push(&buf[..n]);
-        while let Some(frame) = framer.next_frame() {
-            if let Some(item) = handle(frame, counters, accept) {
-                // TCP can push back: wait for room rather than drop.
-                if tx.send(item).await.is_err() {
-                    inc(&counters.dropped);
-                    return Ok(());
-                }
-            }
-        }
-        let stats = framer.stats();
-        add(
-            &counters.tcp_garbage_bytes,
-            stats.garbage_bytes - garbage_seen,
-        );
-        garbage_seen = stats.garbage_bytes;
-        if stats.garbage_since_frame > MAX_GARBAGE {
-            inc(&counters.invalid);
-            return Err(std::io::Error::other("too much non-HEP data; closing"));
         }
     }
 }

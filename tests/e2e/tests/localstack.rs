@@ -199,7 +199,9 @@ async fn start_relay(kinesis_endpoint: &str, stream: &str, give_up: Duration) ->
     let cfg = RelayConfig {
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         udp_buffer: 8 << 20,
-        auth_keys: vec![],
+        auth_keys: Default::default(),
+        tls: None,
+        stream_limits: Default::default(),
         // Small records so a test's traffic makes many, spread over the shards.
         batcher: BatcherConfig {
             max_raw_bytes: 32 << 10,

@@ -1,0 +1,127 @@
+//! Bearer tokens for the HTTP API: every route but `/health` needs one of
+//! the configured tokens (several, so they can be rotated).
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+
+/// Shorter tokens are refused at start: they can be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Paths answered without a token: load balancers' health checks.
+pub const OPEN_PATHS: &[&str] = &["/health"];
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error(
+        "API token #{0} is {1} characters; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)"
+    )]
+    TooShort(usize, usize),
+    #[error("API token #{0} holds whitespace or control characters")]
+    BadCharacters(usize),
+}
+
+#[derive(Clone, Default)]
+pub struct ApiTokens(Arc<Vec<Vec<u8>>>);
+
+impl std::fmt::Debug for ApiTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiTokens({} configured)", self.0.len())
+    }
+}
+
+impl ApiTokens {
+    /// Checks every token; empty entries (blank lines, trailing commas) are skipped.
+    pub fn new<S: AsRef<str>>(tokens: impl IntoIterator<Item = S>) -> Result<Self, TokenError> {
+        let mut out = Vec::new();
+        for (i, t) in tokens.into_iter().enumerate() {
+            let t = t.as_ref().trim();
+            if t.is_empty() {
+                continue;
+            }
+            if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(TokenError::BadCharacters(i + 1));
+            }
+            if t.chars().count() < MIN_TOKEN_LEN {
+                return Err(TokenError::TooShort(i + 1, t.chars().count()));
+            }
+            out.push(t.as_bytes().to_vec());
+        }
+        Ok(Self(Arc::new(out)))
+    }
+
+    /// Tokens from a file: one per line, `#` comments.
+    pub fn parse_file(text: &str) -> Result<Self, TokenError> {
+        Self::new(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or_default()),
+        )
+    }
+
+    pub fn merged(&self, other: &ApiTokens) -> ApiTokens {
+        let mut all = self.0.as_ref().clone();
+        all.extend(other.0.iter().cloned());
+        ApiTokens(Arc::new(all))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Compares against every token in constant time per token.
+    pub fn allows(&self, presented: &[u8]) -> bool {
+        self.0.iter().fold(false, |ok, t| {
+            ok | bool::from(t.as_slice().ct_eq(presented))
+        })
+    }
+}
+
+fn bearer(req: &Request) -> Option<&[u8]> {
+    let v = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = v.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| token.trim_ascii())
+}
+
+/// The middleware: `/health` passes, everything else needs a valid token.
+pub async fn require_token(State(tokens): State<ApiTokens>, req: Request, next: Next) -> Response {
+    if OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    match bearer(&req) {
+        Some(t) if tokens.allows(t) => next.run(req).await,
+        presented => {
+            let message = if presented.is_some() {
+                "invalid API token"
+            } else {
+                "missing API token: send `Authorization: Bearer <token>`"
+            };
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(serde_json::json!({ "error": message })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Puts `router` behind the tokens; with none configured it is returned as is.
+pub fn protect(router: axum::Router, tokens: &ApiTokens) -> axum::Router {
+    if tokens.is_empty() {
+        return router;
+    }
+    router.layer(axum::middleware::from_fn_with_state(
+        tokens.clone(),
+        require_token,
+    ))
+}

@@ -1,0 +1,201 @@
+//! Query results as JSON, NDJSON or CSV, encoded batch by batch on the query
+//! pool and cut off as soon as the body passes its limit, so a large result
+//! never sits in memory twice (batches and text) beyond that limit.
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+
+use crate::engine::{QueryError, QueryResult, ResultSink};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    NdJson,
+    Csv,
+}
+
+impl Format {
+    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+        match s.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("json") => Ok(Format::Json),
+            Some("ndjson") | Some("jsonl") => Ok(Format::NdJson),
+            Some("csv") => Ok(Format::Csv),
+            Some(other) => Err(format!("unknown format '{other}': use json, ndjson or csv")),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::NdJson => "application/x-ndjson",
+            Format::Csv => "text/csv",
+        }
+    }
+}
+
+/// How large a response may be, and how its size is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseLimit {
+    Unbounded,
+    /// The body's own bytes (`hepop serve`).
+    Body(usize),
+    /// The bytes the body takes inside a Lambda response payload, which is
+    /// JSON: the body is sent as text (never base64) and counted as escaped.
+    LambdaPayload(usize),
+}
+
+impl ResponseLimit {
+    fn limit(self) -> Option<usize> {
+        match self {
+            ResponseLimit::Unbounded => None,
+            ResponseLimit::Body(n) | ResponseLimit::LambdaPayload(n) => Some(n),
+        }
+    }
+
+    /// What `bytes` add to the counted size.
+    fn cost(self, bytes: &[u8]) -> usize {
+        match self {
+            ResponseLimit::LambdaPayload(_) => json_escaped_len(bytes),
+            _ => bytes.len(),
+        }
+    }
+}
+
+/// Length of `bytes` as a JSON string's contents, escaped as serde_json does.
+pub fn json_escaped_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Timestamps print as the seed's "2025-01-26T18:44:07.120" (UTC, no suffix).
+fn naive_times(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if let DataType::Timestamp(unit, Some(_)) = f.data_type() {
+            let t = DataType::Timestamp(*unit, None);
+            cols.push(cast(c, &t)?);
+            fields.push(Field::new(f.name(), t, f.is_nullable()));
+        } else {
+            cols.push(c.clone());
+            fields.push(f.as_ref().clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+}
+
+fn encoding(e: ArrowError) -> QueryError {
+    QueryError::Internal(format!("encoding result: {e}"))
+}
+
+/// A [`ResultSink`] that encodes; its output is the response body.
+pub struct Encoder {
+    format: Format,
+    limit: ResponseLimit,
+    out: Vec<u8>,
+    counted: usize,
+    rows: usize,
+}
+
+impl Encoder {
+    pub fn new(format: Format, limit: ResponseLimit) -> Self {
+        Self {
+            format,
+            limit,
+            out: Vec::new(),
+            counted: 0,
+            rows: 0,
+        }
+    }
+
+    fn counted_from(&mut self, start: usize) -> Result<(), QueryError> {
+        self.counted += self.limit.cost(&self.out[start..]);
+        match self.limit.limit() {
+            Some(max) if self.counted > max => Err(QueryError::TooLarge(max)),
+            _ => Ok(()),
+        }
+    }
+
+    fn csv_header(&mut self, schema: &SchemaRef) -> Result<(), ArrowError> {
+        let empty = naive_times(&RecordBatch::new_empty(schema.clone()))?;
+        arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut self.out)
+            .write(&empty)
+    }
+}
+
+impl ResultSink for Encoder {
+    type Output = Vec<u8>;
+
+    fn batch(&mut self, _: &SchemaRef, batch: &RecordBatch) -> Result<(), QueryError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = naive_times(batch).map_err(encoding)?;
+        let start = self.out.len();
+        let first = self.rows == 0;
+        match self.format {
+            Format::Json => {
+                // One array across batches: each batch's objects, comma-joined.
+                let mut one = Vec::new();
+                let mut w = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::JsonArray>(&mut one);
+                w.write(&batch).map_err(encoding)?;
+                w.finish().map_err(encoding)?;
+                drop(w);
+                self.out.push(if first { b'[' } else { b',' });
+                self.out.extend_from_slice(&one[1..one.len() - 1]);
+            }
+            Format::NdJson => {
+                let mut w = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(&mut self.out);
+                w.write(&batch).map_err(encoding)?;
+                w.finish().map_err(encoding)?;
+            }
+            Format::Csv => {
+                arrow::csv::WriterBuilder::new()
+                    .with_header(first)
+                    .build(&mut self.out)
+                    .write(&batch)
+                    .map_err(encoding)?;
+            }
+        }
+        self.rows += batch.num_rows();
+        self.counted_from(start)
+    }
+
+    fn finish(mut self, schema: &SchemaRef) -> Result<Vec<u8>, QueryError> {
+        let start = self.out.len();
+        match self.format {
+            Format::Json if self.rows == 0 => self.out.extend_from_slice(b"[]"),
+            Format::Json => self.out.push(b']'),
+            Format::NdJson => {}
+            // Still print the header.
+            Format::Csv if self.rows == 0 => self.csv_header(schema).map_err(encoding)?,
+            Format::Csv => {}
+        }
+        self.counted_from(start)?;
+        Ok(self.out)
+    }
+}
+
+/// Encodes a collected result (the CLI).
+pub fn render(result: &QueryResult, format: Format) -> Result<Vec<u8>, QueryError> {
+    let mut e = Encoder::new(format, ResponseLimit::Unbounded);
+    for b in &result.batches {
+        e.batch(&result.schema, b)?;
+    }
+    e.finish(&result.schema)
+}
