@@ -4,6 +4,7 @@
 //! for scalar functions' results: without this, one expression allocates
 //! gigabytes outside the pool. Registered over the built-ins, same names.
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
@@ -16,8 +17,13 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-/// One call may produce at most this many bytes beyond four times its largest argument.
+/// One call may produce at most this many bytes beyond twice its largest argument.
 pub const GROWTH_ALLOWANCE: u64 = 64 << 20;
+
+/// Calls on constants only (folded into literals while planning, which live
+/// as long as the plan) may produce this much in one query, all together:
+/// a query of a hundred 60 MB `repeat`s is refused, not planned.
+pub const CONSTANT_BUDGET: u64 = 256 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Growth {
@@ -47,8 +53,10 @@ impl Growth {
     }
 }
 
-/// Replaces the built-in growing functions of `ctx` by bounded ones.
+/// Replaces the built-in growing functions of `ctx` by bounded ones, sharing
+/// one [`CONSTANT_BUDGET`] (register once per query).
 pub fn register(ctx: &SessionContext) -> Result<()> {
+    let constants = Arc::new(Budget(AtomicU64::new(CONSTANT_BUDGET)));
     for name in [
         "repeat",
         "lpad",
@@ -60,15 +68,47 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     ] {
         let inner = ctx.udf(name)?;
         let growth = Growth::of(name).expect("listed above");
-        ctx.register_udf(ScalarUDF::new_from_impl(Bounded { inner, growth }));
+        ctx.register_udf(ScalarUDF::new_from_impl(Bounded {
+            inner,
+            growth,
+            constants: constants.clone(),
+        }));
     }
     Ok(())
+}
+
+/// Bytes constant calls may still produce in this query.
+#[derive(Debug)]
+struct Budget(AtomicU64);
+
+impl Budget {
+    fn take(&self, n: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+}
+
+// One budget per query: sessions never compare or hash it.
+impl PartialEq for Budget {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+impl Eq for Budget {}
+impl std::hash::Hash for Budget {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self, state)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Bounded {
     inner: Arc<ScalarUDF>,
     growth: Growth,
+    constants: Arc<Budget>,
 }
 
 /// A per-row figure of one argument: scalars are not broadcast (a 1 MB
@@ -226,11 +266,20 @@ impl ScalarUDFImpl for Bounded {
         let rows = args.number_rows;
         let bound = output_bound(self.growth, &args.args, rows)?;
         let allowed =
-            GROWTH_ALLOWANCE.saturating_add(largest_argument(&args.args, rows)?.saturating_mul(4));
+            GROWTH_ALLOWANCE.saturating_add(largest_argument(&args.args, rows)?.saturating_mul(2));
         if bound > allowed {
             return exec_err!(
                 "{}() could produce {bound} bytes, over the {allowed}-byte limit for one call",
                 self.name()
+            );
+        }
+        let constant = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        if constant && !self.constants.take(bound) {
+            return exec_err!(
+                "the constant expressions of this query would produce more than {CONSTANT_BUDGET} bytes"
             );
         }
         self.inner.invoke_with_args(args)

@@ -283,6 +283,7 @@ impl Lake {
             .with_config(config)
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::cooperative::YieldEverywhere))
             .build();
         let ctx = SessionContext::new_with_state(state);
         crate::bounded_functions::register(&ctx)?;

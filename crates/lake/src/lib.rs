@@ -5,6 +5,7 @@
 mod bounded_functions;
 pub mod catalog;
 pub mod compact;
+mod cooperative;
 pub mod engine;
 mod error;
 pub mod http;

@@ -59,7 +59,10 @@ async fn serve(tls: Option<tokio_rustls::TlsAcceptor>, limits: StreamLimits) -> 
 async fn until(what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -88,8 +91,12 @@ async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
     }
 }
 
-fn certificate() -> (rustls::pki_types::CertificateDer<'static>, tempfile::TempDir) {
-    let c = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+fn certificate() -> (
+    rustls::pki_types::CertificateDer<'static>,
+    tempfile::TempDir,
+) {
+    let c =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cert.pem"), c.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), c.key_pair.serialize_pem()).unwrap();
@@ -136,7 +143,10 @@ async fn tls_carries_hep_and_plain_tcp_is_refused_on_its_port() {
     })
     .await;
     assert_eq!(get(&s.counters.decoded), 50);
-    assert!(s.rx.try_recv().is_err(), "nothing from the plain connection");
+    assert!(
+        s.rx.try_recv().is_err(),
+        "nothing from the plain connection"
+    );
     s.stop.cancel();
 }
 
@@ -191,7 +201,10 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let f = &frames(4, 1)[0];
     let mut sent = 0;
     while get(&s.counters.idle_closed) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "silent peer never closed");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "silent peer never closed"
+        );
         busy.write_all(f).await.unwrap();
         sent += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -224,7 +237,12 @@ async fn a_slow_loris_sender_is_cut_off_by_the_frame_timeout() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(cut, "a {}-byte frame trickled for {:?} was never cut off", f.len(), started.elapsed());
+    assert!(
+        cut,
+        "a {}-byte frame trickled for {:?} was never cut off",
+        f.len(),
+        started.elapsed()
+    );
     closed_by_server(&mut slow).await;
     assert_eq!(get(&s.counters.slow_closed), 1);
     assert_eq!(get(&s.counters.idle_closed), 0);
@@ -283,7 +301,10 @@ async fn failing_accepts_back_off_instead_of_spinning() {
         stop.clone(),
     ));
     let errors: &AtomicU64 = &counters.accept_errors;
-    until("8 accept errors", || get(errors) == 8 && calls.lock().unwrap().len() == 9).await;
+    until("8 accept errors", || {
+        get(errors) == 8 && calls.lock().unwrap().len() == 9
+    })
+    .await;
     let c = calls.lock().unwrap().clone();
     let gaps: Vec<u128> = c.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
     assert_eq!(gaps, [10, 20, 40, 80, 160, 320, 640, 1000]);
