@@ -80,6 +80,16 @@ async fn start(
     give_up: Duration,
     memory_bytes: usize,
 ) -> Relay {
+    start_with_tls(sink, auth_keys, give_up, memory_bytes, None).await
+}
+
+async fn start_with_tls(
+    sink: Arc<FlakySink>,
+    auth_keys: &[&str],
+    give_up: Duration,
+    memory_bytes: usize,
+    tls: Option<(SocketAddr, listen::tls::TlsAcceptor)>,
+) -> Relay {
     let spool = tempfile::tempdir().unwrap();
     // Find free ports first: the relay prints its own, but in-process we pick them.
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -92,7 +102,7 @@ async fn start(
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         udp_buffer: 8 << 20,
         auth_keys: listen::AuthKeys::new(auth_keys).unwrap(),
-        tls: None,
+        tls,
         stream_limits: Default::default(),
         batcher: BatcherConfig {
             max_raw_bytes: 256 << 10,
@@ -266,4 +276,70 @@ async fn stop_flushes_the_open_record() {
     relay.stop.cancel();
     relay.task.await.unwrap().unwrap();
     assert_eq!(sink.messages().len(), ps.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hep_over_tls_is_relayed_and_plain_tcp_refused_on_its_port() {
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+    let acceptor = listen::tls::acceptor(&cert, &key).unwrap();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls_addr = probe.local_addr().unwrap();
+    drop(probe);
+    let sink = Arc::new(FlakySink::default());
+    let relay = start_with_tls(
+        sink.clone(),
+        &["edge=good"],
+        Duration::from_secs(5),
+        64 << 20,
+        Some((tls_addr, acceptor)),
+    )
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(c.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(listen::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let sent = packets(40, 20, "good");
+    let tls_stream = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tls_stream)
+        .await
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    tls.write_all(&sent.concat()).await.unwrap();
+    tls.shutdown().await.unwrap();
+    wait_for(&sink, sent.len(), Duration::from_secs(20)).await;
+    let got = sink.messages();
+    for p in &sent {
+        assert_eq!(
+            got.get(&hep::replace_auth_key(p, "edge").unwrap()),
+            Some(&1)
+        );
+    }
+
+    let mut plain = TcpStream::connect(tls_addr).unwrap();
+    plain.write_all(&packets(41, 1, "good").concat()).unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut rest);
+    let t = Instant::now();
+    while metric(relay.metrics, "tls_handshake_failures_total") < 1 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(relay.metrics, "tls_connections_total"), 1);
+    relay.stop.cancel();
+    relay.task.await.unwrap().unwrap();
+    assert_eq!(
+        sink.messages().len(),
+        sent.len(),
+        "nothing from the plain connection"
+    );
 }

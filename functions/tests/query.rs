@@ -26,7 +26,11 @@ fn urlencode(s: &str) -> String {
 }
 
 /// Returns the status, the whole serialised Lambda response and its body.
-async fn get(router: &lake::http::Router, query: &str, auth: Option<&str>) -> (u16, Vec<u8>, Value) {
+async fn get(
+    router: &lake::http::Router,
+    query: &str,
+    auth: Option<&str>,
+) -> (u16, Vec<u8>, Value) {
     let mut headers = json!({ "host": "abc.execute-api.us-east-1.amazonaws.com" });
     if let Some(a) = auth {
         headers["authorization"] = json!(a);
@@ -69,16 +73,31 @@ async fn a_4_5_mb_ndjson_result_fits_the_lambda_payload_as_text() {
     // ~40 000 rows of {"v":"xxx…n"}: about 4.5 MB of NDJSON.
     let (status, payload, v) = get(&r, &ndjson_query(39_000), None).await;
     assert_eq!(status, 200, "{}", v["body"]);
-    assert_eq!(v["isBase64Encoded"], false, "NDJSON travels as text, not base64");
+    assert_eq!(
+        v["isBase64Encoded"], false,
+        "NDJSON travels as text, not base64"
+    );
     let body = v["body"].as_str().unwrap();
-    assert!((4_400_000..4_700_000).contains(&body.len()), "{} bytes", body.len());
+    assert!(
+        (4_400_000..4_700_000).contains(&body.len()),
+        "{} bytes",
+        body.len()
+    );
     assert_eq!(body.lines().count(), 39_000);
-    assert!(payload.len() <= LAMBDA_PAYLOAD_LIMIT, "payload {} bytes", payload.len());
+    assert!(
+        payload.len() <= LAMBDA_PAYLOAD_LIMIT,
+        "payload {} bytes",
+        payload.len()
+    );
 
     // Past the limit, counted as the payload carries it: a 400 that says how to page, never a 5xx.
     let (status, payload, v) = get(&r, &ndjson_query(60_000), None).await;
     assert_eq!(status, 400);
-    assert!(v["body"].as_str().unwrap().contains("LIMIT/OFFSET"), "{}", v["body"]);
+    assert!(
+        v["body"].as_str().unwrap().contains("LIMIT/OFFSET"),
+        "{}",
+        v["body"]
+    );
     assert!(payload.len() < 1000);
 }
 
@@ -87,11 +106,16 @@ async fn json_results_are_counted_escaped() {
     let r = router();
     // Quotes double inside the payload: a JSON body under the limit by its own
     // size but over it once escaped is refused with a 400, not sent to fail.
-    let sql = "SELECT '\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"' AS q FROM generate_series(1, 80000)";
+    let sql =
+        "SELECT '\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"' AS q FROM generate_series(1, 80000)";
     let (status, _, v) = get(&r, &format!("q={}", urlencode(sql)), None).await;
     assert_eq!(status, 400, "{}", v["body"]);
     let smaller = sql.replace("80000", "50000");
     let (status, payload, _) = get(&r, &format!("q={}", urlencode(&smaller)), None).await;
     assert_eq!(status, 200);
-    assert!(payload.len() <= LAMBDA_PAYLOAD_LIMIT, "payload {} bytes", payload.len());
+    assert!(
+        payload.len() <= LAMBDA_PAYLOAD_LIMIT,
+        "payload {} bytes",
+        payload.len()
+    );
 }

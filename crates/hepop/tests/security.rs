@@ -1,0 +1,292 @@
+//! Secure by default, end to end against the real binary: bearer tokens on
+//! the API (and /metrics), loopback-only HTTP without one, HTTPS, HEP auth
+//! keys stored by name, HEP over TLS beside plain TCP, bad settings refused.
+mod support;
+
+use support::*;
+
+const TOKEN: &str = "t0ken-for-tests-0123456789abcdef";
+const ROTATED: &str = "next-t0ken-for-tests-0123456789";
+
+fn token_file(tokens: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(tokens.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn the_api_and_metrics_need_a_token_health_does_not() {
+    let file = token_file(&format!("# rotated in on Monday\n{ROTATED}\n"));
+    let mut srv = Server::start(&[
+        "--api-token",
+        TOKEN,
+        "--api-token-file",
+        file.path().to_str().unwrap(),
+    ]);
+    let q = r#"{"query": "SELECT 1 AS one"}"#;
+    assert_eq!(srv.http_as("GET", "/health", "", None), (200, "ok".into()));
+    let (s, b) = srv.http_as("POST", "/query", q, None);
+    assert_eq!(s, 401);
+    assert!(b.contains("missing API token"), "{b}");
+    let (s, b) = srv.http_as("POST", "/query", q, Some("not-the-token-0123456789"));
+    assert_eq!(s, 401);
+    assert!(b.contains("invalid API token"), "{b}");
+    for t in [TOKEN, ROTATED] {
+        let (s, b) = srv.http_as("POST", "/query", q, Some(t));
+        assert_eq!((s, b.as_str()), (200, r#"[{"one":1}]"#));
+    }
+    assert_eq!(srv.http_as("GET", "/metrics", "", None).0, 401);
+    assert_eq!(
+        srv.http_as("GET", "/api/v3/query_sql?q=SELECT%201", "", None)
+            .0,
+        401
+    );
+    srv.token = Some(TOKEN.into());
+    assert_eq!(srv.metric("received"), 0);
+}
+
+/// Starts `hepop serve` with `args`, reads its first stdout line, stops it, returns (line, stderr).
+fn start_and_stop(args: &[&str]) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--hep-port",
+            "0",
+            "--http-port",
+            "0",
+            "--compact-every-secs",
+            "0",
+        ])
+        .arg("--data")
+        .arg(dir.path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (line, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn without_a_token_the_api_listens_on_loopback_and_says_so() {
+    // HEP on every address, as the README's first command does.
+    let (line, log) = start_and_stop(&["--host", "0.0.0.0"]);
+    assert!(line.starts_with("hepop listening"), "{line}");
+    assert!(addr(&line, "hep_udp").ip().is_unspecified(), "{line}");
+    assert!(addr(&line, "http").ip().is_loopback(), "{line}");
+    assert!(log.contains("no API token configured"), "{log}");
+
+    // Public without a token only when asked for by its loud name.
+    let (line, log) = start_and_stop(&["--http-host", "0.0.0.0", "--insecure-public-http"]);
+    assert!(addr(&line, "http").ip().is_unspecified(), "{line}");
+    assert!(log.contains("INSECURE"), "{log}");
+    // With a token the API follows --host.
+    let (line, _) = start_and_stop(&["--host", "0.0.0.0", "--api-token", TOKEN]);
+    assert!(addr(&line, "http").ip().is_unspecified(), "{line}");
+}
+
+#[test]
+fn the_api_speaks_https_with_a_certificate() {
+    let cert = TestCert::new();
+    let mut srv = Server::start(&[
+        "--http-tls-cert",
+        &cert.cert(),
+        "--http-tls-key",
+        &cert.key(),
+        "--api-token",
+        TOKEN,
+    ]);
+    srv.https = Some(cert.client.clone());
+    srv.token = Some(TOKEN.into());
+    assert_eq!(srv.count("SELECT 7 AS n"), 7);
+    assert_eq!(srv.http_as("POST", "/query", "{}", None).0, 401);
+    // Plain HTTP on the HTTPS port gets no answer.
+    let mut plain = TcpStream::connect(srv.http).unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = Vec::new();
+    let _ = plain.read_to_end(&mut resp);
+    assert!(
+        !resp.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+}
+
+fn keyed(run: u64, calls: u64, key: Option<&str>) -> Vec<Vec<u8>> {
+    (0..calls)
+        .flat_map(|i| Call::new(run, i).all(chrono_now() - 5_000_000 + i as i64 * 1000))
+        .map(|mut m| {
+            m.capture_pass = key.map(str::to_owned);
+            encode_v3(&m).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn hep_auth_keys_refuse_strangers_and_rows_hold_the_name_not_the_secret() {
+    let file = token_file("# the core cluster\ncore=s3cret-of-core\n");
+    let mut srv = Server::start(&[
+        "--auth-key",
+        "edge=s3cret-of-edge",
+        "--auth-key-file",
+        file.path().to_str().unwrap(),
+    ]);
+    let edge = keyed(1, 3, Some("s3cret-of-edge"));
+    let core = keyed(2, 2, Some("s3cret-of-core"));
+    let stranger = keyed(3, 2, Some("guess"));
+    let keyless = keyed(4, 1, None);
+    let mut legacy = Call::new(5, 0).sip_flow(chrono_now()).remove(0);
+    legacy.capture_pass = None;
+    send_udp(srv.udp, &edge);
+    send_udp(srv.udp, &stranger);
+    send_udp(srv.udp, &[hep::encode_legacy(&legacy, 2)]);
+    let mut tcp = TcpStream::connect(srv.tcp).unwrap();
+    tcp.write_all(&core.concat()).unwrap();
+    tcp.write_all(&keyless.concat()).unwrap();
+    drop(tcp);
+    let accepted = (edge.len() + core.len()) as u64;
+    srv.wait_written(accepted);
+    let refused = (stranger.len() + keyless.len() + 1) as u64;
+    let start = Instant::now();
+    while srv.metric("rejected") < refused {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "rejected={}",
+            srv.metric("rejected")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(srv.metric("rejected"), refused);
+    let by_key = srv.query(
+        "SELECT capture_pass, count(*) AS n FROM (SELECT capture_pass FROM hep_1 UNION ALL SELECT capture_pass FROM hep_5 UNION ALL SELECT capture_pass FROM hep_100) GROUP BY capture_pass ORDER BY capture_pass",
+    );
+    assert_eq!(
+        by_key,
+        json!([{"capture_pass": "core", "n": core.len()}, {"capture_pass": "edge", "n": edge.len()}])
+    );
+    // Not one stored byte holds a secret.
+    let (status, _, dir) = {
+        srv.token = None;
+        srv.terminate()
+    };
+    assert!(status.success());
+    let mut files = 0;
+    for f in walk(dir.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(6).any(|w| w == b"s3cret"),
+            "{} holds a secret",
+            f.display()
+        );
+        files += 1;
+    }
+    assert!(files >= 3, "{files} files");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn hep_over_tls_on_its_own_port_and_plain_tcp_refused_there() {
+    let cert = TestCert::new();
+    let srv = Server::start(&[
+        "--tls-cert",
+        &cert.cert(),
+        "--tls-key",
+        &cert.key(),
+        "--tls-port",
+        "0",
+    ]);
+    let tls_addr = srv.hep_tls.expect("hep_tls in the start line");
+    assert_ne!(tls_addr.port(), srv.tcp.port());
+    let msgs = keyed(6, 5, None);
+    let mut tls = cert.connect(tls_addr);
+    for m in &msgs {
+        tls.write_all(m).unwrap();
+    }
+    tls.flush().unwrap();
+    srv.wait_written(msgs.len() as u64);
+    assert_eq!(srv.metric("tls_connections"), 1);
+
+    let mut plain = TcpStream::connect(tls_addr).unwrap();
+    plain.write_all(&keyed(7, 1, None).concat()).unwrap();
+    let mut rest = Vec::new();
+    let _ = plain.read_to_end(&mut rest);
+    let start = Instant::now();
+    while srv.metric("tls_handshake_failures") < 1 {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(srv.metric("decoded"), msgs.len() as u64);
+    // Plain TCP keeps working on its own port.
+    let more = keyed(8, 1, None);
+    let mut tcp = TcpStream::connect(srv.tcp).unwrap();
+    tcp.write_all(&more.concat()).unwrap();
+    drop(tcp);
+    srv.wait_written((msgs.len() + more.len()) as u64);
+}
+
+#[test]
+fn bad_security_settings_stop_the_start_with_a_message() {
+    let cert = TestCert::new();
+    let missing = cert.dir.path().join("nope.pem").display().to_string();
+    let cert_path = cert.cert();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--api-token", "short"], "at least 16"),
+        (vec!["--http-host", "0.0.0.0"], "--insecure-public-http"),
+        (
+            vec!["--tls-cert", &missing, "--tls-key", &missing],
+            "nope.pem",
+        ),
+        (vec!["--tls-cert", &cert_path], "--tls-key"),
+        (
+            vec!["--http-tls-cert", &cert_path, "--http-tls-key", &cert_path],
+            "private key",
+        ),
+        (vec!["--auth-key", "a=1", "--auth-key", "a=2"], "used twice"),
+        (vec!["--max-connections", "0"], "--max-connections"),
+        (vec!["--query-concurrency", "0"], "--query-concurrency"),
+    ];
+    for (args, says) in cases {
+        let out = Command::new(BIN)
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--hep-port",
+                "0",
+                "--http-port",
+                "0",
+                "--data",
+            ])
+            .arg(tempfile::tempdir().unwrap().path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,261 @@
+//! Starting `hepop serve` for a test, talking HEP and HTTP to it.
+#![allow(dead_code)]
+pub use std::io::{BufRead, BufReader, Read, Write};
+pub use std::net::{SocketAddr, TcpStream, UdpSocket};
+pub use std::path::{Path, PathBuf};
+pub use std::process::{Child, Command, Stdio};
+pub use std::time::{Duration, Instant};
+
+pub use hep::sample::Call;
+pub use hep::{HepMessage, encode_v3};
+pub use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hepop");
+
+pub struct Server {
+    pub child: Child,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub http: SocketAddr,
+    pub dir: Option<tempfile::TempDir>,
+    /// HEP over TLS, when the server was started with a certificate.
+    pub hep_tls: Option<SocketAddr>,
+    /// Sent as a bearer token with every request, when set.
+    pub token: Option<String>,
+    /// Talk HTTPS with this client configuration, when set.
+    pub https: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+pub fn addr(line: &str, key: &str) -> SocketAddr {
+    let v = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap();
+    v.parse().unwrap()
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        Self::start_flushing_every("0.3", extra)
+    }
+
+    pub fn start_flushing_every(flush_secs: &str, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--hep-port",
+                "0",
+                "--http-port",
+                "0",
+                "--flush-secs",
+                flush_secs,
+            ])
+            .args(["--stats-every-secs", "0"])
+            // Compaction off unless a test turns it on.
+            .args(if extra.contains(&"--compact-every-secs") {
+                &[][..]
+            } else {
+                &["--compact-every-secs", "0"][..]
+            })
+            .arg("--data")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("hepop listening"), "{line}");
+        Server {
+            udp: addr(&line, "hep_udp"),
+            tcp: addr(&line, "hep_tcp"),
+            http: addr(&line, "http"),
+            hep_tls: line
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("hep_tls="))
+                .and_then(|v| v.parse().ok()),
+            child,
+            dir: Some(dir),
+            token: None,
+            https: None,
+        }
+    }
+
+    pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.http_as(method, path, body, self.token.as_deref())
+    }
+
+    /// One request with `token` as its bearer token (or none); over TLS when `https` is set.
+    pub fn http_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let tcp = TcpStream::connect(self.http).unwrap();
+        let mut resp = String::new();
+        match &self.https {
+            None => {
+                let mut s = tcp;
+                s.write_all(req.as_bytes()).unwrap();
+                s.read_to_string(&mut resp).unwrap();
+            }
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                s.write_all(req.as_bytes()).unwrap();
+                // The server closes without close_notify at times: what was read counts.
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                resp = String::from_utf8(buf).unwrap();
+            }
+        }
+        let status = resp[9..12].parse().unwrap();
+        let body = resp.split_once("\r\n\r\n").unwrap().1.to_owned();
+        (status, body)
+    }
+
+    pub fn query(&self, sql: &str) -> Value {
+        let (status, body) = self.http("POST", "/query", &json!({ "query": sql }).to_string());
+        assert_eq!(status, 200, "{sql}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.query(sql)[0]["n"].as_i64().unwrap()
+    }
+
+    pub fn metric(&self, name: &str) -> u64 {
+        let (_, body) = self.http("GET", "/metrics", "");
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&format!("hepop_{name}_total ")))
+            .unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    /// Waits until `written` reaches `n` (rows are queryable then).
+    pub fn wait_written(&self, n: u64) {
+        let start = Instant::now();
+        while self.metric("written") < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "only {} of {n} rows written",
+                self.metric("written")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(self.metric("written"), n);
+    }
+
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String, tempfile::TempDir) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        (status, out, self.dir.take().unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+pub fn calls(run: u64, n: u64) -> Vec<HepMessage> {
+    let now = chrono_now() - 20_000_000;
+    (0..n)
+        .flat_map(|i| Call::new(run, i).all(now + i as i64 * 1000))
+        .collect()
+}
+
+pub fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+pub fn send_udp(to: SocketAddr, packets: &[Vec<u8>]) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (i, p) in packets.iter().enumerate() {
+        s.send_to(p, to).unwrap();
+        if i % 200 == 199 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// A self-signed certificate for localhost/127.0.0.1, its PEM files, and a
+/// client configuration that trusts it.
+pub struct TestCert {
+    pub dir: tempfile::TempDir,
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl TestCert {
+    pub fn new() -> TestCert {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), c.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), c.key_pair.serialize_pem()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(c.cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        TestCert {
+            dir,
+            client: std::sync::Arc::new(client),
+        }
+    }
+
+    pub fn cert(&self) -> String {
+        self.dir.path().join("cert.pem").display().to_string()
+    }
+
+    pub fn key(&self) -> String {
+        self.dir.path().join("key.pem").display().to_string()
+    }
+
+    /// A TLS connection to `addr`, handshake done.
+    pub fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(self.client.clone(), name).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).unwrap();
+        }
+        s
+    }
+}
