@@ -20,10 +20,12 @@ use datafusion::prelude::SessionContext;
 /// One call may produce at most this many bytes beyond twice its largest argument.
 pub const GROWTH_ALLOWANCE: u64 = 64 << 20;
 
-/// Calls on constants only (folded into literals while planning, which live
-/// as long as the plan) may produce this much in one query, all together:
-/// a query of a hundred 60 MB `repeat`s is refused, not planned.
-pub const CONSTANT_BUDGET: u64 = 256 << 20;
+/// Calls on constants only (folded into literals while planning) may produce
+/// this much in one query, all together. Folded literals live as long as the
+/// plan and are copied into column names and plan text: ten 30 MB `repeat`s
+/// under a `concat` took 2 GB that way. Constants this big have no use in a
+/// query; a hundred `repeat`s of 60 MB are refused, not planned.
+pub const CONSTANT_BUDGET: u64 = 8 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Growth {

@@ -152,6 +152,9 @@ impl QueryPool {
             .worker_threads(threads)
             .max_blocking_threads(threads.max(4))
             .thread_name("hepop-query")
+            // Planning deep expressions recurses; tokio's 2 MiB default overflowed
+            // on a plain scan in debug builds. Only touched pages cost memory.
+            .thread_stack_size(QUERY_THREAD_STACK)
             .on_thread_start(lower_thread_priority)
             .enable_all()
             .build()?;
@@ -177,6 +180,8 @@ impl Drop for QueryPool {
         }
     }
 }
+
+const QUERY_THREAD_STACK: usize = 16 << 20;
 
 /// Ingest comes first: query threads yield the CPU to the listeners and writer.
 fn lower_thread_priority() {
@@ -232,6 +237,11 @@ impl QueryEngine {
 
     pub fn limits(&self) -> &QueryLimits {
         &self.lake.limits
+    }
+
+    /// Queries holding a slot now, cancelled ones still winding down included.
+    pub fn running(&self) -> usize {
+        self.lake.limits.max_concurrent.max(1) - self.pool.slots.available_permits()
     }
 
     /// Runs one read-only SQL statement and collects its result.
@@ -306,6 +316,7 @@ impl Lake {
         if sql.trim().is_empty() {
             return Err(QueryError::Invalid("empty query".into()));
         }
+        crate::sql_limits::check(sql).map_err(QueryError::Invalid)?;
         let ctx = self.session().await?;
         // DDL (CREATE/DROP ...), DML (INSERT, COPY ...) and statements (SET ...)
         // are refused while planning: the lake is read-only through SQL.

@@ -14,6 +14,7 @@ pub mod parquet_io;
 pub mod paths;
 pub mod rows;
 pub mod schema;
+mod sql_limits;
 pub mod store;
 pub mod table;
 pub mod time_range;
