@@ -38,3 +38,6 @@ print(f"expanded {src} -> {dst}: {len(cfn['Resources'])} resources", file=sys.st
 PY
 "$bin/cfn-lint" --regions us-east-1 -- "$out/template.cfn.json"
 echo "template OK: zero cfn-lint errors" >&2
+# Least privilege on what CloudFormation would deploy; the self-test proves each check can fail.
+"$bin/python" "$root/tests/infra/check_security.py" --self-test "$out/template.cfn.json"
+"$bin/python" "$root/tests/infra/check_security.py" "$out/template.cfn.json"
