@@ -9,8 +9,8 @@ use axum::routing::get;
 use hep::HepMessage;
 use listen::tls::TlsAcceptor;
 use listen::{
-    AuthKeys, CancellationToken, Counters, StreamLimits, bind_tcp_beside, bind_udp, run_stream,
-    run_udp,
+    AuthKeys, CancellationToken, Counters, KeyCheck, StreamLimits, bind_tcp_beside, bind_udp,
+    run_stream, run_udp,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -89,10 +89,10 @@ pub async fn run(
     let keys = Arc::new(cfg.auth_keys.clone());
     let accept = move |raw: &[u8], m: HepMessage| -> Option<Vec<u8>> {
         match keys.check(m.capture_pass.as_deref()) {
-            Err(()) => None,
-            Ok(None) => Some(raw.to_vec()),
+            KeyCheck::Refused => None,
+            KeyCheck::Open => Some(raw.to_vec()),
             // The lake stores what it is sent: send the key's name, never the secret.
-            Ok(Some(name)) => hep::replace_auth_key(raw, name),
+            KeyCheck::Allowed(name) => hep::replace_auth_key(raw, name),
         }
     };
 

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Receive HEP, store Parquet, answer SQL (the default).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Send realistic HEP traffic, or a file of HEP packets.
     Send(send::SendArgs),
     /// Run one SQL query against a lake directly (no server needed).
@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = cli
         .command
-        .unwrap_or_else(|| Command::Serve(ServeOnly::parse_from(["hepop"]).args));
+        .unwrap_or_else(|| Command::Serve(Box::new(ServeOnly::parse_from(["hepop"]).args)));
     if let Command::Send(args) = command {
         return send::send(args);
     }
@@ -81,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match command {
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Query(q) => {
                 let store = lake::store::open(&q.data)?;
                 let format =

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use listen::args::HepListenArgs;
-use listen::{add, bind_tcp_beside, bind_udp, inc, run_stream, run_udp};
+use listen::{KeyCheck, add, bind_tcp_beside, bind_udp, inc, run_stream, run_udp};
 
 use crate::args::{CompactionArgs, HttpArgs, QueryArgs, TimeArgs};
 use crate::metrics::Metrics;
@@ -160,9 +160,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stamp = move |_raw: &[u8], mut msg: HepMessage| {
         // A refused key is counted as `rejected`; an accepted one is stored by name.
         match auth_keys.check(msg.capture_pass.as_deref()) {
-            Err(()) => return None,
-            Ok(Some(name)) => msg.capture_pass = Some(name.to_owned()),
-            Ok(None) => {}
+            KeyCheck::Refused => return None,
+            KeyCheck::Allowed(name) => msg.capture_pass = Some(name.to_owned()),
+            KeyCheck::Open => {}
         }
         if msg.settle_time(chrono::Utc::now().timestamp_micros(), &window) {
             inc(&m.time_replaced);

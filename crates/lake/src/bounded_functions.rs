@@ -203,7 +203,8 @@ fn output_bound(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u
             let (s, from, to) = (lens(0)?, lens(1)?, lens(2)?);
             row_sum(&|i| {
                 let (s, from) = (s.at(i), from.at(i));
-                let matches = if from == 0 { s + 1 } else { s / from };
+                // An empty `from` matches between every two bytes.
+                let matches = s.checked_div(from).unwrap_or(s + 1);
                 s.saturating_add(matches.saturating_mul(to.at(i)))
             })
         }

@@ -140,7 +140,7 @@ async fn functions_that_could_allocate_gigabytes_are_refused_before_they_do() {
         "SELECT length(regexp_replace(repeat('a', 100000), '', repeat('b', 1000), 'g'))".into(),
         format!(
             "SELECT length(concat({}))",
-            vec!["repeat('a', 30000000)"; 5].join(", ")
+            ["repeat('a', 30000000)"; 5].join(", ")
         ),
         "SELECT length(repeat(v, 100000000)) FROM (VALUES ('ab'), ('cd')) t(v)".into(),
         format!("SELECT {}", many.join(", ")),

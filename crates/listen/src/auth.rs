@@ -14,6 +14,17 @@ pub enum AuthKeyError {
     DuplicateSecret(usize),
 }
 
+/// The verdict on one packet's auth key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck<'a> {
+    /// No keys configured: the packet passes as sent.
+    Open,
+    /// A configured key: store this name in place of the secret.
+    Allowed(&'a str),
+    /// Missing or unknown key: counted as rejected, dropped.
+    Refused,
+}
+
 /// Allowed auth keys; empty = every packet passes, as sent.
 #[derive(Clone, Default)]
 pub struct AuthKeys {
@@ -91,15 +102,14 @@ impl AuthKeys {
         self.by_secret.len()
     }
 
-    /// What to store for a packet carrying `presented`: Ok(None) keeps it as
-    /// sent (no keys configured), Ok(Some(name)) replaces it, Err refuses.
-    pub fn check(&self, presented: Option<&str>) -> Result<Option<&str>, ()> {
+    /// What becomes of a packet carrying `presented`.
+    pub fn check(&self, presented: Option<&str>) -> KeyCheck<'_> {
         if self.by_secret.is_empty() {
-            return Ok(None);
+            return KeyCheck::Open;
         }
         match presented.and_then(|p| self.by_secret.get(p)) {
-            Some(name) => Ok(Some(name)),
-            None => Err(()),
+            Some(name) => KeyCheck::Allowed(name),
+            None => KeyCheck::Refused,
         }
     }
 }
@@ -112,20 +122,20 @@ mod tests {
     fn names_secrets_and_refusals() {
         let k = AuthKeys::new(["edge=s3cret", "plain-secret", "", "x y=z"]).unwrap();
         assert_eq!(k.len(), 3);
-        assert_eq!(k.check(Some("s3cret")), Ok(Some("edge")));
-        assert_eq!(k.check(Some("plain-secret")), Ok(Some("key2")));
+        assert_eq!(k.check(Some("s3cret")), KeyCheck::Allowed("edge"));
+        assert_eq!(k.check(Some("plain-secret")), KeyCheck::Allowed("key2"));
         // "x y" is no name: the whole entry is the secret.
-        assert_eq!(k.check(Some("x y=z")), Ok(Some("key4")));
-        assert_eq!(k.check(Some("edge")), Err(()));
-        assert_eq!(k.check(None), Err(()));
-        assert_eq!(AuthKeys::default().check(Some("any")), Ok(None));
+        assert_eq!(k.check(Some("x y=z")), KeyCheck::Allowed("key4"));
+        assert_eq!(k.check(Some("edge")), KeyCheck::Refused);
+        assert_eq!(k.check(None), KeyCheck::Refused);
+        assert_eq!(AuthKeys::default().check(Some("any")), KeyCheck::Open);
         assert_eq!(
             AuthKeys::new(["a=1", "a=2"]).unwrap_err(),
             AuthKeyError::DuplicateName("a".into())
         );
         assert_eq!(AuthKeys::new(["a="]).unwrap_err(), AuthKeyError::Empty(1));
         let f = AuthKeys::parse_file("# keys\nedge=s3cret # the edge\n\ncore=other\n").unwrap();
-        assert_eq!(f.check(Some("other")), Ok(Some("core")));
-        assert_eq!(f.check(Some("s3cret")), Ok(Some("edge")));
+        assert_eq!(f.check(Some("other")), KeyCheck::Allowed("core"));
+        assert_eq!(f.check(Some("s3cret")), KeyCheck::Allowed("edge"));
     }
 }

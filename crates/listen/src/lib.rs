@@ -18,7 +18,7 @@ pub mod auth;
 pub mod stream;
 pub mod tls;
 
-pub use auth::{AuthKeyError, AuthKeys};
+pub use auth::{AuthKeyError, AuthKeys, KeyCheck};
 pub use stream::{Incoming, StreamLimits, run_stream};
 
 /// A TCP peer sending this much garbage without one valid frame is cut off.
