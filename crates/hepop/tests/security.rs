@@ -48,19 +48,7 @@ fn the_api_and_metrics_need_a_token_health_does_not() {
 /// Starts `hepop serve` with `args`, reads its first stdout line, stops it, returns (line, stderr).
 fn start_and_stop(args: &[&str]) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--hep-port",
-            "0",
-            "--http-port",
-            "0",
-            "--compact-every-secs",
-            "0",
-        ])
-        .arg("--data")
-        .arg(dir.path())
-        .args(args)
+    let mut child = serve_command(dir.path(), args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -270,23 +258,6 @@ fn bad_security_settings_stop_the_start_with_a_message() {
         (vec!["--query-concurrency", "0"], "--query-concurrency"),
     ];
     for (args, says) in cases {
-        let out = Command::new(BIN)
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--hep-port",
-                "0",
-                "--http-port",
-                "0",
-                "--data",
-            ])
-            .arg(tempfile::tempdir().unwrap().path())
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} started");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{args:?}: {err}");
+        refuses_to_start(&args, says);
     }
 }

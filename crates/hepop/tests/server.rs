@@ -493,24 +493,7 @@ fn bad_settings_stop_the_start_with_a_message() {
         (&["--writer-id", "a-b"][..], "writer id"),
         (&["--retention-days", "soon"][..], "retention-days"),
     ] {
-        let out = Command::new(BIN)
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--hep-port",
-                "0",
-                "--http-port",
-                "0",
-                "--data",
-            ])
-            .arg(tempfile::tempdir().unwrap().path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} started");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "{args:?}: {err}");
+        refuses_to_start(args, says);
     }
 }
 

@@ -34,6 +34,31 @@ pub fn addr(line: &str, key: &str) -> SocketAddr {
     v.parse().unwrap()
 }
 
+/// `hepop serve` on free ports over the lake `dir`, compaction off unless `extra` sets it.
+pub fn serve_command(dir: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["serve", "--hep-port", "0", "--http-port", "0", "--data"])
+        .arg(dir)
+        .args(if extra.contains(&"--compact-every-secs") {
+            &[][..]
+        } else {
+            &["--compact-every-secs", "0"][..]
+        })
+        .args(extra);
+    c
+}
+
+/// Asserts that `hepop serve` with `args` exits with an error whose message says `says`.
+pub fn refuses_to_start(args: &[&str], says: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec!["--host", "127.0.0.1"];
+    all.extend_from_slice(args);
+    let out = serve_command(dir.path(), &all).output().unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(says), "{args:?}: {err}");
+}
+
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
         Self::start_flushing_every("0.3", extra)
@@ -41,28 +66,16 @@ impl Server {
 
     pub fn start_flushing_every(flush_secs: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--hep-port",
-                "0",
-                "--http-port",
-                "0",
-                "--flush-secs",
-                flush_secs,
-            ])
-            .args(["--stats-every-secs", "0"])
-            // Compaction off unless a test turns it on.
-            .args(if extra.contains(&"--compact-every-secs") {
-                &[][..]
-            } else {
-                &["--compact-every-secs", "0"][..]
-            })
-            .arg("--data")
-            .arg(dir.path())
-            .args(extra)
+        let mut all = vec![
+            "--host",
+            "127.0.0.1",
+            "--flush-secs",
+            flush_secs,
+            "--stats-every-secs",
+            "0",
+        ];
+        all.extend_from_slice(extra);
+        let mut child = serve_command(dir.path(), &all)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
