@@ -147,16 +147,7 @@ fn hep_auth_keys_refuse_strangers_and_rows_hold_the_name_not_the_secret() {
     let accepted = (edge.len() + core.len()) as u64;
     srv.wait_written(accepted);
     let refused = (stranger.len() + keyless.len() + 1) as u64;
-    let start = Instant::now();
-    while srv.metric("rejected") < refused {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "rejected={}",
-            srv.metric("rejected")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(srv.metric("rejected"), refused);
+    srv.wait_metric("rejected", refused);
     let by_key = srv.query(
         "SELECT capture_pass, count(*) AS n FROM (SELECT capture_pass FROM hep_1 UNION ALL SELECT capture_pass FROM hep_5 UNION ALL SELECT capture_pass FROM hep_100) GROUP BY capture_pass ORDER BY capture_pass",
     );
@@ -222,11 +213,7 @@ fn hep_over_tls_on_its_own_port_and_plain_tcp_refused_there() {
     plain.write_all(&keyed(7, 1, None).concat()).unwrap();
     let mut rest = Vec::new();
     let _ = plain.read_to_end(&mut rest);
-    let start = Instant::now();
-    while srv.metric("tls_handshake_failures") < 1 {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    srv.wait_metric("tls_handshake_failures", 1);
     assert_eq!(srv.metric("decoded"), msgs.len() as u64);
     // Plain TCP keeps working on its own port.
     let more = keyed(8, 1, None);

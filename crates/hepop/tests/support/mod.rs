@@ -162,16 +162,21 @@ impl Server {
 
     /// Waits until `written` reaches `n` (rows are queryable then).
     pub fn wait_written(&self, n: u64) {
+        self.wait_metric("written", n);
+    }
+
+    /// Waits until counter `name` reaches `n` (30 s at most), then checks it did not pass it.
+    pub fn wait_metric(&self, name: &str, n: u64) {
         let start = Instant::now();
-        while self.metric("written") < n {
+        while self.metric(name) < n {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "only {} of {n} rows written",
-                self.metric("written")
+                "{name}: only {} of {n}",
+                self.metric(name)
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(self.metric("written"), n);
+        assert_eq!(self.metric(name), n, "{name}");
     }
 
     pub fn terminate(mut self) -> (std::process::ExitStatus, String, tempfile::TempDir) {
