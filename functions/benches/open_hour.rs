@@ -138,7 +138,7 @@ fn main() {
             .fold(0, |a, n| async move { a + n })
             .await;
         println!("{minutes} min at 50 000 msgs/s: {records} Kinesis records → {written} objects, written in {:.0} s", t.elapsed().as_secs_f64());
-        let router = functions::query_router(store.clone(), Default::default()).unwrap();
+        let router = functions::query_router(store.clone(), Default::default(), &Default::default()).unwrap();
         // Every row written, counted over a fixed range: the same before and after compaction.
         let start = chrono::DateTime::from_timestamp_micros(now - span - 1).unwrap().format("%Y-%m-%dT%H:%M:%S%.6f");
         let all = format!("SELECT count(*) AS n FROM hep_1 WHERE time >= '{start}'");

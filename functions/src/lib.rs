@@ -24,24 +24,30 @@ pub fn lake_from_env() -> anyhow::Result<Arc<dyn ObjectStore>> {
 /// and the envelope.
 pub const MAX_RESPONSE_BYTES: usize = 5_500_000;
 
-/// The same router as `hepop serve`, with the response size capped. API
-/// Gateway checks IAM; `HEPOP_API_TOKENS` (comma-separated) adds bearer tokens.
-pub fn query_router(
-    store: Arc<dyn ObjectStore>,
-    limits: lake::engine::QueryLimits,
-) -> anyhow::Result<lake::http::Router> {
-    let tokens = lake::http::ApiTokens::new(
+/// Bearer tokens the query function requires besides IAM: `HEPOP_API_TOKENS`
+/// (comma-separated; unset or empty: none).
+pub fn api_tokens_from_env() -> anyhow::Result<lake::http::ApiTokens> {
+    lake::http::ApiTokens::new(
         std::env::var("HEPOP_API_TOKENS")
             .unwrap_or_default()
             .split(','),
     )
-    .map_err(|e| anyhow::anyhow!("HEPOP_API_TOKENS: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("HEPOP_API_TOKENS: {e}"))
+}
+
+/// The same router as `hepop serve`, with the response size capped as
+/// Lambda counts it; API Gateway checks IAM, `tokens` add bearer tokens.
+pub fn query_router(
+    store: Arc<dyn ObjectStore>,
+    limits: lake::engine::QueryLimits,
+    tokens: &lake::http::ApiTokens,
+) -> anyhow::Result<lake::http::Router> {
     let engine = lake::engine::QueryEngine::new(store, limits)?;
     let router = lake::http::router(lake::http::ApiState {
         engine: Arc::new(engine),
         response_limit: lake::http::ResponseLimit::LambdaPayload(MAX_RESPONSE_BYTES),
     });
-    Ok(lake::http::protect(router, &tokens))
+    Ok(lake::http::protect(router, tokens))
 }
 
 /// A numeric setting from the environment: its default when unset, an error naming it when malformed.

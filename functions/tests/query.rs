@@ -57,8 +57,12 @@ async fn get(
 }
 
 fn router() -> lake::http::Router {
+    router_with(&Default::default())
+}
+
+fn router_with(tokens: &lake::http::ApiTokens) -> lake::http::Router {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    functions::query_router(store, Default::default()).unwrap()
+    functions::query_router(store, Default::default(), tokens).unwrap()
 }
 
 /// `rows` NDJSON lines of about 115 bytes each, quotes included.
@@ -117,5 +121,19 @@ async fn json_results_are_counted_escaped() {
         payload.len() <= LAMBDA_PAYLOAD_LIMIT,
         "payload {} bytes",
         payload.len()
+    );
+}
+
+#[tokio::test]
+async fn tokens_when_configured_are_required_besides_iam() {
+    let tokens = lake::http::ApiTokens::new(["lambda-token-0123456789abcdef"]).unwrap();
+    let r = router_with(&tokens);
+    let q = format!("q={}", urlencode("SELECT 1 AS one"));
+    let (status, _, _) = get(&r, &q, None).await;
+    assert_eq!(status, 401);
+    let (status, _, v) = get(&r, &q, Some("Bearer lambda-token-0123456789abcdef")).await;
+    assert_eq!(
+        (status, v["body"].as_str().unwrap()),
+        (200, r#"[{"one":1}]"#)
     );
 }

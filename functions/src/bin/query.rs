@@ -7,5 +7,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         timeout: std::time::Duration::from_secs(25),
         ..Default::default()
     };
-    lambda_http::run(functions::query_router(store, limits)?).await
+    let tokens = functions::api_tokens_from_env()?;
+    lambda_http::run(functions::query_router(store, limits, &tokens)?).await
 }

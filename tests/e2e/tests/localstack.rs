@@ -329,7 +329,7 @@ async fn ingest_all(store: &Arc<dyn ObjectStore>, events: &[KinesisEvent]) -> us
 }
 
 fn router(store: &Arc<dyn ObjectStore>) -> lake::http::Router {
-    functions::query_router(store.clone(), Default::default()).unwrap()
+    functions::query_router(store.clone(), Default::default(), &Default::default()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
