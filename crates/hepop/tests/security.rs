@@ -248,3 +248,38 @@ fn bad_security_settings_stop_the_start_with_a_message() {
         refuses_to_start(&args, says);
     }
 }
+
+#[test]
+fn a_connection_flood_meets_the_cap_not_the_descriptor_limit() {
+    // 400 open files: the cap is fitted to leave 256 for the lake and HTTP.
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_command(dir.path(), &["--host", "127.0.0.1", "--flush-secs", "0.3"]);
+    let mut limited = Command::new("sh");
+    limited
+        .arg("-c")
+        .arg("ulimit -n 400 && exec \"$0\" \"$@\"")
+        .arg(serve.get_program())
+        .args(serve.get_args());
+    let srv = Server::spawn(limited, dir);
+    let cap = 400 - 256;
+    let frame = keyed(9, 1, None).remove(0);
+    let mut open = Vec::new();
+    for _ in 0..cap + 100 {
+        let mut c = TcpStream::connect(srv.tcp).unwrap();
+        // A refused one may be closed before the write lands.
+        let _ = c.write_all(&frame);
+        open.push(c);
+    }
+    srv.wait_metric("connections_refused", 100);
+    srv.wait_written(cap as u64);
+    assert_eq!(
+        srv.metric("accept_errors"),
+        0,
+        "never ran out of descriptors"
+    );
+    // The lake is still writable with every slot taken.
+    let more = keyed(10, 3, None);
+    send_udp(srv.udp, &more);
+    srv.wait_written((cap + more.len()) as u64);
+    drop(open);
+}

@@ -90,12 +90,23 @@ impl HepListenArgs {
         }
     }
 
+    /// The stream limits, the connection cap fitted to the open-files limit
+    /// (raised to its maximum) for TCP, and TLS when configured.
     pub fn limits(&self) -> Result<StreamLimits, ListenArgsError> {
         if self.max_connections == 0 {
             return Err(ListenArgsError::Zero("--max-connections"));
         }
+        let listeners = if self.tls_cert.is_some() { 2 } else { 1 };
+        let max_connections = crate::stream::fit_connections(self.max_connections, listeners);
+        if max_connections < self.max_connections {
+            tracing::warn!(
+                wanted = self.max_connections,
+                max_connections,
+                "HEP connection cap lowered to fit the open-files limit (raise `ulimit -n`)"
+            );
+        }
         Ok(StreamLimits {
-            max_connections: self.max_connections,
+            max_connections,
             idle_timeout: positive_secs(self.idle_timeout_secs, "--idle-timeout-secs")?,
             frame_timeout: positive_secs(self.frame_timeout_secs, "--frame-timeout-secs")?,
             ..StreamLimits::default()

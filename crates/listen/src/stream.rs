@@ -225,3 +225,65 @@ mod tests {
         assert_eq!(accept_backoff(u32::MAX, max), max);
     }
 }
+
+/// File descriptors kept for everything but HEP connections: the lake's files,
+/// HTTP clients, object-store connections.
+pub const RESERVED_FDS: u64 = 256;
+
+/// Raises the soft open-files limit to the hard one and returns the connection
+/// cap that fits in it: `listeners` stream listeners of `wanted` connections
+/// each, plus [`RESERVED_FDS`]. A flood of connections then meets the cap, never
+/// the descriptor limit (where accepts fail and writing Parquet does too).
+pub fn fit_connections(wanted: usize, listeners: usize) -> usize {
+    match raise_open_files_limit() {
+        Some(limit) => connection_cap(wanted, listeners, limit),
+        None => wanted,
+    }
+}
+
+/// Pure rule behind [`fit_connections`].
+pub fn connection_cap(wanted: usize, listeners: usize, open_files: u64) -> usize {
+    let room = open_files.saturating_sub(RESERVED_FDS) / listeners.max(1) as u64;
+    wanted.min(room.max(1) as usize)
+}
+
+#[cfg(target_os = "linux")]
+fn raise_open_files_limit() -> Option<u64> {
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return None;
+        }
+        if l.rlim_cur < l.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                l.rlim_cur = l.rlim_max;
+            }
+        }
+        Some(l.rlim_cur as u64)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn raise_open_files_limit() -> Option<u64> {
+    None
+}
+
+#[cfg(test)]
+mod fd_tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_descriptors_for_everything_else() {
+        assert_eq!(connection_cap(1024, 2, 1024), 384);
+        assert_eq!(connection_cap(1024, 1, 1 << 20), 1024);
+        assert_eq!(connection_cap(1024, 2, 100), 1);
+    }
+}

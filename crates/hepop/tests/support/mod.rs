@@ -75,7 +75,12 @@ impl Server {
             "0",
         ];
         all.extend_from_slice(extra);
-        let mut child = serve_command(dir.path(), &all)
+        Self::spawn(serve_command(dir.path(), &all), dir)
+    }
+
+    /// Runs `command` (a `hepop serve` over `dir`) and waits for its start line.
+    pub fn spawn(mut command: Command, dir: tempfile::TempDir) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
