@@ -267,6 +267,7 @@ fn raise_open_files_limit() -> Option<u64> {
                 l.rlim_cur = l.rlim_max;
             }
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is u64 here, not on every target
         Some(l.rlim_cur as u64)
     }
 }
