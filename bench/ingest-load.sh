@@ -14,7 +14,7 @@ cargo build --release -q -p hepop
 bin=target/release/hepop
 dir="$(mktemp -d)"
 trap 'kill $srv 2>/dev/null || true; rm -rf "$dir"' EXIT
-$bin serve --host 127.0.0.1 --hep-port 0 --http-port 0 --data "$dir/lake" --stats-every-secs 10 --compact-every-secs 0 \
+$bin serve --host 127.0.0.1 --hep-port 0 --http-port 0 --data "$dir/lake" --stats-every-secs 10 --compact-every-secs 0 ${SERVE_ARGS:-} \
   > "$dir/out" 2> "$dir/err" &
 srv=$!
 for _ in $(seq 50); do grep -q listening "$dir/out" 2>/dev/null && break; sleep 0.1; done
@@ -27,10 +27,12 @@ hostile=(
   "SELECT count(*) AS n FROM hep_1 WHERE time > now() - interval '1 hour' AND payload LIKE '%zz%'"
   "SELECT method, count(*) AS n FROM hep_1 WHERE time > now() - interval '1 hour' GROUP BY method ORDER BY 2 DESC"
 )
+# QUERY_MIX picks which of the four each client runs, in turn (default: all four).
+read -r -a mix <<< "${QUERY_MIX:-0 1 2 3}"
 loops=()
 for i in $(seq 0 $((queries - 1))); do
   ( while [ ! -e "$dir/stop" ]; do
-      curl -s -G -o /dev/null -w '%{http_code} %{time_total}\n' --data-urlencode "q=${hostile[i % 4]}" "http://$http/query" >> "$dir/q$i"
+      curl -s -G -o /dev/null -w '%{http_code} %{time_total}\n' --data-urlencode "q=${hostile[mix[i % ${#mix[@]}]]}" "http://$http/query" >> "$dir/q$i"
     done ) &
   loops+=($!)
 done

@@ -183,13 +183,18 @@ impl Drop for QueryPool {
 
 const QUERY_THREAD_STACK: usize = 16 << 20;
 
-/// Ingest comes first: query threads yield the CPU to the listeners and writer.
+/// Ingest comes first: query threads run only on CPU time the listeners and
+/// writer leave (Linux SCHED_IDLE; nice 19 where that is refused). With nice
+/// 10, four CPU-bound queries still cost a UDP burst here (docs/PERFORMANCE.md).
 fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain syscalls on the calling thread; failure only leaves the priority as it was.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
     }
 }
 
