@@ -190,7 +190,7 @@ async fn connections_beyond_the_cap_are_closed_and_counted() {
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let limits = StreamLimits {
-        idle_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(1),
         ..Default::default()
     };
     let mut s = serve(None, limits).await;
@@ -210,7 +210,7 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     closed_by_server(&mut silent).await;
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(get(&s.counters.idle_closed), 1);
     busy.write_all(f).await.unwrap();
     receive(&mut s.rx, sent + 1).await;
