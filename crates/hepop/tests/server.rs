@@ -360,13 +360,21 @@ fn send_save_and_replay_a_file() {
             "--traffic",
             "sip",
             "--count",
-            "70",
+            "10500",
             "--save",
         ])
         .arg(&file)
         .status()
         .unwrap();
     assert!(save.success());
+    // Something that is not HEP at the end: skipped, and said so.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(b"garbage").unwrap();
+    drop(f);
+    // No --count: the whole file, past the 10 000 generated traffic stops at.
     let replay = Command::new(BIN)
         .args([
             "send",
@@ -380,13 +388,15 @@ fn send_save_and_replay_a_file() {
             "--file",
         ])
         .arg(&file)
-        .status()
+        .output()
         .unwrap();
-    assert!(replay.success());
-    srv.wait_written(70);
+    assert!(replay.status.success());
+    let said = String::from_utf8_lossy(&replay.stderr);
+    assert!(said.contains("skipped 7 bytes"), "{said}");
+    srv.wait_written(10_500);
     assert_eq!(
         srv.count("SELECT count(DISTINCT call_id) AS n FROM hep_1"),
-        10
+        1_500
     );
     let bad = Command::new(BIN)
         .args(["send", "--file", "/dev/null"])
