@@ -343,3 +343,41 @@ async fn hep_over_tls_is_relayed_and_plain_tcp_refused_on_its_port() {
         "nothing from the plain connection"
     );
 }
+
+#[test]
+fn the_binary_logs_plain_lines_when_stderr_is_not_a_terminal() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge-relay"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--stream",
+            "s",
+        ])
+        .args(["--endpoint", "http://127.0.0.1:9", "--region", "us-east-1"])
+        .arg("--spool-dir")
+        .arg(spool.path())
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("edge-relay listening"), "{line}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes: {log}");
+}

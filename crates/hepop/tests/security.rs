@@ -73,6 +73,10 @@ fn without_a_token_the_api_listens_on_loopback_and_says_so() {
     assert!(addr(&line, "hep_udp").ip().is_unspecified(), "{line}");
     assert!(addr(&line, "http").ip().is_loopback(), "{line}");
     assert!(log.contains("no API token configured"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal: {log}"
+    );
 
     // Public without a token only when asked for by its loud name.
     let (line, log) = start_and_stop(&["--http-host", "0.0.0.0", "--insecure-public-http"]);
