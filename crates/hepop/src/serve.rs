@@ -46,6 +46,16 @@ pub struct ServeArgs {
     /// ...or until a table's hour buffer has this many rows.
     #[arg(long, env = "HEPOP_FLUSH_ROWS", default_value_t = 200_000)]
     pub flush_rows: usize,
+    /// A file that fails to write is retried until it is written; the pause between attempts grows to this, seconds.
+    #[arg(long, env = "HEPOP_WRITE_RETRY_MAX_SECS", default_value_t = 30.0)]
+    pub write_retry_max_secs: f64,
+    /// On shutdown with the lake unwritable, retries go on this long before the rows are counted lost, seconds.
+    #[arg(
+        long,
+        env = "HEPOP_WRITE_RETRY_AFTER_STOP_SECS",
+        default_value_t = 30.0
+    )]
+    pub write_retry_after_stop_secs: f64,
     /// Messages queued between the listeners and the writer.
     #[arg(long, env = "HEPOP_QUEUE", default_value_t = 1_000_000)]
     pub queue: usize,
@@ -86,6 +96,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let auth_keys = args.hep.auth_keys()?;
     let hep_tls = args.hep.tls()?;
     let stream_limits = args.hep.limits()?;
+    let retry = WriteRetry {
+        max_pause: Duration::try_from_secs_f64(args.write_retry_max_secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--write-retry-max-secs must be a number of seconds above 0")?,
+        after_stop: Duration::try_from_secs_f64(args.write_retry_after_stop_secs)
+            .ok()
+            .context("--write-retry-after-stop-secs must be a number of seconds, 0 or more")?,
+    };
     let query_limits = args
         .query
         .limits(Duration::from_secs(args.time.max_ahead_secs))?;
@@ -211,6 +230,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writer_cfg,
         metrics.clone(),
         buffered.clone(),
+        retry,
+        stop.clone(),
     ));
 
     let background = CancellationToken::new();
@@ -274,25 +295,59 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Writes one file, retrying with backoff; rows count as dropped only when every attempt failed.
-async fn write_with_retry(file: PendingFile, store: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) {
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1..=5 {
+/// How a file that fails to write is retried.
+#[derive(Debug, Clone, Copy)]
+struct WriteRetry {
+    /// Longest pause between attempts (the pause doubles from 200 ms up to it).
+    max_pause: Duration,
+    /// After shutdown begins, attempts go on this long before the rows are counted lost.
+    after_stop: Duration,
+}
+
+/// Writes one file, retrying with backoff for as long as the server runs: a
+/// full disk or an S3 outage delays rows, never drops them. Meanwhile the
+/// writer's slots fill, the queue behind them fills, UDP drops are counted and
+/// TCP senders wait. Only when shutdown outlasts `after_stop` are rows lost, and counted.
+async fn write_with_retry(
+    file: PendingFile,
+    store: Arc<dyn ObjectStore>,
+    metrics: Arc<Metrics>,
+    retry: WriteRetry,
+    stop: CancellationToken,
+) {
+    let mut pause = Duration::from_millis(200);
+    let mut give_up_at: Option<Instant> = None;
+    for attempt in 1u64.. {
         match file.write(&store).await {
             Ok(()) => {
                 add(&metrics.written, file.rows() as u64);
                 inc(&metrics.files_written);
+                if attempt > 1 {
+                    tracing::info!(path = %file.path, attempt, "written after retrying");
+                }
                 return;
             }
             Err(e) => {
                 inc(&metrics.write_errors);
-                tracing::warn!(path = %file.path, attempt, error = %e, "writing Parquet failed");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+                if attempt.is_power_of_two() {
+                    tracing::warn!(path = %file.path, attempt, error = %e, "writing Parquet failed; retrying");
+                }
             }
         }
+        if stop.is_cancelled() {
+            let at = *give_up_at.get_or_insert_with(|| Instant::now() + retry.after_stop);
+            if Instant::now() >= at {
+                break;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            // Shutdown: one prompt attempt more, then the final deadline applies.
+            _ = stop.cancelled(), if give_up_at.is_none() => {}
+        }
+        pause = (pause * 2).min(retry.max_pause);
     }
-    tracing::error!(path = %file.path, rows = file.rows(), "giving up on file");
+    tracing::error!(path = %file.path, rows = file.rows(), "shutting down with the lake unwritable: rows lost");
     add(&metrics.listen.dropped, file.rows() as u64);
 }
 
@@ -305,6 +360,8 @@ async fn run_writer(
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
     buffered: Arc<AtomicU64>,
+    retry: WriteRetry,
+    stop: CancellationToken,
 ) {
     let mut buffer = WriteBuffer::new(cfg);
     let mut inflight = JoinSet::new();
@@ -331,7 +388,13 @@ async fn run_writer(
             while inflight.len() >= MAX_INFLIGHT_WRITES {
                 inflight.join_next().await;
             }
-            inflight.spawn(write_with_retry(file, store.clone(), metrics.clone()));
+            inflight.spawn(write_with_retry(
+                file,
+                store.clone(),
+                metrics.clone(),
+                retry,
+                stop.clone(),
+            ));
         }
         while inflight.try_join_next().is_some() {}
         buffered.store(buffer.buffered_rows() as u64, Ordering::Relaxed);

@@ -550,3 +550,30 @@ fn retention_deletes_expired_hours_and_counts_them() {
         .unwrap_or(0);
     assert_eq!(hours, 0, "nothing left of {old_day}");
 }
+
+#[test]
+fn an_unwritable_lake_delays_rows_over_tcp_and_loses_none() {
+    let srv = Server::start(&["--write-retry-max-secs", "0.2"]);
+    // A file where the SIP table's directory belongs: every write of hep_1 fails
+    // (root ignores read-only modes; this fails for anyone).
+    let lake = srv.dir.as_ref().unwrap().path().to_owned();
+    let blocker = lake.join("hep_1");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let msgs: Vec<Vec<u8>> = calls(30, 20)
+        .iter()
+        .map(|m| encode_v3(m).unwrap())
+        .collect();
+    let mut tcp = TcpStream::connect(srv.tcp).unwrap();
+    tcp.write_all(&msgs.concat()).unwrap();
+    drop(tcp);
+    // Well past the five attempts (about 6 s) after which files used to be abandoned.
+    srv.wait_metric_at_least("write_errors", 12);
+    assert_eq!(srv.metric("dropped"), 0);
+    std::fs::remove_file(&blocker).unwrap();
+    srv.wait_written(msgs.len() as u64);
+    assert_eq!(srv.metric("dropped"), 0);
+    assert_eq!(
+        srv.count("SELECT count(*) AS n FROM hep_1") as usize,
+        msgs.len() * 7 / 10
+    );
+}

@@ -170,8 +170,8 @@ impl Server {
         self.wait_metric("written", n);
     }
 
-    /// Waits until counter `name` reaches `n` (30 s at most), then checks it did not pass it.
-    pub fn wait_metric(&self, name: &str, n: u64) {
+    /// Waits until counter `name` reaches at least `n` (30 s at most).
+    pub fn wait_metric_at_least(&self, name: &str, n: u64) {
         let start = Instant::now();
         while self.metric(name) < n {
             assert!(
@@ -181,6 +181,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits until counter `name` reaches `n` (30 s at most), then checks it did not pass it.
+    pub fn wait_metric(&self, name: &str, n: u64) {
+        self.wait_metric_at_least(name, n);
         assert_eq!(self.metric(name), n, "{name}");
     }
 
