@@ -143,12 +143,20 @@ pub async fn run(
         get(move || async move {
             let mut rows = c.rows();
             rows.extend(m.rows());
-            let spool_bytes = s.lock().map(|s| s.used_bytes()).unwrap_or(0);
+            let (spool_bytes, corrupt) = s
+                .lock()
+                .map(|s| (s.used_bytes(), s.corrupt_files()))
+                .unwrap_or_default();
             let mut gauges = c.gauges();
             gauges.push((
                 "spool_bytes",
                 "bytes waiting in the disk spool",
                 spool_bytes,
+            ));
+            gauges.push((
+                "spool_corrupt_files",
+                "spool files that did not decode, set aside as .corrupt",
+                corrupt,
             ));
             listen::prometheus("edge_relay", &rows, &gauges)
         }),

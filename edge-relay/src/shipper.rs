@@ -174,17 +174,21 @@ impl Shipper {
             }
         };
         let left = self.send(records, self.retry.max).await;
-        // Whatever is left is spooled again before the old file goes: never lost, at worst sent twice.
-        let delivered = left.is_empty();
-        if !delivered {
-            self.spool(&left);
-        } else {
-            inc(&self.metrics.unspooled_batches);
+        let mut spool = self.spool.lock().expect("spool lock");
+        if !left.is_empty() {
+            // What is left replaces the file in place: it keeps its turn and needs
+            // no new room, so a full spool loses nothing. If that fails the old
+            // file stays whole: at worst some records go twice.
+            if let Err(e) = spool.replace(&path, &left) {
+                tracing::error!(error = %e, "rewriting spool file failed; it is kept whole");
+            }
+            return false;
         }
-        if let Err(e) = self.spool.lock().expect("spool lock").remove(&path) {
+        inc(&self.metrics.unspooled_batches);
+        if let Err(e) = spool.remove(&path) {
             tracing::error!(error = %e, "removing spool file failed");
         }
-        delivered
+        true
     }
 
     fn spool_empty(&self) -> bool {

@@ -2,10 +2,12 @@
 //! the stream is throttled or unreachable for longer than memory covers,
 //! drained oldest first when it recovers, kept across restarts.
 //!
-//! One file per batch, `<seq>.spool`, written to a temporary name and renamed
-//! (a crash leaves whole files only): repeated (u32 key length, key, u32 data
-//! length, data), big-endian.
-use std::io;
+//! One file per batch, `<seq>.spool`, written to a temporary name, fsynced,
+//! renamed and the directory fsynced (a crash or power loss leaves whole files
+//! only): repeated (u32 key length, key, u32 data length, data), big-endian.
+//! Temporary files left by a crash are removed at open; a file that does not
+//! decode is renamed `<seq>.corrupt`, counted, and never blocks the rest.
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::batcher::Record;
@@ -15,6 +17,18 @@ pub struct Spool {
     max_bytes: u64,
     used: u64,
     next: u64,
+    corrupt: u64,
+}
+
+/// Writes `bytes` to `path` so that after a crash it is either whole or absent.
+fn write_durably(dir: &Path, tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = std::fs::File::create(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, path)?;
+    // The rename is durable once the directory is.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn encode(records: &[Record]) -> Vec<u8> {
@@ -58,7 +72,14 @@ impl Spool {
             max_bytes,
             used: 0,
             next: 0,
+            corrupt: 0,
         };
+        // A crash while writing leaves a temporary file: its batch was never counted spooled.
+        for e in std::fs::read_dir(&s.dir)?.filter_map(|e| e.ok()) {
+            if e.path().extension().is_some_and(|x| x == "tmp") {
+                std::fs::remove_file(e.path())?;
+            }
+        }
         for (seq, path) in s.files()? {
             s.used += std::fs::metadata(&path)?.len();
             s.next = s.next.max(seq + 1);
@@ -72,6 +93,11 @@ impl Spool {
 
     pub fn is_empty(&self) -> bool {
         self.used == 0
+    }
+
+    /// Files set aside because they did not decode.
+    pub fn corrupt_files(&self) -> u64 {
+        self.corrupt
     }
 
     fn files(&self) -> io::Result<Vec<(u64, PathBuf)>> {
@@ -100,20 +126,38 @@ impl Spool {
         }
         let path = self.dir.join(format!("{:020}.spool", self.next));
         let tmp = self.dir.join(format!("{:020}.tmp", self.next));
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &path)?;
+        write_durably(&self.dir, &tmp, &path, &bytes)?;
         self.next += 1;
         self.used += bytes.len() as u64;
         Ok(true)
     }
 
-    /// The oldest batch, without removing it.
-    pub fn oldest(&self) -> io::Result<Option<(PathBuf, Vec<Record>)>> {
-        let Some((_, path)) = self.files()?.into_iter().next() else {
-            return Ok(None);
-        };
-        let records = decode(&std::fs::read(&path)?)?;
-        Ok(Some((path, records)))
+    /// The oldest batch that decodes, without removing it; files that do not
+    /// decode on the way are set aside as `.corrupt` and counted.
+    pub fn oldest(&mut self) -> io::Result<Option<(PathBuf, Vec<Record>)>> {
+        for (_, path) in self.files()? {
+            let bytes = std::fs::read(&path)?;
+            match decode(&bytes) {
+                Ok(records) => return Ok(Some((path, records))),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "spool file does not decode; set aside");
+                    std::fs::rename(&path, path.with_extension("corrupt"))?;
+                    self.used = self.used.saturating_sub(bytes.len() as u64);
+                    self.corrupt += 1;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Replaces a spooled batch by what is left of it, in place: it keeps its
+    /// turn, and needs no room beyond what the batch already holds.
+    pub fn replace(&mut self, path: &Path, records: &[Record]) -> io::Result<()> {
+        let old = std::fs::metadata(path)?.len();
+        let bytes = encode(records);
+        write_durably(&self.dir, &path.with_extension("tmp"), path, &bytes)?;
+        self.used = self.used.saturating_sub(old) + bytes.len() as u64;
+        Ok(())
     }
 
     pub fn remove(&mut self, path: &Path) -> io::Result<()> {
@@ -153,5 +197,49 @@ mod tests {
         s.remove(&p).unwrap();
         assert!(s.oldest().unwrap().is_none());
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn crash_leftovers_and_corrupt_files_block_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 10_000).unwrap();
+        assert!(s.push(&[rec(1, 100)]).unwrap());
+        assert!(s.push(&[rec(2, 100)]).unwrap());
+        assert!(s.push(&[rec(3, 100)]).unwrap());
+        // A power loss right after a rename of a half-written file, and a crash mid-write.
+        let files = s.files().unwrap();
+        std::fs::write(&files[1].1, b"\x00\x00\x00\xffcut").unwrap();
+        std::fs::write(dir.path().join("00000000000000000009.tmp"), b"half").unwrap();
+        let mut s = Spool::open(dir.path(), 10_000).unwrap();
+        assert!(
+            !dir.path().join("00000000000000000009.tmp").exists(),
+            "tmp removed at open"
+        );
+        let (p, r) = s.oldest().unwrap().unwrap();
+        assert_eq!(r, vec![rec(1, 100)]);
+        s.remove(&p).unwrap();
+        // The corrupt second file is set aside and counted; the third comes next.
+        let (p, r) = s.oldest().unwrap().unwrap();
+        assert_eq!(r, vec![rec(3, 100)]);
+        assert_eq!(s.corrupt_files(), 1);
+        assert!(files[1].1.with_extension("corrupt").exists());
+        s.remove(&p).unwrap();
+        assert!(s.is_empty());
+        assert!(s.oldest().unwrap().is_none());
+    }
+
+    #[test]
+    fn what_is_left_of_a_batch_keeps_its_turn_even_in_a_full_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = [rec(1, 400), rec(2, 400)];
+        let mut s = Spool::open(dir.path(), 1000).unwrap();
+        assert!(s.push(&batch).unwrap());
+        assert!(!s.push(&batch).unwrap(), "full");
+        let (p, _) = s.oldest().unwrap().unwrap();
+        // Half delivered: the rest replaces the file in place, no new room needed.
+        s.replace(&p, &batch[1..]).unwrap();
+        assert_eq!(s.used_bytes(), 8 + 2 + 400);
+        let (p2, r) = s.oldest().unwrap().unwrap();
+        assert_eq!((p2, r), (p, vec![rec(2, 400)]));
     }
 }
