@@ -2,18 +2,29 @@
 //! accepts the same thing: a directory path, `file:///dir`, or `s3://bucket/prefix`.
 use std::sync::Arc;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, RetryConfig};
 
 use crate::{LakeError, Result};
+
+/// An S3 request is retried for at most this long (object_store's default is
+/// 180 s): with the 30 s request timeout it ends well inside the ingest
+/// function's 120 s, so the function reports the failure and Lambda retries the
+/// record, instead of the whole invocation timing out.
+pub const S3_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub fn open(location: &str) -> Result<Arc<dyn ObjectStore>> {
     if let Some(rest) = location.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         // Region, credentials and AWS_ENDPOINT (LocalStack) come from the environment.
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                retry_timeout: S3_RETRY_TIMEOUT,
+                ..RetryConfig::default()
+            });
         if let Ok(endpoint) =
             std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         {
