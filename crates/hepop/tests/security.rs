@@ -48,19 +48,8 @@ fn the_api_and_metrics_need_a_token_health_does_not() {
 /// Starts `hepop serve` with `args`, reads its first stdout line, stops it, returns (line, stderr).
 fn start_and_stop(args: &[&str]) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = serve_command(dir.path(), args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let (child, line) = first_line(&mut serve_command(dir.path(), args), Stdio::piped());
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     (line, String::from_utf8_lossy(&out.stderr).into_owned())
 }

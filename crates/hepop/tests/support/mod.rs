@@ -48,6 +48,28 @@ pub fn serve_command(dir: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// Starts `command` with stdout piped and returns it with its first line.
+pub fn first_line(command: &mut Command, stderr: Stdio) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
+/// Sends SIGTERM: the server's orderly shutdown.
+pub fn sigterm(child: &Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
 /// Asserts that `hepop serve` with `args` exits with an error whose message says `says`.
 pub fn refuses_to_start(args: &[&str], says: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -80,15 +102,7 @@ impl Server {
 
     /// Runs `command` (a `hepop serve` over `dir`) and waits for its start line.
     pub fn spawn(mut command: Command, dir: tempfile::TempDir) -> Server {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = first_line(&mut command, Stdio::null());
         assert!(line.starts_with("hepop listening"), "{line}");
         Server {
             udp: addr(&line, "hep_udp"),
@@ -190,10 +204,7 @@ impl Server {
     }
 
     pub fn terminate(mut self) -> (std::process::ExitStatus, String, tempfile::TempDir) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        sigterm(&self.child);
         let status = self.child.wait().unwrap();
         let mut out = String::new();
         self.child
