@@ -89,7 +89,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let buffered = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
 
-    // Security settings first: a bad one stops the start before anything listens.
+    // Every setting is checked before anything listens: a bad one stops the start with a message.
+    let flush_after = Duration::try_from_secs_f64(args.flush_secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--flush-secs must be a number of seconds above 0")?;
+    anyhow::ensure!(args.queue > 0, "--queue must be at least 1");
+    anyhow::ensure!(args.flush_rows > 0, "--flush-rows must be at least 1");
     let tokens = args.http.tokens()?;
     let http_ip = args.http.bind(args.host, !tokens.is_empty())?;
     let http_tls = args.http.tls()?;
@@ -221,7 +227,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let writer_cfg = WriterConfig {
         writer_id: args.writer_id.clone(),
         max_rows: args.flush_rows,
-        max_age: Duration::from_secs_f64(args.flush_secs),
+        max_age: flush_after,
         ..Default::default()
     };
     let writer = tokio::spawn(run_writer(

@@ -502,6 +502,14 @@ fn bad_settings_stop_the_start_with_a_message() {
         (&["--compact-max-job-bytes", "1000"][..], "max_job_bytes"),
         (&["--writer-id", "a-b"][..], "writer id"),
         (&["--retention-days", "soon"][..], "retention-days"),
+        (&["--flush-secs", "nan"][..], "--flush-secs"),
+        (&["--flush-secs=-1"][..], "--flush-secs"),
+        (&["--queue", "0"][..], "--queue"),
+        (&["--flush-rows", "0"][..], "--flush-rows"),
+        (
+            &["--write-retry-max-secs", "0"][..],
+            "--write-retry-max-secs",
+        ),
     ] {
         refuses_to_start(args, says);
     }
