@@ -91,43 +91,62 @@ async fn start_with_tls(
     tls: Option<(SocketAddr, listen::tls::TlsAcceptor)>,
 ) -> Relay {
     let spool = tempfile::tempdir().unwrap();
-    // Find free ports first: the relay prints its own, but in-process we pick them.
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    let metrics_probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let metrics = metrics_probe.local_addr().unwrap();
-    drop(metrics_probe);
-    let cfg = RelayConfig {
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
-        udp_buffer: 8 << 20,
-        auth_keys: listen::AuthKeys::new(auth_keys).unwrap(),
-        tls,
-        stream_limits: Default::default(),
-        batcher: BatcherConfig {
-            max_raw_bytes: 256 << 10,
-            linger: Duration::from_millis(50),
-        },
-        retry: RetryConfig {
-            base: Duration::from_millis(20),
-            max: Duration::from_millis(500),
-            give_up_after: give_up,
-        },
-        memory_bytes,
-        spool_dir: spool.path().to_owned(),
-        spool_max_bytes: 1 << 30,
-        metrics,
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(cfg, sink, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    Relay {
-        udp: format!("127.0.0.1:{port}").parse().unwrap(),
-        metrics,
-        stop,
-        task,
-        _spool: spool,
+    // In-process the ports are picked here, free when probed; another test may
+    // take one before the relay binds it (TCP shares the UDP port's number).
+    // Then the relay fails to start: pick again.
+    for _ in 0..10 {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let metrics_probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let metrics = metrics_probe.local_addr().unwrap();
+        drop(metrics_probe);
+        let cfg = RelayConfig {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            udp_buffer: 8 << 20,
+            auth_keys: listen::AuthKeys::new(auth_keys).unwrap(),
+            tls: tls.clone(),
+            stream_limits: Default::default(),
+            batcher: BatcherConfig {
+                max_raw_bytes: 256 << 10,
+                linger: Duration::from_millis(50),
+            },
+            retry: RetryConfig {
+                base: Duration::from_millis(20),
+                max: Duration::from_millis(500),
+                give_up_after: give_up,
+            },
+            memory_bytes,
+            spool_dir: spool.path().to_owned(),
+            spool_max_bytes: 1 << 30,
+            metrics,
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(cfg, sink.clone(), stop.clone()));
+        // Ready once /metrics answers (it is bound last); failed if the task ended.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ready = loop {
+            if task.is_finished() {
+                break false;
+            }
+            if TcpStream::connect(metrics).is_ok() && !task.is_finished() {
+                break true;
+            }
+            assert!(Instant::now() < deadline, "relay did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if ready {
+            return Relay {
+                udp: format!("127.0.0.1:{port}").parse().unwrap(),
+                metrics,
+                stop,
+                task,
+                _spool: spool,
+            };
+        }
+        let _ = task.await;
     }
+    panic!("no free ports for the relay after 10 tries");
 }
 
 fn metric(addr: SocketAddr, name: &str) -> u64 {
