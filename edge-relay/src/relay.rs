@@ -9,8 +9,8 @@ use axum::routing::get;
 use hep::HepMessage;
 use listen::tls::TlsAcceptor;
 use listen::{
-    AuthKeys, CancellationToken, Counters, KeyCheck, StreamLimits, bind_tcp_beside, bind_udp,
-    run_stream, run_udp,
+    AuthKeys, CancellationToken, Counters, KeyCheck, StreamLimits, bind_udp_and_tcp, run_stream,
+    run_udp,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -60,9 +60,9 @@ pub async fn run(
         metrics: ship_metrics.clone(),
     });
 
-    let udp = bind_udp(cfg.listen, cfg.udp_buffer)
-        .with_context(|| format!("binding UDP {}", cfg.listen))?;
-    let tcp = bind_tcp_beside(&udp).await?;
+    let (udp, tcp) = bind_udp_and_tcp(cfg.listen, cfg.udp_buffer)
+        .await
+        .with_context(|| format!("binding HEP UDP and TCP {}", cfg.listen))?;
     let tls = match &cfg.tls {
         Some((addr, acceptor)) => Some((
             tokio::net::TcpListener::bind(addr)

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use listen::args::HepListenArgs;
-use listen::{KeyCheck, add, bind_tcp_beside, bind_udp, inc, run_stream, run_udp};
+use listen::{KeyCheck, add, bind_udp_and_tcp, inc, run_stream, run_udp};
 
 use crate::args::{CompactionArgs, HttpArgs, QueryArgs, TimeArgs};
 use crate::metrics::Metrics;
@@ -116,9 +116,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .limits(Duration::from_secs(args.time.max_ahead_secs))?;
 
     let hep_addr = SocketAddr::new(args.host, args.hep_port);
-    let udp =
-        bind_udp(hep_addr, args.udp_buffer).with_context(|| format!("binding UDP {hep_addr}"))?;
-    let tcp = bind_tcp_beside(&udp).await?;
+    let (udp, tcp) = bind_udp_and_tcp(hep_addr, args.udp_buffer)
+        .await
+        .with_context(|| format!("binding HEP UDP and TCP {hep_addr}"))?;
     let tls_listener = match hep_tls {
         Some(_) => {
             let addr = SocketAddr::new(args.host, args.hep.tls_port);

@@ -206,7 +206,28 @@ pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSock
     UdpSocket::from_std(s.into())
 }
 
-/// Binds TCP on the port UDP got, so both share one number even when asked for port 0.
+/// Binds UDP and TCP on one port number. Asked for port 0, UDP picks a free
+/// port and TCP may find that number taken (by any TCP socket, an outgoing
+/// connection's local port included): then both are picked again.
+pub async fn bind_udp_and_tcp(
+    addr: SocketAddr,
+    recv_buffer: usize,
+) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut tries = 0;
+    loop {
+        let udp = bind_udp(addr, recv_buffer)?;
+        match bind_tcp_beside(&udp).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 && tries < 20 => {
+                tries += 1;
+                tracing::debug!(error = %e, "the UDP port's number is taken for TCP; picking another");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Binds TCP on the port UDP got, so both share one number.
 pub async fn bind_tcp_beside(udp: &UdpSocket) -> std::io::Result<TcpListener> {
     let addr = udp.local_addr()?;
     match TcpListener::bind(addr).await {
