@@ -90,10 +90,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
 
     // Every setting is checked before anything listens: a bad one stops the start with a message.
-    let flush_after = Duration::try_from_secs_f64(args.flush_secs)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .context("--flush-secs must be a number of seconds above 0")?;
+    let flush_after = positive_secs(args.flush_secs, "--flush-secs")?;
     anyhow::ensure!(args.queue > 0, "--queue must be at least 1");
     anyhow::ensure!(args.flush_rows > 0, "--flush-rows must be at least 1");
     let tokens = args.http.tokens()?;
@@ -103,10 +100,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let hep_tls = args.hep.tls()?;
     let stream_limits = args.hep.limits()?;
     let retry = WriteRetry {
-        max_pause: Duration::try_from_secs_f64(args.write_retry_max_secs)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .context("--write-retry-max-secs must be a number of seconds above 0")?,
+        max_pause: positive_secs(args.write_retry_max_secs, "--write-retry-max-secs")?,
         after_stop: Duration::try_from_secs_f64(args.write_retry_after_stop_secs)
             .ok()
             .context("--write-retry-after-stop-secs must be a number of seconds, 0 or more")?,
@@ -299,6 +293,14 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// A seconds flag that must be a finite number above 0 (NaN, negative and 0 stop the start).
+fn positive_secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a number of seconds above 0"))
 }
 
 /// How a file that fails to write is retried.
