@@ -15,7 +15,8 @@ use listen::{
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::batcher::{Batcher, BatcherConfig, Record, into_puts};
+use crate::batcher::{Batcher, BatcherConfig, into_puts};
+use crate::queue::{ShipSender, ship_queue};
 use crate::shipper::{RetryConfig, ShipMetrics, Shipper};
 use crate::sink::RecordSink;
 use crate::spool::Spool;
@@ -42,48 +43,103 @@ pub struct RelayConfig {
 /// Packets waiting between the listeners and the batcher.
 const PACKET_QUEUE: usize = 100_000;
 
+/// Where a bound relay listens.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayAddrs {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub metrics: SocketAddr,
+}
+
+/// A relay whose sockets and spool are open: binding is separate from
+/// running so a caller asking for port 0 learns the ports before traffic.
+pub struct BoundRelay {
+    cfg: RelayConfig,
+    spool: Spool,
+    udp: tokio::net::UdpSocket,
+    tcp: tokio::net::TcpListener,
+    tls: Option<(tokio::net::TcpListener, TlsAcceptor)>,
+    metrics: tokio::net::TcpListener,
+}
+
+impl BoundRelay {
+    pub async fn bind(cfg: RelayConfig) -> anyhow::Result<Self> {
+        let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)
+            .with_context(|| format!("opening spool {}", cfg.spool_dir.display()))?;
+        let (udp, tcp) = bind_udp_and_tcp(cfg.listen, cfg.udp_buffer)
+            .await
+            .with_context(|| format!("binding HEP UDP and TCP {}", cfg.listen))?;
+        let tls = match &cfg.tls {
+            Some((addr, acceptor)) => Some((
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding HEP over TLS {addr}"))?,
+                acceptor.clone(),
+            )),
+            None => None,
+        };
+        let metrics = tokio::net::TcpListener::bind(cfg.metrics)
+            .await
+            .with_context(|| format!("binding {}", cfg.metrics))?;
+        Ok(Self {
+            cfg,
+            spool,
+            udp,
+            tcp,
+            tls,
+            metrics,
+        })
+    }
+
+    pub fn addrs(&self) -> std::io::Result<RelayAddrs> {
+        Ok(RelayAddrs {
+            udp: self.udp.local_addr()?,
+            tcp: self.tcp.local_addr()?,
+            tls: match &self.tls {
+                Some((l, _)) => Some(l.local_addr()?),
+                None => None,
+            },
+            metrics: self.metrics.local_addr()?,
+        })
+    }
+}
+
 pub async fn run(
     cfg: RelayConfig,
     sink: Arc<dyn RecordSink>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_bound(BoundRelay::bind(cfg).await?, sink, stop).await
+}
+
+pub async fn run_bound(
+    bound: BoundRelay,
+    sink: Arc<dyn RecordSink>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let addrs = bound.addrs()?;
+    let BoundRelay {
+        cfg,
+        spool,
+        udp,
+        tcp,
+        tls,
+        metrics: metrics_listener,
+    } = bound;
     let counters = Arc::new(Counters::default());
     let ship_metrics = Arc::new(ShipMetrics::default());
-    let spool = Arc::new(Mutex::new(
-        Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)
-            .with_context(|| format!("opening spool {}", cfg.spool_dir.display()))?,
-    ));
+    let spool = Arc::new(Mutex::new(spool));
     let shipper = Arc::new(Shipper {
         sink,
         spool: spool.clone(),
         retry: cfg.retry.clone(),
         metrics: ship_metrics.clone(),
     });
-
-    let (udp, tcp) = bind_udp_and_tcp(cfg.listen, cfg.udp_buffer)
-        .await
-        .with_context(|| format!("binding HEP UDP and TCP {}", cfg.listen))?;
-    let tls = match &cfg.tls {
-        Some((addr, acceptor)) => Some((
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding HEP over TLS {addr}"))?,
-            acceptor.clone(),
-        )),
-        None => None,
-    };
-    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics)
-        .await
-        .with_context(|| format!("binding {}", cfg.metrics))?;
-    let tls_addr = match &tls {
-        Some((l, _)) => l.local_addr()?.to_string(),
-        None => "off".into(),
-    };
+    let tls_addr = addrs.tls.map_or("off".into(), |a| a.to_string());
     println!(
         "edge-relay listening hep_udp={} hep_tcp={} hep_tls={tls_addr} metrics={}",
-        udp.local_addr()?,
-        tcp.local_addr()?,
-        metrics_listener.local_addr()?
+        addrs.udp, addrs.tcp, addrs.metrics
     );
 
     let keys = Arc::new(cfg.auth_keys.clone());
@@ -97,8 +153,7 @@ pub async fn run(
     };
 
     let (packet_tx, packet_rx) = mpsc::channel::<Vec<u8>>(PACKET_QUEUE);
-    // Each queued batch is at most 5 MiB: the memory bound in batches.
-    let (ship_tx, ship_rx) = mpsc::channel::<Vec<Record>>((cfg.memory_bytes / (5 << 20)).max(2));
+    let (ship_tx, ship_rx) = ship_queue(cfg.memory_bytes);
     let listen_stop = CancellationToken::new();
     let mut listeners = JoinSet::new();
     listeners.spawn(run_udp(
@@ -129,6 +184,7 @@ pub async fn run(
         listen_stop.clone(),
     ));
 
+    let queued = ship_tx.gauge();
     let batcher = tokio::spawn(run_batcher(
         packet_rx,
         ship_tx,
@@ -137,7 +193,12 @@ pub async fn run(
     ));
     let shipping = tokio::spawn(shipper.clone().run(ship_rx));
 
-    let (c, m, s) = (counters.clone(), ship_metrics.clone(), spool.clone());
+    let (c, m, s, q) = (
+        counters.clone(),
+        ship_metrics.clone(),
+        spool.clone(),
+        queued,
+    );
     let app = axum::Router::new().route(
         "/metrics",
         get(move || async move {
@@ -148,6 +209,11 @@ pub async fn run(
                 .map(|s| (s.used_bytes(), s.corrupt_files()))
                 .unwrap_or_default();
             let mut gauges = c.gauges();
+            gauges.push((
+                "queued_bytes",
+                "record bytes in memory waiting for Kinesis",
+                q.get() as u64,
+            ));
             gauges.push((
                 "spool_bytes",
                 "bytes waiting in the disk spool",
@@ -189,7 +255,7 @@ pub async fn run(
 
 async fn run_batcher(
     mut rx: mpsc::Receiver<Vec<u8>>,
-    ship: mpsc::Sender<Vec<Record>>,
+    ship: ShipSender,
     shipper: Arc<Shipper>,
     cfg: BatcherConfig,
 ) {
@@ -209,17 +275,14 @@ async fn run_batcher(
         };
         for put in into_puts(records) {
             // Kinesis is slower than the listeners: beyond the memory bound, spool.
-            if let Err(
-                mpsc::error::TrySendError::Full(put) | mpsc::error::TrySendError::Closed(put),
-            ) = ship.try_send(put)
-            {
+            if let Err(put) = ship.try_send(put) {
                 shipper.spool(&put);
             }
         }
     }
     for put in into_puts(batcher.flush()) {
-        if let Err(e) = ship.send(put).await {
-            shipper.spool(&e.0);
+        if let Err(put) = ship.send(put).await {
+            shipper.spool(&put);
         }
     }
 }

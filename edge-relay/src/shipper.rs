@@ -2,14 +2,15 @@
 //! and drains the spool when it recovers.
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use listen::{add, get, inc};
-use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::batcher::Record;
+use crate::queue::ShipReceiver;
 use crate::sink::RecordSink;
 use crate::spool::Spool;
+use listen::{add, get, inc};
 
 #[derive(Debug, Clone)]
 pub struct RetryConfig {
@@ -197,7 +198,7 @@ impl Shipper {
 
     /// Runs until the batch channel closes: sends while Kinesis is healthy,
     /// spools while it is not, drains the spool as soon as it is again.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Vec<Record>>) {
+    pub async fn run(self: Arc<Self>, mut rx: ShipReceiver) {
         let mut healthy = true;
         let mut probe_attempt = 0;
         loop {
@@ -210,16 +211,17 @@ impl Shipper {
             };
             tokio::select! {
                 biased;
-                batch = rx.recv() => match batch {
-                    Some(batch) if healthy => {
-                        let left = self.send(batch, self.retry.give_up_after).await;
+                put = rx.recv() => match put {
+                    // The put keeps its memory until it is sent or spooled.
+                    Some(put) if healthy => {
+                        let left = self.send(put.records.clone(), self.retry.give_up_after).await;
                         if !left.is_empty() {
                             healthy = false;
                             self.spool(&left);
                         }
                     }
                     // While Kinesis is down new batches go straight to disk.
-                    Some(batch) => self.spool(&batch),
+                    Some(put) => self.spool(&put.records),
                     None => break,
                 },
                 _ = tokio::time::sleep(wait) => {
@@ -235,6 +237,74 @@ impl Shipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::ship_queue;
+    use crate::sink::SinkError;
+
+    /// Kinesis that refuses every call until `up_at` (tokio's clock).
+    struct DownUntil {
+        up_at: tokio::time::Instant,
+        delivered: Mutex<Vec<Record>>,
+    }
+
+    #[async_trait::async_trait]
+    impl RecordSink for DownUntil {
+        async fn put(&self, records: &[Record]) -> Result<Vec<usize>, SinkError> {
+            if tokio::time::Instant::now() < self.up_at {
+                return Err(SinkError("unreachable".into()));
+            }
+            self.delivered.lock().unwrap().extend_from_slice(records);
+            Ok(Vec::new())
+        }
+    }
+
+    fn record(i: usize) -> Record {
+        Record {
+            partition_key: format!("{i:08}"),
+            data: i.to_be_bytes().to_vec(),
+        }
+    }
+
+    /// An hour without Kinesis, played on tokio's paused clock: a put a second
+    /// goes to the spool, and once Kinesis is back every record arrives once.
+    #[tokio::test(start_paused = true)]
+    async fn an_hour_long_outage_is_spooled_then_delivered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(DownUntil {
+            up_at: tokio::time::Instant::now() + Duration::from_secs(3600),
+            delivered: Mutex::default(),
+        });
+        let metrics = Arc::new(ShipMetrics::default());
+        let shipper = Arc::new(Shipper {
+            sink: sink.clone(),
+            spool: Arc::new(Mutex::new(Spool::open(dir.path(), 1 << 30).unwrap())),
+            retry: RetryConfig {
+                base: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+                give_up_after: Duration::from_secs(20),
+            },
+            metrics: metrics.clone(),
+        });
+        let (tx, rx) = ship_queue(64 << 20);
+        let run = tokio::spawn(shipper.clone().run(rx));
+        let seconds = 4000;
+        for s in 0..seconds {
+            tx.send(vec![record(s)]).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // Kinesis has been back for 400 s: the spool drained meanwhile.
+        assert!(shipper.spool_empty(), "spool drained");
+        drop(tx);
+        run.await.unwrap();
+        let got = sink.delivered.lock().unwrap().clone();
+        let mut keys: Vec<_> = got.iter().map(|r| r.partition_key.clone()).collect();
+        keys.sort();
+        let want: Vec<_> = (0..seconds).map(|i| record(i).partition_key).collect();
+        assert_eq!(keys, want, "every record once");
+        assert_eq!(get(&metrics.lost_records), 0);
+        let spooled = get(&metrics.spooled_batches);
+        assert!(spooled > 10, "the outage went to disk: {spooled}");
+        assert_eq!(get(&metrics.unspooled_batches), spooled);
+    }
 
     #[test]
     fn backoff_is_bounded_and_jittered() {

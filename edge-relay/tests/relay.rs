@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use edge_relay::batcher::{BatcherConfig, Record};
-use edge_relay::relay::{RelayConfig, run};
+use edge_relay::relay::{BoundRelay, RelayConfig, run_bound};
 use edge_relay::shipper::RetryConfig;
 use edge_relay::sink::{RecordSink, SinkError};
 use hep::sample::Call;
@@ -18,7 +19,10 @@ use listen::CancellationToken;
 #[derive(Default)]
 struct FlakySink {
     delivered: Mutex<Vec<Record>>,
-    down_until: Mutex<Option<Instant>>,
+    /// Kinesis unreachable: every call fails.
+    down: AtomicBool,
+    /// How long each call takes (a slow but healthy Kinesis).
+    latency: Duration,
     /// Every n-th record put fails as if throttled.
     throttle_every: usize,
     /// Records put so far.
@@ -29,12 +33,10 @@ struct FlakySink {
 impl RecordSink for FlakySink {
     async fn put(&self, records: &[Record]) -> Result<Vec<usize>, SinkError> {
         assert!(records.len() <= 500 && records.iter().map(Record::size).sum::<usize>() <= 5 << 20);
-        if self
-            .down_until
-            .lock()
-            .unwrap()
-            .is_some_and(|t| Instant::now() < t)
-        {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        if self.down.load(Ordering::SeqCst) {
             return Err(SinkError("connection refused".into()));
         }
         let mut failed = Vec::new();
@@ -68,10 +70,35 @@ impl FlakySink {
 
 struct Relay {
     udp: SocketAddr,
+    tls: Option<SocketAddr>,
     metrics: SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _spool: tempfile::TempDir,
+}
+
+fn config(spool: &std::path::Path, give_up: Duration, memory_bytes: usize) -> RelayConfig {
+    RelayConfig {
+        // Port 0 everywhere: the relay binds once and reports what it got.
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp_buffer: 8 << 20,
+        auth_keys: Default::default(),
+        tls: None,
+        stream_limits: Default::default(),
+        batcher: BatcherConfig {
+            max_raw_bytes: 256 << 10,
+            linger: Duration::from_millis(50),
+        },
+        retry: RetryConfig {
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(500),
+            give_up_after: give_up,
+        },
+        memory_bytes,
+        spool_dir: spool.to_owned(),
+        spool_max_bytes: 1 << 30,
+        metrics: "127.0.0.1:0".parse().unwrap(),
+    }
 }
 
 async fn start(
@@ -80,73 +107,25 @@ async fn start(
     give_up: Duration,
     memory_bytes: usize,
 ) -> Relay {
-    start_with_tls(sink, auth_keys, give_up, memory_bytes, None).await
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path(), give_up, memory_bytes);
+    cfg.auth_keys = listen::AuthKeys::new(auth_keys).unwrap();
+    start_with(sink, cfg, spool).await
 }
 
-async fn start_with_tls(
-    sink: Arc<FlakySink>,
-    auth_keys: &[&str],
-    give_up: Duration,
-    memory_bytes: usize,
-    tls: Option<(SocketAddr, listen::tls::TlsAcceptor)>,
-) -> Relay {
-    let spool = tempfile::tempdir().unwrap();
-    // In-process the ports are picked here, free when probed; another test may
-    // take one before the relay binds it (TCP shares the UDP port's number).
-    // Then the relay fails to start: pick again.
-    for _ in 0..10 {
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        let metrics_probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let metrics = metrics_probe.local_addr().unwrap();
-        drop(metrics_probe);
-        let cfg = RelayConfig {
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            udp_buffer: 8 << 20,
-            auth_keys: listen::AuthKeys::new(auth_keys).unwrap(),
-            tls: tls.clone(),
-            stream_limits: Default::default(),
-            batcher: BatcherConfig {
-                max_raw_bytes: 256 << 10,
-                linger: Duration::from_millis(50),
-            },
-            retry: RetryConfig {
-                base: Duration::from_millis(20),
-                max: Duration::from_millis(500),
-                give_up_after: give_up,
-            },
-            memory_bytes,
-            spool_dir: spool.path().to_owned(),
-            spool_max_bytes: 1 << 30,
-            metrics,
-        };
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(cfg, sink.clone(), stop.clone()));
-        // Ready once /metrics answers (it is bound last); failed if the task ended.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let ready = loop {
-            if task.is_finished() {
-                break false;
-            }
-            if TcpStream::connect(metrics).is_ok() && !task.is_finished() {
-                break true;
-            }
-            assert!(Instant::now() < deadline, "relay did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        if ready {
-            return Relay {
-                udp: format!("127.0.0.1:{port}").parse().unwrap(),
-                metrics,
-                stop,
-                task,
-                _spool: spool,
-            };
-        }
-        let _ = task.await;
+async fn start_with(sink: Arc<FlakySink>, cfg: RelayConfig, spool: tempfile::TempDir) -> Relay {
+    let bound = BoundRelay::bind(cfg).await.unwrap();
+    let addrs = bound.addrs().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_bound(bound, sink, stop.clone()));
+    Relay {
+        udp: addrs.udp,
+        tls: addrs.tls,
+        metrics: addrs.metrics,
+        stop,
+        task,
+        _spool: spool,
     }
-    panic!("no free ports for the relay after 10 tries");
 }
 
 fn metric(addr: SocketAddr, name: &str) -> u64 {
@@ -239,43 +218,56 @@ async fn udp_tcp_throttling_and_auth_keys() {
     assert_eq!(got.len(), 2000, "nothing with a wrong key passed");
 }
 
+/// Polls `cond` until it holds; fails the test after `limit`.
+async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sixty_second_outage_loses_nothing() {
+async fn an_outage_goes_to_the_spool_and_loses_nothing() {
+    // (How long an outage lasts only matters to timers: the shipper's test
+    // plays an hour on tokio's paused clock.)
     let sink = Arc::new(FlakySink::default());
-    // Small memory (2 batches) and a short give-up: the spool does the work.
-    let relay = start(sink.clone(), &[], Duration::from_millis(500), 1).await;
+    // One put of memory and a short give-up: the spool does the work.
+    let relay = start(sink.clone(), &[], Duration::from_millis(300), 1).await;
     let before = packets(10, 50, "k");
     send_udp(relay.udp, &before, 50).await;
     wait_for(&sink, before.len(), Duration::from_secs(10)).await;
     assert_eq!(sink.messages().len(), before.len());
 
-    *sink.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(60));
-    // Traffic keeps coming during the whole outage: 60 bursts, one per second.
+    sink.down.store(true, Ordering::SeqCst);
+    // Traffic keeps coming during the outage: 30 bursts, each taken in by the relay.
     let mut during = Vec::new();
-    for s in 0..60 {
+    for s in 0..30 {
         let burst = packets(100 + s, 20, "k");
         send_udp(relay.udp, &burst, 50).await;
         during.extend(burst);
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        if s == 30 {
-            assert!(
-                metric(relay.metrics, "spooled_batches_total") > 0,
-                "batches went to disk during the outage"
-            );
-            assert!(metric(relay.metrics, "spool_bytes") > 0);
-            assert_eq!(
-                sink.messages().len(),
-                before.len(),
-                "nothing got through while down"
-            );
-        }
+        let want = (before.len() + during.len()) as u64;
+        until("the burst to arrive", Duration::from_secs(10), || {
+            metric(relay.metrics, "decoded_total") >= want
+        })
+        .await;
     }
-    wait_for(&sink, before.len() + during.len(), Duration::from_secs(30)).await;
+    until("batches on disk", Duration::from_secs(20), || {
+        metric(relay.metrics, "spooled_batches_total") > 0
+            && metric(relay.metrics, "spool_bytes") > 0
+    })
+    .await;
     assert_eq!(
-        metric(relay.metrics, "spool_bytes"),
-        0,
-        "spool drained after recovery"
+        sink.messages().len(),
+        before.len(),
+        "nothing got through while down"
     );
+    sink.down.store(false, Ordering::SeqCst);
+    wait_for(&sink, before.len() + during.len(), Duration::from_secs(30)).await;
+    until("the spool to drain", Duration::from_secs(10), || {
+        metric(relay.metrics, "spool_bytes") == 0
+    })
+    .await;
     relay.stop.cancel();
     relay.task.await.unwrap().unwrap();
     let got = sink.messages();
@@ -285,13 +277,45 @@ async fn a_sixty_second_outage_loses_nothing() {
     assert_eq!(got.len(), before.len() + during.len());
 }
 
+/// A slow but healthy Kinesis and small records (short linger): puts wait in
+/// memory, merged into few calls, and none goes to disk. (Bounded in puts,
+/// 51 slots filled in a few hundred milliseconds here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_healthy_kinesis_sends_nothing_to_disk() {
+    let sink = Arc::new(FlakySink {
+        latency: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path(), Duration::from_secs(20), 256 << 20);
+    cfg.batcher.linger = Duration::from_millis(1);
+    let relay = start_with(sink.clone(), cfg, spool).await;
+    let sent = packets(50, 600, "k");
+    send_udp(relay.udp, &sent, 10).await;
+    wait_for(&sink, sent.len(), Duration::from_secs(60)).await;
+    let calls = metric(relay.metrics, "put_calls_total");
+    let records = metric(relay.metrics, "records_put_total");
+    assert_eq!(metric(relay.metrics, "spooled_batches_total"), 0);
+    assert_eq!(metric(relay.metrics, "queued_bytes"), 0);
+    assert!(
+        calls * 5 < records,
+        "queued puts are merged: {calls} calls for {records} records"
+    );
+    relay.stop.cancel();
+    relay.task.await.unwrap().unwrap();
+    assert_eq!(sink.messages().len(), sent.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_flushes_the_open_record() {
     let sink = Arc::new(FlakySink::default());
     let relay = start(sink.clone(), &[], Duration::from_secs(5), 64 << 20).await;
     let ps = packets(20, 3, "k");
     send_udp(relay.udp, &ps, 50).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    until("the packets to arrive", Duration::from_secs(10), || {
+        metric(relay.metrics, "decoded_total") == ps.len() as u64
+    })
+    .await;
     relay.stop.cancel();
     relay.task.await.unwrap().unwrap();
     assert_eq!(sink.messages().len(), ps.len());
@@ -305,18 +329,13 @@ async fn hep_over_tls_is_relayed_and_plain_tcp_refused_on_its_port() {
     std::fs::write(&cert, c.cert.pem()).unwrap();
     std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
     let acceptor = listen::tls::acceptor(&cert, &key).unwrap();
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let tls_addr = probe.local_addr().unwrap();
-    drop(probe);
     let sink = Arc::new(FlakySink::default());
-    let relay = start_with_tls(
-        sink.clone(),
-        &["edge=good"],
-        Duration::from_secs(5),
-        64 << 20,
-        Some((tls_addr, acceptor)),
-    )
-    .await;
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = config(spool.path(), Duration::from_secs(5), 64 << 20);
+    cfg.auth_keys = listen::AuthKeys::new(&["edge=good"]).unwrap();
+    cfg.tls = Some(("127.0.0.1:0".parse().unwrap(), acceptor));
+    let relay = start_with(sink.clone(), cfg, spool).await;
+    let tls_addr = relay.tls.unwrap();
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(c.cert.der().clone()).unwrap();
@@ -348,11 +367,10 @@ async fn hep_over_tls_is_relayed_and_plain_tcp_refused_on_its_port() {
     plain.write_all(&packets(41, 1, "good").concat()).unwrap();
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut plain, &mut rest);
-    let t = Instant::now();
-    while metric(relay.metrics, "tls_handshake_failures_total") < 1 {
-        assert!(t.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the handshake failure", Duration::from_secs(10), || {
+        metric(relay.metrics, "tls_handshake_failures_total") >= 1
+    })
+    .await;
     assert_eq!(metric(relay.metrics, "tls_connections_total"), 1);
     relay.stop.cancel();
     relay.task.await.unwrap().unwrap();

@@ -173,16 +173,9 @@ fn lake(bucket: &str) -> Arc<dyn ObjectStore> {
     lake::store::open(&format!("s3://{bucket}/lake")).unwrap()
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct RunningRelay {
     hep: SocketAddr,
+    metrics: SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _spool: tempfile::TempDir,
@@ -190,14 +183,9 @@ struct RunningRelay {
 
 async fn start_relay(kinesis_endpoint: &str, stream: &str, give_up: Duration) -> RunningRelay {
     let spool = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let client = kinesis(kinesis_endpoint).await;
     let cfg = RelayConfig {
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        listen: "127.0.0.1:0".parse().unwrap(),
         udp_buffer: 8 << 20,
         auth_keys: Default::default(),
         tls: None,
@@ -215,20 +203,48 @@ async fn start_relay(kinesis_endpoint: &str, stream: &str, give_up: Duration) ->
         memory_bytes: 1,
         spool_dir: spool.path().to_owned(),
         spool_max_bytes: 1 << 30,
-        metrics: metrics_port,
+        metrics: "127.0.0.1:0".parse().unwrap(),
     };
+    let bound = edge_relay::relay::BoundRelay::bind(cfg).await.unwrap();
+    let addrs = bound.addrs().unwrap();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(edge_relay::relay::run(
-        cfg,
+    let task = tokio::spawn(edge_relay::relay::run_bound(
+        bound,
         Arc::new(KinesisSink::new(client, stream)),
         stop.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
     RunningRelay {
-        hep: format!("127.0.0.1:{port}").parse().unwrap(),
+        hep: addrs.udp,
+        metrics: addrs.metrics,
         stop,
         task,
         _spool: spool,
+    }
+}
+
+/// One of the relay's /metrics values.
+fn relay_metric(addr: SocketAddr, name: &str) -> u64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(&format!("edge_relay_{name} ")))
+        .unwrap_or_else(|| panic!("{name} in {body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Polls `cond` until it holds; fails the test after `limit`.
+async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -346,7 +362,12 @@ async fn relay_kinesis_ingest_query_end_to_end_and_idempotent() {
     let tcp = packets(2, 20, now);
     send_udp(relay.hep, &udp);
     send_tcp(relay.hep, &tcp);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until(
+        "the relay to take every packet",
+        Duration::from_secs(20),
+        || relay_metric(relay.metrics, "decoded_total") == 500,
+    )
+    .await;
     relay.stop.cancel();
     relay.task.await.unwrap().unwrap();
 
@@ -502,18 +523,36 @@ async fn kinesis_unreachable_for_a_while_then_drained_nothing_lost() {
     let now = chrono::Utc::now().timestamp_micros() - 60_000_000;
     let before = packets(10, 10, now);
     send_udp(relay.hep, &before);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    until(
+        "the first records in Kinesis",
+        Duration::from_secs(20),
+        || relay_metric(relay.metrics, "records_put_total") > 0,
+    )
+    .await;
     proxy.set_down(true);
     let mut during = Vec::new();
     for i in 0..8 {
         let burst = packets(20 + i, 5, now);
         send_udp(relay.hep, &burst);
         during.extend(burst);
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let want = (before.len() + during.len()) as u64;
+        until("the burst to arrive", Duration::from_secs(20), || {
+            relay_metric(relay.metrics, "decoded_total") == want
+        })
+        .await;
     }
+    until("batches on disk", Duration::from_secs(30), || {
+        relay_metric(relay.metrics, "spooled_batches_total") > 0
+    })
+    .await;
     proxy.set_down(false);
     // Drain: the relay probes with backoff (≤ 1 s here) and empties its spool.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    until("the spool to drain", Duration::from_secs(60), || {
+        relay_metric(relay.metrics, "spool_bytes") == 0
+            && relay_metric(relay.metrics, "unspooled_batches_total")
+                == relay_metric(relay.metrics, "spooled_batches_total")
+    })
+    .await;
     relay.stop.cancel();
     relay.task.await.unwrap().unwrap();
 
