@@ -332,7 +332,7 @@ async fn hep_over_tls_is_relayed_and_plain_tcp_refused_on_its_port() {
     let sink = Arc::new(FlakySink::default());
     let spool = tempfile::tempdir().unwrap();
     let mut cfg = config(spool.path(), Duration::from_secs(5), 64 << 20);
-    cfg.auth_keys = listen::AuthKeys::new(&["edge=good"]).unwrap();
+    cfg.auth_keys = listen::AuthKeys::new(["edge=good"]).unwrap();
     cfg.tls = Some(("127.0.0.1:0".parse().unwrap(), acceptor));
     let relay = start_with(sink.clone(), cfg, spool).await;
     let tls_addr = relay.tls.unwrap();
