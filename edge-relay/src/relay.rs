@@ -12,7 +12,6 @@ use listen::{
     AuthKeys, CancellationToken, Counters, KeyCheck, StreamLimits, bind_udp_and_tcp, run_stream,
     run_udp,
 };
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::batcher::{Batcher, BatcherConfig, into_puts};
@@ -40,8 +39,9 @@ pub struct RelayConfig {
     pub metrics: SocketAddr,
 }
 
-/// Packets waiting between the listeners and the batcher.
-const PACKET_QUEUE: usize = 100_000;
+/// Packet bytes waiting between the listeners and the batcher (which keeps up
+/// with the listeners; Kinesis' slowness is the ship queue's to absorb).
+const PACKET_QUEUE_BYTES: usize = 64 << 20;
 
 /// Where a bound relay listens.
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +152,7 @@ pub async fn run_bound(
         }
     };
 
-    let (packet_tx, packet_rx) = mpsc::channel::<Vec<u8>>(PACKET_QUEUE);
+    let (packet_tx, packet_rx) = listen::queue::<Vec<u8>>(PACKET_QUEUE_BYTES);
     let (ship_tx, ship_rx) = ship_queue(cfg.memory_bytes);
     let listen_stop = CancellationToken::new();
     let mut listeners = JoinSet::new();
@@ -254,7 +254,7 @@ pub async fn run_bound(
 }
 
 async fn run_batcher(
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: listen::QueueReceiver<Vec<u8>>,
     ship: ShipSender,
     shipper: Arc<Shipper>,
     cfg: BatcherConfig,

@@ -90,9 +90,14 @@ impl Metrics {
         add(&self.expired_objects, r.expired_objects as u64);
     }
 
-    pub fn prometheus(&self, buffered: u64) -> String {
+    pub fn prometheus(&self, buffered: u64, queued_bytes: u64) -> String {
         let mut gauges = self.listen.gauges();
         gauges.push(("buffered_rows", "rows waiting to be written", buffered));
+        gauges.push((
+            "queued_bytes",
+            "message bytes queued for the writer (bound: --queue-mb)",
+            queued_bytes,
+        ));
         prometheus("hepop", &self.rows(), &gauges)
     }
 

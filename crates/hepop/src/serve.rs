@@ -14,11 +14,10 @@ use lake::http::{ApiState, ResponseLimit, protect, router};
 use lake::writer::{PendingFile, WriteBuffer, WriterConfig};
 use listen::CancellationToken;
 use object_store::ObjectStore;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use listen::args::HepListenArgs;
-use listen::{KeyCheck, add, bind_udp_and_tcp, inc, run_stream, run_udp};
+use listen::{KeyCheck, QueueReceiver, add, bind_udp_and_tcp, inc, run_stream, run_udp};
 
 use crate::args::{CompactionArgs, HttpArgs, QueryArgs, TimeArgs};
 use crate::metrics::Metrics;
@@ -56,9 +55,10 @@ pub struct ServeArgs {
         default_value_t = 30.0
     )]
     pub write_retry_after_stop_secs: f64,
-    /// Messages queued between the listeners and the writer.
-    #[arg(long, env = "HEPOP_QUEUE", default_value_t = 1_000_000)]
-    pub queue: usize,
+    /// Memory for messages queued between the listeners and the writer, MiB:
+    /// beyond it UDP drops (counted) and TCP senders wait.
+    #[arg(long, env = "HEPOP_QUEUE_MB", default_value_t = 512)]
+    pub queue_mb: usize,
     /// Kernel receive buffer for the UDP socket, bytes.
     #[arg(long, env = "HEPOP_UDP_BUFFER", default_value_t = 64 << 20)]
     pub udp_buffer: usize,
@@ -91,7 +91,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // Every setting is checked before anything listens: a bad one stops the start with a message.
     let flush_after = positive_secs(args.flush_secs, "--flush-secs")?;
-    anyhow::ensure!(args.queue > 0, "--queue must be at least 1");
+    anyhow::ensure!(args.queue_mb > 0, "--queue-mb must be at least 1");
     anyhow::ensure!(args.flush_rows > 0, "--flush-rows must be at least 1");
     let tokens = args.http.tokens()?;
     let http_ip = args.http.bind(args.host, !tokens.is_empty())?;
@@ -130,15 +130,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP {http_addr}"))?;
 
     let engine = QueryEngine::new(store.clone(), query_limits)?;
+    let (tx, rx) = listen::queue::<HepMessage>(args.queue_mb.saturating_mul(1 << 20));
     let m = metrics.clone();
     let b = buffered.clone();
+    let q = tx.gauge();
     let app = router(ApiState {
         engine: Arc::new(engine),
         response_limit: ResponseLimit::Body(args.query.max_response_mb << 20),
     })
     .route(
         "/metrics",
-        get(move || async move { m.prometheus(b.load(Ordering::Relaxed)) }),
+        get(move || async move { m.prometheus(b.load(Ordering::Relaxed), q.get() as u64) }),
     );
     // /metrics follows the API's rule: behind the same tokens.
     let app = protect(app, &tokens);
@@ -188,7 +190,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Some(msg)
     };
-    let (tx, rx) = mpsc::channel::<HepMessage>(args.queue);
     let mut listeners = JoinSet::new();
     listeners.spawn(run_udp(
         udp,
@@ -363,7 +364,7 @@ async fn write_with_retry(
 const MAX_INFLIGHT_WRITES: usize = 4;
 
 async fn run_writer(
-    mut rx: mpsc::Receiver<HepMessage>,
+    mut rx: QueueReceiver<HepMessage>,
     store: Arc<dyn ObjectStore>,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
@@ -383,8 +384,8 @@ async fn run_writer(
                     // Take what else is queued without a select per message.
                     for _ in 0..4096 {
                         match rx.try_recv() {
-                            Ok(m) => buffer.append(&m),
-                            Err(_) => break,
+                            Some(m) => buffer.append(&m),
+                            None => break,
                         }
                     }
                 }

@@ -504,7 +504,7 @@ fn bad_settings_stop_the_start_with_a_message() {
         (&["--retention-days", "soon"][..], "retention-days"),
         (&["--flush-secs", "nan"][..], "--flush-secs"),
         (&["--flush-secs=-1"][..], "--flush-secs"),
-        (&["--queue", "0"][..], "--queue"),
+        (&["--queue-mb", "0"][..], "--queue-mb"),
         (&["--flush-rows", "0"][..], "--flush-rows"),
         (
             &["--write-retry-max-secs", "0"][..],
@@ -583,5 +583,65 @@ fn an_unwritable_lake_delays_rows_over_tcp_and_loses_none() {
     assert_eq!(
         srv.count("SELECT count(*) AS n FROM hep_1") as usize,
         msgs.len() * 7 / 10
+    );
+}
+
+/// A log message (type 100) of `bytes` payload, unique by `i`.
+fn big_log(i: usize, bytes: usize) -> Vec<u8> {
+    let mut m = calls(60, 1).remove(0);
+    m.proto_type = 100;
+    m.payload = format!("{i:08}").into_bytes();
+    m.payload.resize(bytes, b'x');
+    encode_v3(&m).unwrap()
+}
+
+#[test]
+fn a_full_queue_drops_udp_counted_and_holds_tcp_back() {
+    // One MiB of queue, files of ten rows: with the lake unwritable the writer
+    // soon holds its four files in retry and stops taking from the queue.
+    let srv = Server::start(&[
+        "--write-retry-max-secs",
+        "0.2",
+        "--queue-mb",
+        "1",
+        "--flush-rows",
+        "10",
+    ]);
+    let lake = srv.dir.as_ref().unwrap().path().to_owned();
+    let blocker = lake.join("hep_100");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    // TCP: 40 MB of 40 KB messages, more than the queue, the writer and the
+    // sockets' buffers hold; the sender is held back, not dropped.
+    let tcp_msgs: Vec<Vec<u8>> = (0..1000).map(|i| big_log(i, 40_000)).collect();
+    let sender = {
+        let (to, data) = (srv.tcp, tcp_msgs.concat());
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(to).unwrap();
+            s.write_all(&data).unwrap();
+        })
+    };
+    srv.wait_metric_at_least("write_errors", 4);
+    // The queue stays within its bound (one message may pass it alone).
+    let t = Instant::now();
+    while srv.metric("queued_bytes") < 900_000 {
+        assert!(t.elapsed() < Duration::from_secs(30), "queue never filled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(srv.metric("queued_bytes") <= (1 << 20) + 41_000);
+    // UDP meets the full queue: dropped and counted.
+    let udp_msgs: Vec<Vec<u8>> = (1000..1050).map(|i| big_log(i, 40_000)).collect();
+    send_udp(srv.udp, &udp_msgs);
+    srv.wait_metric_at_least("dropped", 1);
+    assert!(!sender.is_finished(), "the TCP sender is held back");
+    assert!(srv.metric("queued_bytes") <= (1 << 20) + 41_000);
+    // The lake is back: every TCP message is stored, and every UDP one not dropped.
+    std::fs::remove_file(&blocker).unwrap();
+    sender.join().unwrap();
+    let dropped = srv.metric("dropped");
+    assert!(dropped <= udp_msgs.len() as u64);
+    srv.wait_written((tcp_msgs.len() + udp_msgs.len()) as u64 - dropped);
+    assert_eq!(
+        srv.count("SELECT count(DISTINCT substr(payload, 1, 8)) AS n FROM hep_100"),
+        (tcp_msgs.len() + udp_msgs.len()) as i64 - dropped as i64
     );
 }

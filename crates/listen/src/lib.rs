@@ -10,15 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hep::HepMessage;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
 
 pub mod args;
 pub mod auth;
+pub mod queue;
 pub mod stream;
 pub mod tls;
 
 pub use auth::{AuthKeyError, AuthKeys, KeyCheck};
+pub use queue::{QueueGauge, QueueReceiver, QueueSender, Weigh, queue};
 pub use stream::{Incoming, StreamLimits, run_stream};
 
 /// A TCP peer sending this much garbage without one valid frame is cut off.
@@ -239,9 +240,9 @@ pub async fn bind_tcp_beside(udp: &UdpSocket) -> std::io::Result<TcpListener> {
     }
 }
 
-pub async fn run_udp<T: Send + 'static>(
+pub async fn run_udp<T: Weigh + Send + 'static>(
     sock: UdpSocket,
-    tx: mpsc::Sender<T>,
+    tx: QueueSender<T>,
     accept: impl Accept<T>,
     counters: Arc<Counters>,
     stop: CancellationToken,

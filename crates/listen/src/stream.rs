@@ -7,12 +7,12 @@ use std::time::Duration;
 use hep::StreamFramer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Accept, Counters, MAX_GARBAGE, add, handle, inc};
+use crate::{Accept, Counters, MAX_GARBAGE, QueueSender, Weigh, add, handle, inc};
 
 /// Bounds on stream connections; every refusal and cut is counted.
 #[derive(Debug, Clone)]
@@ -69,10 +69,10 @@ impl Incoming for TcpListener {
 }
 
 /// HEP over TCP (`tls` None) or TLS, until `stop`.
-pub async fn run_stream<I: Incoming, T: Send + 'static>(
+pub async fn run_stream<I: Incoming, T: Weigh + Send + 'static>(
     mut incoming: I,
     tls: Option<TlsAcceptor>,
-    tx: mpsc::Sender<T>,
+    tx: QueueSender<T>,
     accept: impl Accept<T>,
     counters: Arc<Counters>,
     limits: StreamLimits,
@@ -147,9 +147,9 @@ pub async fn run_stream<I: Incoming, T: Send + 'static>(
     }
 }
 
-async fn serve_stream<S: AsyncRead + Unpin, T>(
+async fn serve_stream<S: AsyncRead + Unpin, T: Weigh>(
     mut stream: S,
-    tx: &mpsc::Sender<T>,
+    tx: &QueueSender<T>,
     accept: &impl Accept<T>,
     counters: &Counters,
     limits: &StreamLimits,

@@ -12,7 +12,6 @@ use hep::sample::Call;
 use listen::{CancellationToken, Counters, Incoming, StreamLimits, get, run_stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::rustls;
 
 fn frames(run: u64, n: usize) -> Vec<Vec<u8>> {
@@ -28,7 +27,7 @@ fn frames(run: u64, n: usize) -> Vec<Vec<u8>> {
 struct Server {
     addr: SocketAddr,
     counters: Arc<Counters>,
-    rx: mpsc::Receiver<HepMessage>,
+    rx: listen::QueueReceiver<HepMessage>,
     stop: CancellationToken,
 }
 
@@ -36,7 +35,7 @@ async fn serve(tls: Option<tokio_rustls::TlsAcceptor>, limits: StreamLimits) -> 
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let counters = Arc::new(Counters::default());
-    let (tx, rx) = mpsc::channel(10_000);
+    let (tx, rx) = listen::queue(64 << 20);
     let stop = CancellationToken::new();
     tokio::spawn(run_stream(
         l,
@@ -67,7 +66,7 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-async fn receive(rx: &mut mpsc::Receiver<HepMessage>, n: usize) -> Vec<HepMessage> {
+async fn receive(rx: &mut listen::QueueReceiver<HepMessage>, n: usize) -> Vec<HepMessage> {
     let mut got = Vec::new();
     while got.len() < n {
         let m = tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -144,7 +143,7 @@ async fn tls_carries_hep_and_plain_tcp_is_refused_on_its_port() {
     .await;
     assert_eq!(get(&s.counters.decoded), 50);
     assert!(
-        s.rx.try_recv().is_err(),
+        s.rx.try_recv().is_none(),
         "nothing from the plain connection"
     );
     s.stop.cancel();
@@ -286,7 +285,7 @@ impl Incoming for FailingIncoming {
 async fn failing_accepts_back_off_instead_of_spinning() {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let counters = Arc::new(Counters::default());
-    let (tx, _rx) = mpsc::channel::<()>(1);
+    let (tx, _rx) = listen::queue::<Vec<u8>>(1);
     let stop = CancellationToken::new();
     let task = tokio::spawn(run_stream(
         FailingIncoming {
@@ -295,7 +294,7 @@ async fn failing_accepts_back_off_instead_of_spinning() {
         },
         None,
         tx,
-        |_: &[u8], _: HepMessage| Some(()),
+        |_: &[u8], _: HepMessage| Some(Vec::new()),
         counters.clone(),
         StreamLimits::default(),
         stop.clone(),

@@ -170,12 +170,14 @@ impl Server {
         self.query(sql)[0]["n"].as_i64().unwrap()
     }
 
+    /// A counter (`hepop_<name>_total`) or gauge (`hepop_<name>`).
     pub fn metric(&self, name: &str) -> u64 {
         let (_, body) = self.http("GET", "/metrics", "");
+        let (counter, gauge) = (format!("hepop_{name}_total "), format!("hepop_{name} "));
         let line = body
             .lines()
-            .find(|l| l.starts_with(&format!("hepop_{name}_total ")))
-            .unwrap();
+            .find(|l| l.starts_with(&counter) || l.starts_with(&gauge))
+            .unwrap_or_else(|| panic!("{name} in {body}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     }
 
