@@ -41,3 +41,6 @@ echo "template OK: zero cfn-lint errors" >&2
 # Least privilege on what CloudFormation would deploy; the self-test proves each check can fail.
 "$bin/python" "$root/tests/infra/check_security.py" --self-test "$out/template.cfn.json"
 "$bin/python" "$root/tests/infra/check_security.py" "$out/template.cfn.json"
+# Retries, retention, timeouts and alarms that keep a fault from losing records.
+"$bin/python" "$root/tests/infra/check_durability.py" --self-test "$out/template.cfn.json"
+"$bin/python" "$root/tests/infra/check_durability.py" "$out/template.cfn.json"

@@ -14,7 +14,7 @@ pub struct BatchBuilder {
     hep_type: u8,
     time: TimestampMicrosecondBuilder,
     time_sec: Int64Builder,
-    time_usec: Int32Builder,
+    time_usec: Int64Builder,
     kind: Int32Builder,
     capture_id: Int64Builder,
     capture_pass: StringBuilder,
@@ -131,7 +131,7 @@ impl BatchBuilder {
         debug_assert_eq!(m.proto_type, self.hep_type);
         self.time.append_value(m.time_micros());
         self.time_sec.append_value(m.time_sec as i64);
-        self.time_usec.append_value(m.time_usec as i32);
+        self.time_usec.append_value(m.time_usec as i64);
         self.kind.append_value(m.proto_type as i32);
         self.capture_id.append_value(m.capture_id as i64);
         self.capture_pass.append_option(m.capture_pass.as_deref());

@@ -40,7 +40,8 @@ fn common_fields() -> Vec<Field> {
     vec![
         Field::new(TIME, time_type(), false),
         Field::new("time_sec", DataType::Int64, false),
-        Field::new("time_usec", DataType::Int32, false),
+        // HEP carries a u32; Int64 holds all of it (files before 0.2 have Int32: read cast).
+        Field::new("time_usec", DataType::Int64, false),
         Field::new("type", DataType::Int32, false),
         Field::new("capture_id", DataType::Int64, false),
         Field::new("capture_pass", DataType::Utf8, true),

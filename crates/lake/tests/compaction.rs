@@ -763,3 +763,109 @@ async fn a_small_memory_budget_merges_fewer_inputs_per_job_and_loses_nothing() {
     );
     assert_eq!(visible_ids(&store, p).await, expected);
 }
+
+/// A file as the first release wrote it: `time_usec` Int32, no `original_time`.
+fn first_schema_file(batch: &arrow::array::RecordBatch) -> bytes::Bytes {
+    let cols: Vec<_> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| f.name() != lake::schema::ORIGINAL_TIME)
+        .map(|(f, c)| {
+            if f.name() == "time_usec" {
+                let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Int32).unwrap();
+                (
+                    arrow::datatypes::Field::new(
+                        f.name(),
+                        arrow::datatypes::DataType::Int32,
+                        false,
+                    ),
+                    c,
+                )
+            } else {
+                (f.as_ref().clone(), c.clone())
+            }
+        })
+        .collect();
+    let schema = Arc::new(arrow::datatypes::Schema::new(
+        cols.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
+    ));
+    let old = arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        cols.into_iter().map(|(_, c)| c).collect(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).unwrap();
+    w.write(&old).unwrap();
+    w.close().unwrap();
+    out.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_the_first_schema_are_queried_and_merged() {
+    let (_dir, store) = on_disk();
+    let base = (now() / MICROS_PER_HOUR - 3) * MICROS_PER_HOUR;
+    let p = Partition::for_micros(1, base);
+    let old_msgs: Vec<_> = (0..10).map(|i| msg(i, base + 1000 + i)).collect();
+    let old = files_named(&old_msgs, &FileName::kinesis(SHARD, "1"))
+        .pop()
+        .unwrap();
+    lake::parquet_io::put(&store, &old.path, first_schema_file(&old.batch))
+        .await
+        .unwrap();
+    // A new file whose time_usec is past i32's range (HEP carries a u32).
+    let mut wide = msg(100, base + 5000);
+    wide.time_sec -= 4_000;
+    wide.time_usec = 4_000_005_000;
+    assert_eq!(Partition::for_micros(1, wide.time_micros()), p);
+    write_record(&store, 2, &[wide]).await;
+
+    let engine = lake::engine::QueryEngine::new(store.clone(), Default::default()).unwrap();
+    let hour = chrono::DateTime::from_timestamp_micros(base)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let sql = format!(
+        "SELECT capture_id, time_usec, original_time IS NULL AS no_original FROM hep_1 \
+         WHERE time >= '{hour}' AND time < '{hour}'::timestamp + interval '1 hour' ORDER BY capture_id"
+    );
+    let rows = |r: lake::engine::QueryResult| {
+        let b = arrow::compute::concat_batches(&r.batches[0].schema(), &r.batches).unwrap();
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone();
+        let usec = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone();
+        (0..b.num_rows())
+            .map(|i| (ids.value(i), usec.value(i)))
+            .collect::<Vec<_>>()
+    };
+    let mut want: Vec<(i64, i64)> = old_msgs
+        .iter()
+        .map(|m| (m.capture_id as i64, m.time_usec as i64))
+        .collect();
+    want.push((100, 4_000_005_000));
+    assert_eq!(rows(engine.query(&sql).await.unwrap()), want);
+
+    let rep = run(&store, &no_retention(), now(), Sweep::Full, None).await;
+    assert_eq!(
+        (rep.files_in, rep.files_out, rep.errors.len()),
+        (2, 1, 0),
+        "{rep:?}"
+    );
+    assert_eq!(
+        rows(engine.query(&sql).await.unwrap()),
+        want,
+        "merged into today's schema"
+    );
+    assert_eq!(visible_ids(&store, p).await.len(), 11);
+}
