@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, RetryConfig};
 
+use crate::durable_local::DurableLocal;
 use crate::{LakeError, Result};
 
 /// An S3 request is retried for at most this long (object_store's default is
@@ -43,8 +43,6 @@ pub fn open(location: &str) -> Result<Arc<dyn ObjectStore>> {
     }
     let dir = location.strip_prefix("file://").unwrap_or(location);
     std::fs::create_dir_all(dir).map_err(|e| LakeError::Other(format!("creating {dir}: {e}")))?;
-    // Automatic cleanup removes empty directories left after compaction deletes.
-    Ok(Arc::new(
-        LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true),
-    ))
+    // Files are fsynced before they become visible (see `durable_local`).
+    Ok(Arc::new(DurableLocal::new(std::path::Path::new(dir))?))
 }
