@@ -40,7 +40,7 @@ pub struct SendArgs {
     pub duration: Option<f64>,
     #[arg(long, value_enum, default_value = "all")]
     pub traffic: Traffic,
-    /// Replay the HEP packets in this file (concatenated HEPv3, as --save writes) instead of generating.
+    /// Replay the HEP packets in this file (concatenated HEPv3, as --save writes) instead of generating; pcap/pcapng are refused with the sngrep command that sends them.
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// Write the generated packets to this file instead of sending them.
@@ -113,10 +113,36 @@ struct FileFrames {
     eof: bool,
 }
 
+/// What a capture file is, from its first bytes, when it is not HEP: the
+/// error then says what `--file` takes and how to send that capture.
+pub fn capture_format(head: &[u8]) -> Option<&'static str> {
+    match head.get(..4)? {
+        [0xd4, 0xc3, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0xc3, 0xd4]
+        | [0x4d, 0x3c, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0x3c, 0x4d] => Some("pcap"),
+        [0x0a, 0x0d, 0x0d, 0x0a] => Some("pcapng"),
+        _ => None,
+    }
+}
+
 impl FileFrames {
     fn open(path: &Path) -> anyhow::Result<Self> {
-        let file =
+        let mut file =
             std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut head = [0u8; 4];
+        let n = std::io::Read::read(&mut file, &mut head)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if let Some(format) = capture_format(&head[..n]) {
+            bail!(
+                "{} is a {format} capture; --file replays HEP packets (HEPv3 one after another, \
+                 as `hepop send --save` writes). To send a {format} of SIP as HEP: \
+                 sngrep -N -q -I {} -H udp:<host>:<port>",
+                path.display(),
+                path.display()
+            );
+        }
+        std::io::Seek::rewind(&mut file).with_context(|| format!("reading {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             reader: std::io::BufReader::new(file),

@@ -645,3 +645,24 @@ fn a_full_queue_drops_udp_counted_and_holds_tcp_back() {
         (tcp_msgs.len() + udp_msgs.len()) as i64 - dropped as i64
     );
 }
+
+#[test]
+fn send_file_says_what_it_takes_when_given_a_pcap() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("calls.pcap");
+    write_pcap(&pcap, 2, 1_764_000_000);
+    let out = Command::new(BIN)
+        .args(["send", "--to", "127.0.0.1:9", "--file"])
+        .arg(&pcap)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a pcap capture")
+            && err.contains("hepop send --save")
+            && err.contains("sngrep"),
+        "{err}"
+    );
+}
