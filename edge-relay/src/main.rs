@@ -63,6 +63,16 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let a = Args::parse();
+    // Bad sizes stop the start with a message, before anything listens.
+    anyhow::ensure!(
+        a.memory_mb >= 5,
+        "--memory-mb must be at least 5 (one PutRecords call)"
+    );
+    anyhow::ensure!(a.spool_max_mb > 0, "--spool-max-mb must be more than 0");
+    anyhow::ensure!(
+        a.udp_buffer >= 1 << 16,
+        "--udp-buffer must be at least 65536 bytes (one HEP packet)"
+    );
     // Bad security settings stop the start before anything listens.
     let auth_keys = a.hep.auth_keys()?;
     let tls = a

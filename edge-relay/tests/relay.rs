@@ -418,3 +418,22 @@ fn the_binary_logs_plain_lines_when_stderr_is_not_a_terminal() {
     assert!(log.contains("shutting down"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes: {log}");
 }
+
+#[test]
+fn bad_sizes_stop_the_start_with_a_message() {
+    for (flag, value) in [
+        ("--memory-mb", "1"),
+        ("--spool-max-mb", "0"),
+        ("--udp-buffer", "100"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge-relay"))
+            .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            .args(["--stream", "s", "--region", "us-east-1", flag, value])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+}

@@ -211,6 +211,18 @@ impl QueryArgs {
             self.query_timeout_secs > 0,
             "--query-timeout-secs must be more than 0"
         );
+        anyhow::ensure!(
+            self.query_max_rows > 0,
+            "--query-max-rows must be more than 0"
+        );
+        anyhow::ensure!(
+            self.query_memory_mb >= 16,
+            "--query-memory-mb must be at least 16"
+        );
+        anyhow::ensure!(
+            self.max_response_mb > 0,
+            "--max-response-mb must be more than 0"
+        );
         Ok(lake::engine::QueryLimits {
             timeout: Duration::from_secs(self.query_timeout_secs),
             max_rows: self.query_max_rows,

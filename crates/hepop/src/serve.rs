@@ -85,6 +85,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let compaction = args.compaction.config()?;
     let store =
         lake::store::open(&args.data).with_context(|| format!("opening lake at {}", args.data))?;
+    lake::store::check_writable(&store)
+        .await
+        .with_context(|| format!("the lake at {} is not writable", args.data))?;
     let metrics = Arc::new(Metrics::default());
     let buffered = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
@@ -92,6 +95,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Every setting is checked before anything listens: a bad one stops the start with a message.
     let flush_after = positive_secs(args.flush_secs, "--flush-secs")?;
     anyhow::ensure!(args.queue_mb > 0, "--queue-mb must be at least 1");
+    anyhow::ensure!(
+        args.udp_buffer >= 1 << 16,
+        "--udp-buffer must be at least 65536 bytes (one HEP packet)"
+    );
     anyhow::ensure!(args.flush_rows > 0, "--flush-rows must be at least 1");
     let tokens = args.http.tokens()?;
     let http_ip = args.http.bind(args.host, !tokens.is_empty())?;

@@ -510,9 +510,47 @@ fn bad_settings_stop_the_start_with_a_message() {
             &["--write-retry-max-secs", "0"][..],
             "--write-retry-max-secs",
         ),
+        (&["--udp-buffer", "0"][..], "--udp-buffer"),
+        (&["--query-max-rows", "0"][..], "--query-max-rows"),
+        (&["--query-memory-mb", "1"][..], "--query-memory-mb"),
+        (&["--max-response-mb", "0"][..], "--max-response-mb"),
+        (&["--tls-port", "70000"][..], "70000"),
     ] {
         refuses_to_start(args, says);
     }
+    // A lake that cannot be written stops the start, not the first flush:
+    // here the probe's name is taken by a directory (root ignores modes).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("_probe/write/taken")).unwrap();
+    let out = serve_command(dir.path(), &["--host", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not writable"), "{err}");
+    // A file where the lake's directory belongs.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--hep-port",
+            "0",
+            "--http-port",
+            "0",
+            "--data",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("opening lake"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

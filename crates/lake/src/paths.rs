@@ -8,6 +8,7 @@
 //! hep_<type>/date=YYYY-MM-DD/hour=HH/_compactions/<id>.json            compaction marker, before the log
 //! _quarantine/kinesis/<shard>/<sequence>.bin|.err                      undecodable Kinesis records
 //! _quarantine/lake/<original key>[.err]                                unreadable Parquet files, moved aside
+//! _probe/write                                                         written and deleted at start: is the lake writable?
 //! ```
 //! Names starting with `_` are hidden to Hive-style readers (Athena, Spark).
 //! The exactly-once rules rest on these names: a compaction output is told
@@ -23,6 +24,11 @@ use crate::schema::{parse_table_name, table_name};
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const COMPACTIONS_DIR: &str = "_compactions";
 pub const QUARANTINE_DIR: &str = "_quarantine";
+
+/// Written and deleted when a server starts, to find an unwritable lake then.
+pub fn write_probe() -> Path {
+    Path::from("_probe/write")
+}
 const PARQUET: &str = ".parquet";
 
 /// One hour partition of one table: the unit of listing and compaction.

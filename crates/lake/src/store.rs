@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
 
 use crate::durable_local::DurableLocal;
 use crate::{LakeError, Result};
@@ -45,4 +45,13 @@ pub fn open(location: &str) -> Result<Arc<dyn ObjectStore>> {
     std::fs::create_dir_all(dir).map_err(|e| LakeError::Other(format!("creating {dir}: {e}")))?;
     // Files are fsynced before they become visible (see `durable_local`).
     Ok(Arc::new(DurableLocal::new(std::path::Path::new(dir))?))
+}
+
+/// Writes and deletes a small object: an unwritable lake is found at start,
+/// with the store's own error, rather than at the first flush.
+pub async fn check_writable(store: &Arc<dyn ObjectStore>) -> Result<()> {
+    let probe = crate::paths::write_probe();
+    store.put(&probe, "hepop".into()).await?;
+    store.delete(&probe).await?;
+    Ok(())
 }
