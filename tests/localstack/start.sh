@@ -44,7 +44,7 @@ fi
 
 rm -rf /tmp/localstack-s3-storage
 export OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$fsroot" GATEWAY_SERVER=hypercorn GATEWAY_LISTEN=127.0.0.1:4566 \
-  SERVICES=s3,kinesis DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 KINESIS_LATENCY=0 \
+  SERVICES=s3,kinesis,sqs DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 KINESIS_LATENCY=0 \
   KINESIS_PERSISTENCE=0 XDG_CACHE_HOME="$state/cache" NODE_OPTIONS="--require $here/node-loopback.js" \
   LOCALSTACK_TELEMETRY_DISABLED=1 DISABLE_CORS_CHECKS=1
 setsid "$venv/bin/python" -m localstack.runtime.main >"$log" 2>&1 < /dev/null &
@@ -53,7 +53,8 @@ echo $! > "$state/pid"
 for _ in $(seq 1 120); do
   if health="$(curl -fsS http://127.0.0.1:4566/_localstack/health 2>/dev/null)" \
      && echo "$health" | grep -Eq '"s3": "(available|running)"' \
-     && echo "$health" | grep -Eq '"kinesis": "(available|running)"'; then
+     && echo "$health" | grep -Eq '"kinesis": "(available|running)"' \
+     && echo "$health" | grep -Eq '"sqs": "(available|running)"'; then
     echo "http://127.0.0.1:4566"
     exit 0
   fi

@@ -15,21 +15,43 @@ use crate::{LakeError, Result};
 /// record, instead of the whole invocation timing out.
 pub const S3_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How an `s3://` lake is reached.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// An endpoint other than AWS's (LocalStack).
+    pub endpoint: Option<String>,
+    pub retry_timeout: std::time::Duration,
+}
+
+impl S3Settings {
+    /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, and [`S3_RETRY_TIMEOUT`].
+    pub fn from_env() -> Self {
+        Self {
+            endpoint: std::env::var("AWS_ENDPOINT_URL_S3")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok(),
+            retry_timeout: S3_RETRY_TIMEOUT,
+        }
+    }
+}
+
 pub fn open(location: &str) -> Result<Arc<dyn ObjectStore>> {
+    open_with(location, &S3Settings::from_env())
+}
+
+pub fn open_with(location: &str, s3: &S3Settings) -> Result<Arc<dyn ObjectStore>> {
     if let Some(rest) = location.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        // Region, credentials and AWS_ENDPOINT (LocalStack) come from the environment.
+        // Region and credentials come from the environment.
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_retry(RetryConfig {
-                retry_timeout: S3_RETRY_TIMEOUT,
+                retry_timeout: s3.retry_timeout,
                 ..RetryConfig::default()
             });
-        if let Ok(endpoint) =
-            std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        {
+        if let Some(endpoint) = &s3.endpoint {
             b = b
-                .with_endpoint(&endpoint)
+                .with_endpoint(endpoint)
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
         }

@@ -694,3 +694,222 @@ async fn compaction_on_s3_while_queries_run() {
     assert!(queries >= 6, "queries ran during compaction ({queries})");
     assert_eq!(count(&r, &sql).await, 840);
 }
+
+/// Feeds `event` to the ingest handler as Lambda's event source mapping does
+/// with ReportBatchItemFailures: after a failure the batch is sent again from
+/// the first failed record on. `between` runs after each failed attempt;
+/// returns the attempts that failed. Gives up (returning the batch left) after
+/// `max_failures`, as a mapping with bounded retries would.
+async fn ingest_with_retries(
+    store: &Arc<dyn ObjectStore>,
+    mut event: KinesisEvent,
+    max_failures: usize,
+    mut between: impl FnMut(usize),
+) -> (usize, Option<KinesisEvent>) {
+    let mut failures = 0;
+    loop {
+        let (resp, _) = functions::ingest::handle(store, &Default::default(), &event).await;
+        let Some(first) = resp
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.clone())
+            .min_by(|a, b| {
+                if reingest::sequence_le(a, b) {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            })
+        else {
+            return (failures, None);
+        };
+        failures += 1;
+        event
+            .records
+            .retain(|r| reingest::sequence_le(&first, &r.kinesis.sequence_number));
+        if failures == max_failures {
+            return (failures, Some(event));
+        }
+        between(failures);
+    }
+}
+
+/// Lambda's on-failure record for what is left of a batch.
+fn on_failure_record(stream: &str, shard: &str, left: &KinesisEvent) -> String {
+    let seq = |i: usize| left.records[i].kinesis.sequence_number.clone();
+    json!({
+        "requestContext": { "requestId": "r", "functionArn": "arn:aws:lambda:us-east-1:000000000000:function:ingest",
+            "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 3 },
+        "responseContext": { "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" },
+        "version": "1.0", "timestamp": "2026-11-29T10:00:00.000Z",
+        "KinesisBatchInfo": { "shardId": shard, "startSequenceNumber": seq(0),
+            "endSequenceNumber": seq(left.records.len() - 1), "batchSize": left.records.len(),
+            "approximateArrivalOfFirstRecord": "2026-11-29T09:59:00Z", "approximateArrivalOfLastRecord": "2026-11-29T09:59:01Z",
+            "streamArn": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}") }
+    })
+    .to_string()
+}
+
+/// S3 unreachable (a proxy switched off) while the ingest function runs:
+/// its records fail and are retried until S3 is back; a batch whose retries
+/// ran out is named in the on-failure queue and `hepop-reingest` stores it
+/// from the stream. Every message ends up stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs LocalStack: run ./scripts/test"]
+async fn s3_unreachable_for_a_while_then_back_every_message_stored_once() {
+    aws_env();
+    let (stream, bucket) = (unique("hep-s3-outage"), unique("hep-s3-outage"));
+    create_bucket(&bucket);
+    let client = kinesis(&endpoint()).await;
+    create_stream(&client, &stream, 1).await;
+    let relay = start_relay(&endpoint(), &stream, Duration::from_secs(10)).await;
+    let now = chrono::Utc::now().timestamp_micros() - 60_000_000;
+    let first = packets(60, 20, now);
+    let second = packets(61, 10, now);
+    send_udp(relay.hep, &first);
+    until(
+        "the first calls in Kinesis",
+        Duration::from_secs(30),
+        || {
+            relay_metric(relay.metrics, "decoded_total") == first.len() as u64
+                && relay_metric(relay.metrics, "queued_bytes") == 0
+                && relay_metric(relay.metrics, "records_put_total") > 0
+        },
+    )
+    .await;
+    // The relay's last record goes out at stop: stop it between the two batches.
+    relay.stop.cancel();
+    relay.task.await.unwrap().unwrap();
+    let batch_one = read_stream(&client, &stream).await.remove(0);
+    let relay = start_relay(&endpoint(), &stream, Duration::from_secs(10)).await;
+    send_udp(relay.hep, &second);
+    until("the second calls", Duration::from_secs(30), || {
+        relay_metric(relay.metrics, "decoded_total") == second.len() as u64
+    })
+    .await;
+    relay.stop.cancel();
+    relay.task.await.unwrap().unwrap();
+    let mut batch_two = read_stream(&client, &stream).await.remove(0);
+    let seen: std::collections::HashSet<_> = batch_one
+        .records
+        .iter()
+        .map(|r| r.kinesis.sequence_number.clone())
+        .collect();
+    batch_two
+        .records
+        .retain(|r| !seen.contains(&r.kinesis.sequence_number));
+    assert!(!batch_two.records.is_empty());
+
+    // The ingest function reaches S3 through the proxy; its S3 retries end in 2 s.
+    let proxy = Proxy::start(endpoint().trim_start_matches("http://").to_owned()).await;
+    let through_proxy = lake::store::open_with(
+        &format!("s3://{bucket}/lake"),
+        &lake::store::S3Settings {
+            endpoint: Some(format!("http://{}", proxy.addr)),
+            retry_timeout: Duration::from_secs(2),
+        },
+    )
+    .unwrap();
+    proxy.set_down(true);
+    // Retried while S3 is down; back after the third failed attempt.
+    let (failures, left) = ingest_with_retries(&through_proxy, batch_one, 100, |n| {
+        if n == 3 {
+            proxy.set_down(false);
+        }
+    })
+    .await;
+    assert_eq!(failures, 3, "every attempt failed while S3 was down");
+    assert!(left.is_none());
+
+    // The second batch runs out of retries while S3 is down: the on-failure queue names it.
+    proxy.set_down(true);
+    let (_, left) = ingest_with_retries(&through_proxy, batch_two, 2, |_| {}).await;
+    let left = left.expect("retries ran out");
+    let shard = left.records[0]
+        .event_id
+        .as_deref()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let aws = edge_relay::sink::sdk_config(Some("us-east-1".into()), Some(endpoint())).await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    // A one-second visibility timeout: a kept record is soon visible again.
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("ingest-failures"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(on_failure_record(&stream, &shard, &left))
+        .send()
+        .await
+        .unwrap();
+    // While S3 is still down, re-ingesting fails and the record stays queued.
+    let r = reingest::drain_queue(&sqs, &queue, &client, &through_proxy, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!((r.batches, r.kept), (0, 1), "{r:?}");
+    proxy.set_down(false);
+    let until_visible = Instant::now();
+    let r = loop {
+        let r = reingest::drain_queue(&sqs, &queue, &client, &through_proxy, &Default::default())
+            .await
+            .unwrap();
+        if r.batches > 0 {
+            break r;
+        }
+        assert!(until_visible.elapsed() < Duration::from_secs(60), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        (r.batches, r.kept, r.records),
+        (1, 0, left.records.len()),
+        "{r:?}"
+    );
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let waiting = |k: aws_sdk_sqs::types::QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (
+            waiting(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+            waiting(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        ),
+        ("0".to_owned(), "0".to_owned()),
+        "the on-failure record is deleted once stored"
+    );
+
+    // Every message once: as many rows as messages sent, each distinct.
+    let r = router(&lake(&bucket));
+    let sent = (first.len() + second.len()) as i64;
+    let all = count(&r, "SELECT count(*) AS n FROM hep_1").await
+        + count(&r, "SELECT count(*) AS n FROM hep_5").await
+        + count(&r, "SELECT count(*) AS n FROM hep_100").await;
+    assert_eq!(all, sent, "every message stored, none twice");
+    let distinct = count(
+        &r,
+        "SELECT count(*) AS n FROM (SELECT DISTINCT call_id, cseq_num, method, status FROM hep_1)",
+    )
+    .await;
+    assert_eq!(distinct, count(&r, "SELECT count(*) AS n FROM hep_1").await);
+}

@@ -1,0 +1,73 @@
+use std::io::Read;
+
+use clap::Parser;
+use functions::ingest::IngestConfig;
+
+/// Stores again the Kinesis records the ingest function gave up on, while the
+/// stream still holds them: from the on-failure SQS queue (each message is
+/// deleted once its batch is stored), or from on-failure records in files.
+#[derive(Parser, Debug)]
+#[command(name = "hepop-reingest", version)]
+struct Args {
+    /// The lake, as the ingest function has it: s3://bucket/prefix.
+    #[arg(long, env = "HEPOP_LAKE")]
+    lake: String,
+    /// The on-failure queue (the stack's IngestFailuresQueueUrl output).
+    #[arg(long, env = "HEPOP_FAILURE_QUEUE_URL", conflicts_with = "files")]
+    queue_url: Option<String>,
+    /// On-failure records (SQS message bodies), one JSON document per file; - reads stdin.
+    #[arg(required_unless_present = "queue_url")]
+    files: Vec<String>,
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+    /// Endpoint override for Kinesis and SQS (LocalStack).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let a = Args::parse();
+    let store = lake::store::open(&a.lake)?;
+    // The same capture-time rule as the ingest function, from the same variables.
+    let cfg = IngestConfig::from_env()?;
+    let aws = edge_relay::sink::sdk_config(a.region, a.endpoint).await;
+    let kinesis = aws_sdk_kinesis::Client::new(&aws);
+    if let Some(url) = a.queue_url {
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let r = reingest::drain_queue(&sqs, &url, &kinesis, &store, &cfg).await?;
+        println!("{}", serde_json::to_string(&r)?);
+        anyhow::ensure!(
+            r.kept == 0,
+            "{} on-failure record(s) kept in the queue",
+            r.kept
+        );
+        return Ok(());
+    }
+    let mut failed = 0;
+    for f in &a.files {
+        let body = if f == "-" {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s
+        } else {
+            std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("reading {f}: {e}"))?
+        };
+        match reingest::reingest(&kinesis, &store, &cfg, &body).await {
+            Ok(r) => println!("{f}: {}", serde_json::to_string(&r)?),
+            Err(e) => {
+                eprintln!("{f}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} on-failure record(s) not re-ingested");
+    Ok(())
+}
