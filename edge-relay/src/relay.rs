@@ -1,6 +1,7 @@
 //! Wiring: listeners → batcher → shipper, plus /metrics and shutdown.
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -185,19 +186,22 @@ pub async fn run_bound(
     ));
 
     let queued = ship_tx.gauge();
+    let open_record = Arc::new(AtomicU64::new(0));
     let batcher = tokio::spawn(run_batcher(
         packet_rx,
         ship_tx,
+        open_record.clone(),
         shipper.clone(),
         cfg.batcher.clone(),
     ));
     let shipping = tokio::spawn(shipper.clone().run(ship_rx));
 
-    let (c, m, s, q) = (
+    let (c, m, s, q, o) = (
         counters.clone(),
         ship_metrics.clone(),
         spool.clone(),
         queued,
+        open_record,
     );
     let app = axum::Router::new().route(
         "/metrics",
@@ -209,6 +213,11 @@ pub async fn run_bound(
                 .map(|s| (s.used_bytes(), s.corrupt_files()))
                 .unwrap_or_default();
             let mut gauges = c.gauges();
+            gauges.push((
+                "open_record_messages",
+                "messages in the record being filled",
+                o.load(Ordering::Relaxed),
+            ));
             gauges.push((
                 "queued_bytes",
                 "record bytes in memory waiting for Kinesis",
@@ -256,6 +265,7 @@ pub async fn run_bound(
 async fn run_batcher(
     mut rx: listen::QueueReceiver<Vec<u8>>,
     ship: ShipSender,
+    open_record: Arc<AtomicU64>,
     shipper: Arc<Shipper>,
     cfg: BatcherConfig,
 ) {
@@ -273,6 +283,7 @@ async fn run_batcher(
             },
             _ = tick.tick() => batcher.poll(Instant::now()),
         };
+        open_record.store(batcher.buffered() as u64, Ordering::Relaxed);
         for put in into_puts(records) {
             // Kinesis is slower than the listeners: beyond the memory bound, spool.
             if let Err(put) = ship.try_send(put) {
