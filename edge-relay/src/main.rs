@@ -33,7 +33,7 @@ struct Args {
     /// A record is sent at most this long after its first message.
     #[arg(long, env = "RELAY_LINGER_MS", default_value_t = 200)]
     linger_ms: u64,
-    /// Memory for batches waiting on Kinesis, MiB.
+    /// Memory for records waiting on Kinesis, MiB (counted in bytes); beyond it, or while Kinesis fails, batches go to the spool.
     #[arg(long, env = "RELAY_MEMORY_MB", default_value_t = 256)]
     memory_mb: usize,
     #[arg(long, env = "RELAY_SPOOL_DIR", default_value = "./spool")]
@@ -54,14 +54,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: journald and log files get plain lines.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    listen::init_logs();
     let a = Args::parse();
     // Bad sizes stop the start with a message, before anything listens.
     anyhow::ensure!(

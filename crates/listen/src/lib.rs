@@ -13,6 +13,19 @@ use tokio::net::{TcpListener, UdpSocket};
 pub use tokio_util::sync::CancellationToken;
 
 pub mod args;
+
+/// Log lines to stderr, filtered by `RUST_LOG` (default info); colour codes
+/// only for a terminal, so journald and log files get plain lines. Every
+/// binary but the Lambdas (which log for CloudWatch) starts with this.
+pub fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
 pub mod auth;
 pub mod queue;
 pub mod stream;
