@@ -129,19 +129,7 @@ async fn start_with(sink: Arc<FlakySink>, cfg: RelayConfig, spool: tempfile::Tem
 }
 
 fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    std::io::Read::read_to_string(&mut s, &mut body).unwrap();
-    let line = body
-        .lines()
-        .find(|l| l.starts_with(&format!("edge_relay_{name} ")))
-        .unwrap_or_else(|| panic!("{name} in {body}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    e2e::relay_metric(addr, name)
 }
 
 fn packets(run: u64, calls: u64, pass: &str) -> Vec<Vec<u8>> {

@@ -111,7 +111,7 @@ pub async fn read_batch(
             if !sequence_le(seq, &batch.end_sequence_number) {
                 break 'read;
             }
-            records.push(event_record(batch, r));
+            records.push(event_record(&batch.stream_arn, &batch.shard_id, r));
         }
         let caught_up = out.millis_behind_latest() == Some(0) && out.records().is_empty();
         match out.next_shard_iterator() {
@@ -130,8 +130,12 @@ pub async fn read_batch(
         .map_err(|e| ReingestError::Kinesis(e.to_string()))
 }
 
-/// One record as Lambda's Kinesis event carries it.
-fn event_record(batch: &FailedBatch, r: &aws_sdk_kinesis::types::Record) -> serde_json::Value {
+/// One record of shard `shard` as Lambda's Kinesis event carries it.
+pub fn event_record(
+    stream_arn: &str,
+    shard: &str,
+    r: &aws_sdk_kinesis::types::Record,
+) -> serde_json::Value {
     let arrival = r
         .approximate_arrival_timestamp()
         .map(|t| t.as_secs_f64())
@@ -146,11 +150,11 @@ fn event_record(batch: &FailedBatch, r: &aws_sdk_kinesis::types::Record) -> serd
         },
         "eventSource": "aws:kinesis",
         "eventVersion": "1.0",
-        "eventID": format!("{}:{}", batch.shard_id, r.sequence_number()),
+        "eventID": format!("{shard}:{}", r.sequence_number()),
         "eventName": "aws:kinesis:record",
         "invokeIdentityArn": "",
-        "awsRegion": batch.stream_arn.split(':').nth(3).unwrap_or_default(),
-        "eventSourceARN": batch.stream_arn,
+        "awsRegion": stream_arn.split(':').nth(3).unwrap_or_default(),
+        "eventSourceARN": stream_arn,
     })
 }
 
