@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use base64::Engine;
 use serde_json::json;
 
 pub fn endpoint() -> String {
@@ -103,9 +104,28 @@ pub async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<
                 .send()
                 .await
                 .unwrap();
-            let arn = format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}");
+            // As reingest::event_record builds it (e2e keeps lake and DataFusion out of edge-relay's tests).
             for r in out.records() {
-                records.push(reingest::event_record(&arn, sid, r));
+                let arrival = r
+                    .approximate_arrival_timestamp()
+                    .map(|t| t.as_secs_f64())
+                    .unwrap_or(0.0);
+                records.push(json!({
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": r.partition_key(),
+                        "sequenceNumber": r.sequence_number(),
+                        "data": base64::engine::general_purpose::STANDARD.encode(r.data().as_ref()),
+                        "approximateArrivalTimestamp": arrival,
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventVersion": "1.0",
+                    "eventID": format!("{sid}:{}", r.sequence_number()),
+                    "eventName": "aws:kinesis:record",
+                    "invokeIdentityArn": "arn:aws:iam::000000000000:role/ingest",
+                    "awsRegion": "us-east-1",
+                    "eventSourceARN": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}"),
+                }));
             }
             if out.records().is_empty()
                 || out.millis_behind_latest() == Some(0) && out.records().len() < 1000
