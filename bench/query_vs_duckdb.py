@@ -1,0 +1,65 @@
+"""The same SQL through `hepop serve`'s /query and through DuckDB on the same
+Parquet files, medians of N runs, and the ratio. Called by
+bench/query-vs-duckdb.sh, which builds the lake and starts the server.
+  python3 bench/query_vs_duckdb.py <lake dir> <http host:port> [runs]"""
+import json
+import statistics
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import duckdb
+
+lake, http = sys.argv[1], sys.argv[2]
+runs = int(sys.argv[3]) if len(sys.argv) > 3 else 7
+HOUR = "time >= '2025-11-29T10:00:00Z' AND time < '2025-11-29T11:00:00Z'"
+
+db = duckdb.connect()
+for t in ("hep_1", "hep_5", "hep_100"):
+    # Only data files: the compaction log (_compactions/*.json) is not Parquet.
+    db.execute(
+        f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{lake}/{t}/*/*/*.parquet', hive_partitioning = false)"
+    )
+call_id, from_user = db.execute(
+    "SELECT call_id, from_user FROM hep_1 ORDER BY call_id LIMIT 1 OFFSET 123457"
+).fetchone()
+# RTCP reports and logs carry the call's correlation id (SIP rows have none).
+(corr,) = db.execute(
+    "SELECT correlation_id FROM hep_5 WHERE correlation_id IS NOT NULL ORDER BY correlation_id LIMIT 1 OFFSET 12345"
+).fetchone()
+
+QUERIES = [
+    ("call_id lookup", f"SELECT * FROM hep_1 WHERE {HOUR} AND call_id = '{call_id}' ORDER BY time"),
+    ("from_user lookup", f"SELECT time, method, status, call_id FROM hep_1 WHERE {HOUR} AND from_user = '{from_user}' ORDER BY time"),
+    ("correlation_id across hep_1/5/100",
+     f"SELECT time, type, payload FROM hep_1 WHERE {HOUR} AND correlation_id = '{corr}' "
+     f"UNION ALL SELECT time, type, payload FROM hep_5 WHERE {HOUR} AND correlation_id = '{corr}' "
+     f"UNION ALL SELECT time, type, payload FROM hep_100 WHERE {HOUR} AND correlation_id = '{corr}' ORDER BY time"),
+    ("count by method, the hour", f"SELECT method, count(*) AS n FROM hep_1 WHERE {HOUR} GROUP BY method ORDER BY n DESC"),
+    ("payload LIKE, the hour", f"SELECT count(*) AS n FROM hep_1 WHERE {HOUR} AND payload LIKE '%Call-ID: {call_id}%'"),
+    ("latest 100 rows of the hour", f"SELECT time, method, call_id FROM hep_1 WHERE {HOUR} ORDER BY time DESC LIMIT 100"),
+]
+
+
+def hepop(sql):
+    url = f"http://{http}/query?" + urllib.parse.urlencode({"q": sql})
+    with urllib.request.urlopen(url, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def timed(f, sql):
+    times, out = [], None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = f(sql)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), out
+
+
+print(f"{'query':36} {'HEPop ms':>10} {'DuckDB ms':>10} {'ratio':>7}  rows")
+for name, sql in QUERIES:
+    h, rows_h = timed(hepop, sql)
+    d, rows_d = timed(lambda q: db.execute(q).fetchall(), sql)
+    assert len(rows_h) == len(rows_d), f"{name}: HEPop {len(rows_h)} rows, DuckDB {len(rows_d)}"
+    print(f"{name:36} {h:10.1f} {d:10.1f} {h / d:6.2f}x  {len(rows_h)}")
