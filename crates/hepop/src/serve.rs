@@ -83,11 +83,6 @@ pub struct ServeArgs {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     lake::paths::check_writer_id(&args.writer_id).map_err(anyhow::Error::msg)?;
     let compaction = args.compaction.config()?;
-    let store =
-        lake::store::open(&args.data).with_context(|| format!("opening lake at {}", args.data))?;
-    lake::store::check_writable(&store)
-        .await
-        .with_context(|| format!("the lake at {} is not writable", args.data))?;
     let metrics = Arc::new(Metrics::default());
     let buffered = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
@@ -115,6 +110,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let query_limits = args
         .query
         .limits(Duration::from_secs(args.time.max_ahead_secs))?;
+    // The lake last: a bad flag is refused before any I/O.
+    let store =
+        lake::store::open(&args.data).with_context(|| format!("opening lake at {}", args.data))?;
+    lake::store::check_writable(&store)
+        .await
+        .with_context(|| format!("the lake at {} is not writable", args.data))?;
 
     let hep_addr = SocketAddr::new(args.host, args.hep_port);
     let (udp, tcp) = bind_udp_and_tcp(hep_addr, args.udp_buffer)
