@@ -1,111 +1,68 @@
-//! Puts waiting between the batcher and the shipper, bounded in bytes: each
-//! queued put holds a permit for its size, released when the shipper is done
-//! with it. A count of batches would let a few large ones take gigabytes or a
-//! stream of small ones (short linger, low rate) fill the slots while Kinesis
-//! is healthy and push them to the disk spool.
-use std::sync::Arc;
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+//! Puts waiting between the batcher and the shipper, bounded in bytes by the
+//! listeners' queue (`listen::queue`), except that a put keeps its room until
+//! the shipper is done with it (sent or spooled), not only while queued. A
+//! count of batches would let a few large ones take gigabytes or a stream of
+//! small ones (short linger, low rate) fill the slots while Kinesis is healthy
+//! and push them to the disk spool.
+use listen::{QueueGauge, QueueReceiver, QueueSender, Room, Weigh};
 
 use crate::batcher::{MAX_BYTES_PER_PUT, MAX_RECORDS_PER_PUT, Record};
-
-/// One PutRecords call's records and the memory they hold.
-pub struct QueuedPut {
-    pub records: Vec<Record>,
-    _memory: OwnedSemaphorePermit,
-}
 
 fn put_bytes(records: &[Record]) -> usize {
     records.iter().map(Record::size).sum()
 }
 
-/// A queue holding at most `memory_bytes` of record data (at least one put).
+/// One PutRecords call's records, weighed by what Kinesis counts.
+struct Put(Vec<Record>);
+
+impl Weigh for Put {
+    fn weight(&self) -> usize {
+        put_bytes(&self.0)
+    }
+}
+
+/// One PutRecords call's records and the memory they hold.
+pub struct QueuedPut {
+    pub records: Vec<Record>,
+    _room: Room,
+}
+
+/// A queue holding at most `memory_bytes` of record data (a larger put passes alone).
 pub fn ship_queue(memory_bytes: usize) -> (ShipSender, ShipReceiver) {
-    // Never below one full put: smaller would spool every put.
-    let budget = memory_bytes.clamp(MAX_BYTES_PER_PUT, Semaphore::MAX_PERMITS);
-    let memory = Arc::new(Semaphore::new(budget));
-    let (tx, rx) = mpsc::unbounded_channel();
-    (
-        ShipSender {
-            tx,
-            memory: memory.clone(),
-            budget,
-        },
-        ShipReceiver { rx, next: None },
-    )
+    let (tx, rx) = listen::queue(memory_bytes);
+    (ShipSender(tx), ShipReceiver { rx, next: None })
 }
 
 #[derive(Clone)]
-pub struct ShipSender {
-    tx: mpsc::UnboundedSender<QueuedPut>,
-    memory: Arc<Semaphore>,
-    budget: usize,
-}
+pub struct ShipSender(QueueSender<Put>);
 
 impl ShipSender {
     /// Queues `records` if their bytes fit now; gives them back otherwise
     /// (or when the shipper is gone) for the caller to spool.
     pub fn try_send(&self, records: Vec<Record>) -> Result<(), Vec<Record>> {
-        let n = self.permits(&records);
-        match self.memory.clone().try_acquire_many_owned(n) {
-            Ok(permit) => self.queue(records, permit),
-            Err(_) => Err(records),
-        }
+        self.0.try_send(Put(records)).map_err(|p| p.0)
     }
 
     /// Queues `records`, waiting for room.
     pub async fn send(&self, records: Vec<Record>) -> Result<(), Vec<Record>> {
-        let n = self.permits(&records);
-        match self.memory.clone().acquire_many_owned(n).await {
-            Ok(permit) => self.queue(records, permit),
-            Err(_) => Err(records),
-        }
+        self.0.send(Put(records)).await.map_err(|p| p.0)
     }
 
-    /// Bytes of record data queued now.
+    /// Bytes of record data queued or being sent now.
     pub fn queued_bytes(&self) -> usize {
         self.gauge().get()
     }
 
     /// Reads the queued bytes without keeping the queue open.
-    pub fn gauge(&self) -> QueuedBytes {
-        QueuedBytes {
-            memory: self.memory.clone(),
-            budget: self.budget,
-        }
-    }
-
-    fn permits(&self, records: &[Record]) -> u32 {
-        // A put is at most 5 MiB (Kinesis' limit) and the budget at least that.
-        put_bytes(records).min(self.budget) as u32
-    }
-
-    fn queue(&self, records: Vec<Record>, permit: OwnedSemaphorePermit) -> Result<(), Vec<Record>> {
-        self.tx
-            .send(QueuedPut {
-                records,
-                _memory: permit,
-            })
-            .map_err(|e| e.0.records)
-    }
-}
-
-#[derive(Clone)]
-pub struct QueuedBytes {
-    memory: Arc<Semaphore>,
-    budget: usize,
-}
-
-impl QueuedBytes {
-    pub fn get(&self) -> usize {
-        self.budget - self.memory.available_permits()
+    pub fn gauge(&self) -> QueueGauge {
+        self.0.gauge()
     }
 }
 
 pub struct ShipReceiver {
-    rx: mpsc::UnboundedReceiver<QueuedPut>,
-    /// A put taken from the channel that did not fit the previous merge.
-    next: Option<QueuedPut>,
+    rx: QueueReceiver<Put>,
+    /// A put taken from the queue that did not fit the previous merge.
+    next: Option<(Put, Room)>,
 }
 
 impl ShipReceiver {
@@ -113,24 +70,27 @@ impl ShipReceiver {
     /// stays one PutRecords call: small puts queued while Kinesis was slow go
     /// out in few calls. None once every sender is gone and the queue empty.
     pub async fn recv(&mut self) -> Option<QueuedPut> {
-        let mut put = match self.next.take() {
+        let (Put(mut records), mut room) = match self.next.take() {
             Some(p) => p,
-            None => self.rx.recv().await?,
+            None => self.rx.recv_holding().await?,
         };
-        let mut bytes = put_bytes(&put.records);
-        while let Ok(more) = self.rx.try_recv() {
-            let more_bytes = put_bytes(&more.records);
-            if put.records.len() + more.records.len() > MAX_RECORDS_PER_PUT
+        let mut bytes = put_bytes(&records);
+        while let Some((more, more_room)) = self.rx.try_recv_holding() {
+            let more_bytes = more.weight();
+            if records.len() + more.0.len() > MAX_RECORDS_PER_PUT
                 || bytes + more_bytes > MAX_BYTES_PER_PUT
             {
-                self.next = Some(more);
+                self.next = Some((more, more_room));
                 break;
             }
             bytes += more_bytes;
-            put.records.extend(more.records);
-            put._memory.merge(more._memory);
+            records.extend(more.0);
+            room.merge(more_room);
         }
-        Some(put)
+        Some(QueuedPut {
+            records,
+            _room: room,
+        })
     }
 }
 

@@ -32,7 +32,7 @@ pub mod stream;
 pub mod tls;
 
 pub use auth::{AuthKeyError, AuthKeys, KeyCheck};
-pub use queue::{QueueGauge, QueueReceiver, QueueSender, Weigh, queue};
+pub use queue::{QueueGauge, QueueReceiver, QueueSender, Room, Weigh, queue};
 pub use stream::{Incoming, StreamLimits, run_stream};
 
 /// A TCP peer sending this much garbage without one valid frame is cut off.

@@ -123,15 +123,37 @@ pub struct QueueReceiver<T> {
     budget: usize,
 }
 
+/// The queue memory an item taken out still holds: the bound keeps counting
+/// the item until this is dropped (the relay keeps a put's room until the put
+/// is sent or spooled).
+pub struct Room(OwnedSemaphorePermit);
+
+impl Room {
+    /// One room for two items merged into one.
+    pub fn merge(&mut self, other: Room) {
+        self.0.merge(other.0);
+    }
+}
+
 impl<T> QueueReceiver<T> {
     /// The next item; None once every sender is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<T> {
-        self.rx.recv().await.map(|(item, _room)| item)
+        self.recv_holding().await.map(|(item, _room)| item)
     }
 
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Option<T> {
-        self.rx.try_recv().ok().map(|(item, _room)| item)
+        self.try_recv_holding().map(|(item, _room)| item)
+    }
+
+    /// As `recv`, the item's room kept by the caller.
+    pub async fn recv_holding(&mut self) -> Option<(T, Room)> {
+        self.rx.recv().await.map(|(item, p)| (item, Room(p)))
+    }
+
+    /// As `try_recv`, the item's room kept by the caller.
+    pub fn try_recv_holding(&mut self) -> Option<(T, Room)> {
+        self.rx.try_recv().ok().map(|(item, p)| (item, Room(p)))
     }
 
     /// Bytes queued now.
