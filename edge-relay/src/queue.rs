@@ -27,9 +27,10 @@ pub struct QueuedPut {
     _room: Room,
 }
 
-/// A queue holding at most `memory_bytes` of record data (a larger put passes alone).
+/// A queue holding at most `memory_bytes` of record data, and never less than
+/// one full put: smaller would spool puts a healthy Kinesis would take.
 pub fn ship_queue(memory_bytes: usize) -> (ShipSender, ShipReceiver) {
-    let (tx, rx) = listen::queue(memory_bytes);
+    let (tx, rx) = listen::queue(memory_bytes.max(MAX_BYTES_PER_PUT));
     (ShipSender(tx), ShipReceiver { rx, next: None })
 }
 

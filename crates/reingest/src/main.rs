@@ -12,7 +12,7 @@ struct Args {
     /// The lake, as the ingest function has it: s3://bucket/prefix.
     #[arg(long, env = "HEPOP_LAKE")]
     lake: String,
-    /// The on-failure queue (the stack's IngestFailuresQueueUrl output).
+    /// The on-failure queue (the stack's IngestFailureQueueUrl output).
     #[arg(long, env = "HEPOP_FAILURE_QUEUE_URL", conflicts_with = "files")]
     queue_url: Option<String>,
     /// On-failure records (SQS message bodies), one JSON document per file; - reads stdin.
