@@ -142,4 +142,15 @@ mod tests {
         tx.try_send(put(5, 1 << 20)).unwrap();
         assert!(tx.try_send(put(1, 10)).is_err());
     }
+
+    #[tokio::test]
+    async fn a_budget_below_one_put_holds_a_full_put_of_small_ones() {
+        // Below 5 MiB the bound is one full put, not one put: small puts queue
+        // beside each other instead of going to the spool.
+        let (tx, _rx) = ship_queue(1);
+        for _ in 0..5 {
+            tx.try_send(put(1, 1 << 20)).unwrap();
+        }
+        assert!(tx.try_send(put(1, 10)).is_err());
+    }
 }
