@@ -5,8 +5,12 @@
 # With QUERIES=n, n clients run CPU-heavy queries back to back the whole time
 # (a three-way self cross join, a 10^11-row generate_series, a payload LIKE
 # scan, a GROUP BY), and their answers' statuses and times are printed.
+# With PROBE=1, one client asks the default query (the last 10 minutes'
+# newest 100 SIP messages) twice a second, and its median and p95 times are
+# printed: what a user waits for while ingest runs.
 #   bench/ingest-load.sh [rate=50000] [secs=60]
 #   QUERIES=4 bench/ingest-load.sh 50000 60
+#   PROBE=1 bench/ingest-load.sh 50000 60
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:-50000}"; secs="${2:-60}"
@@ -36,11 +40,21 @@ for i in $(seq 0 $((queries - 1))); do
     done ) &
   loops+=($!)
 done
+probe=""
+if [ -n "${PROBE:-}" ]; then
+  ( while [ ! -e "$dir/stop" ]; do
+      curl -s -G -o /dev/null -w '%{http_code} %{time_total}\n' \
+        --data-urlencode "q=SELECT time, src_ip, dst_ip, payload FROM hep_1 ORDER BY time DESC LIMIT 100" \
+        "http://$http/query" >> "$dir/probe"
+      sleep 0.5
+    done ) &
+  probe=$!
+fi
 start=$(date +%s.%N)
 $bin send --to "$hep" --rate "$rate" --duration "$secs" --traffic all 2> "$dir/send"
 touch "$dir/stop"
 # Each client finishes the query it is in (at most the query timeout).
-for p in "${loops[@]}"; do wait "$p" || true; done
+for p in "${loops[@]}" $probe; do wait "$p" || true; done
 sent=$(tr '\r' '\n' < "$dir/send" | grep -o 'sent [0-9]*' | tail -1 | cut -d' ' -f2)
 sleep 12   # one flush interval
 metrics=$(curl -s "http://$http/metrics")
@@ -52,5 +66,8 @@ echo "rate=$rate/s secs=$secs sent=$sent received=$(m received) decoded=$(m deco
 tr '\r' '\n' < "$dir/send" | tail -1
 if [ "$queries" -gt 0 ]; then
   cat "$dir"/q* | awk '{ n[$1]++; if ($2 > max) max = $2 } END { printf "queries answered:"; for (s in n) printf " %s=%d", s, n[s]; printf " slowest=%.1fs\n", max }'
+fi
+if [ -n "$probe" ]; then
+  grep '^200' "$dir/probe" | awk '{ print $2 * 1000 }' | sort -n | awk '{ v[NR] = $1 } END { printf "default query while ingesting: %d answers, median %.1f ms, p95 %.1f ms, max %.1f ms\n", NR, v[int((NR + 1) / 2)], v[int(NR * 0.95 + 0.5)], v[NR] }'
 fi
 [ "$sent" = "$rows" ] && echo "OK: nothing lost" || { echo "LOST: $((sent - rows))"; exit 1; }

@@ -90,15 +90,55 @@ impl Metrics {
         add(&self.expired_objects, r.expired_objects as u64);
     }
 
-    pub fn prometheus(&self, buffered: u64, queued_bytes: u64) -> String {
+    pub fn prometheus(
+        &self,
+        buffered: u64,
+        queued_bytes: u64,
+        cache: &lake::engine::CacheReport,
+    ) -> String {
         let mut gauges = self.listen.gauges();
+        gauges.extend([
+            (
+                "query_metadata_cache_files",
+                "Parquet files whose footer and page index the query engine keeps",
+                cache.metadata_entries as u64,
+            ),
+            (
+                "query_bloom_cache_bytes",
+                "bytes of bloom filters the query engine keeps",
+                cache.blooms.bytes as u64,
+            ),
+        ]);
+        let mut counters = self.rows();
+        counters.extend([
+            (
+                "query_bloom_cache_hits",
+                "bloom filter reads served from memory",
+                cache.blooms.hits,
+            ),
+            (
+                "query_bloom_cache_misses",
+                "bloom filter reads from the lake",
+                cache.blooms.misses,
+            ),
+            (
+                "query_listing_cache_hits",
+                "directory and partition listings reused",
+                cache.listing_hits,
+            ),
+            (
+                "query_listing_cache_misses",
+                "directory and partition listings read from the lake",
+                cache.listing_misses,
+            ),
+        ]);
         gauges.push(("buffered_rows", "rows waiting to be written", buffered));
         gauges.push((
             "queued_bytes",
             "message bytes queued for the writer (bound: --queue-mb)",
             queued_bytes,
         ));
-        prometheus("hepop", &self.rows(), &gauges)
+        prometheus("hepop", &counters, &gauges)
     }
 
     /// received, decoded, invalid, written, dropped: the log line.

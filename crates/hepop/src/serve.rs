@@ -137,18 +137,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP {http_addr}"))?;
 
-    let engine = QueryEngine::new(store.clone(), query_limits)?;
+    let engine = Arc::new(QueryEngine::new(store.clone(), query_limits)?);
+    // Writer and compactor tell the engine's listing cache what they change.
+    let store = engine.watched(store);
     let (tx, rx) = listen::queue::<HepMessage>(args.queue_mb.saturating_mul(1 << 20));
     let m = metrics.clone();
     let b = buffered.clone();
     let q = tx.gauge();
+    let e = engine.clone();
     let app = router(ApiState {
-        engine: Arc::new(engine),
+        engine,
         response_limit: ResponseLimit::Body(args.query.max_response_mb << 20),
     })
     .route(
         "/metrics",
-        get(move || async move { m.prometheus(b.load(Ordering::Relaxed), q.get() as u64) }),
+        get(move || async move {
+            m.prometheus(b.load(Ordering::Relaxed), q.get() as u64, &e.cache_stats())
+        }),
     );
     // /metrics follows the API's rule: behind the same tokens.
     let app = protect(app, &tokens);

@@ -12,6 +12,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
@@ -239,18 +240,38 @@ async fn try_list_partition(
 }
 
 /// Names of the child directories directly under `prefix`.
-async fn child_dirs(store: &Arc<dyn ObjectStore>, prefix: Option<&Path>) -> Result<Vec<String>> {
+pub async fn child_dirs(
+    store: &Arc<dyn ObjectStore>,
+    prefix: Option<&Path>,
+) -> Result<Arc<Vec<String>>> {
     let listing = store.list_with_delimiter(prefix).await?;
-    Ok(listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename().map(str::to_owned))
-        .collect())
+    Ok(Arc::new(
+        listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect(),
+    ))
+}
+
+/// Where directory listings come from: the store, or a cache of it
+/// ([`crate::listing_cache::ListingCache`]).
+#[async_trait]
+pub trait DirLister: Send + Sync {
+    async fn child_dirs(&self, prefix: Option<&Path>) -> Result<Arc<Vec<String>>>;
+}
+
+#[async_trait]
+impl DirLister for Arc<dyn ObjectStore> {
+    async fn child_dirs(&self, prefix: Option<&Path>) -> Result<Arc<Vec<String>>> {
+        child_dirs(self, prefix).await
+    }
 }
 
 /// HEP types that have a table (a `hep_<type>/` prefix) in the lake.
-pub async fn tables(store: &Arc<dyn ObjectStore>) -> Result<Vec<u8>> {
-    let mut t: Vec<u8> = child_dirs(store, None)
+pub async fn tables(dirs: &dyn DirLister) -> Result<Vec<u8>> {
+    let mut t: Vec<u8> = dirs
+        .child_dirs(None)
         .await?
         .iter()
         .filter_map(|d| parse_table_name(d))
@@ -262,7 +283,7 @@ pub async fn tables(store: &Arc<dyn ObjectStore>) -> Result<Vec<u8>> {
 /// Hour partitions of one table within `[lo_hour, hi_hour]` (inclusive,
 /// unbounded when None). Lists only the date directories in range.
 pub async fn partitions(
-    store: &Arc<dyn ObjectStore>,
+    dirs: &dyn DirLister,
     hep_type: u8,
     lo_hour: Option<i64>,
     hi_hour: Option<i64>,
@@ -270,8 +291,8 @@ pub async fn partitions(
     let in_range = |h: i64| lo_hour.is_none_or(|lo| h >= lo) && hi_hour.is_none_or(|hi| h <= hi);
     let table = paths::table_prefix(hep_type);
     let mut out = Vec::new();
-    for date in child_dirs(store, Some(&table)).await? {
-        let Some(day) = paths::parse_date_dir(&date) else {
+    for date in dirs.child_dirs(Some(&table)).await?.iter() {
+        let Some(day) = paths::parse_date_dir(date) else {
             continue;
         };
         let (first, last) = (day * 24, day * 24 + 23);
@@ -279,8 +300,12 @@ pub async fn partitions(
             continue;
         }
         // One LIST per date in range discovers its hours.
-        for hour in child_dirs(store, Some(&table.clone().join(date.as_str()))).await? {
-            let Some(h) = paths::parse_hour_dir(&hour) else {
+        for hour in dirs
+            .child_dirs(Some(&table.clone().join(date.as_str())))
+            .await?
+            .iter()
+        {
+            let Some(h) = paths::parse_hour_dir(hour) else {
                 continue;
             };
             let abs = first + h;

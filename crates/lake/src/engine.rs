@@ -6,6 +6,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -15,8 +16,10 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 use crate::catalog::tables;
+use crate::listing_cache::{ListingCache, WatchedStore};
+use crate::read_cache::{BloomCache, CacheStats, CachingReaderFactory};
 use crate::schema::table_name;
-use crate::table::HepTable;
+use crate::table::{HepTable, TableSources};
 
 #[derive(Debug, Clone)]
 pub struct QueryLimits {
@@ -35,6 +38,14 @@ pub struct QueryLimits {
     pub max_concurrent: usize,
     /// Threads of the query pool, apart from the caller's runtime (0: one per core).
     pub threads: usize,
+    /// Parquet footers and page indexes kept across queries (files never change).
+    pub metadata_cache_bytes: usize,
+    /// Bloom filters kept across queries.
+    pub bloom_cache_bytes: usize,
+    /// How long a partition listing is reused: the staleness a writer in
+    /// another process (the ingest Lambda) can cause. This process's own
+    /// writes are seen at once (`listing_cache::WatchedStore`).
+    pub listing_ttl: Duration,
 }
 
 impl Default for QueryLimits {
@@ -49,6 +60,9 @@ impl Default for QueryLimits {
             ),
             max_concurrent: 4,
             threads: 0,
+            metadata_cache_bytes: 256 << 20,
+            bloom_cache_bytes: 64 << 20,
+            listing_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -208,10 +222,18 @@ impl Drop for AbortOnDrop {
 }
 
 struct Lake {
-    store: Arc<dyn ObjectStore>,
-    url: ObjectStoreUrl,
+    sources: TableSources,
+    blooms: Arc<BloomCache>,
     runtime: Arc<RuntimeEnv>,
     limits: QueryLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheReport {
+    pub metadata_entries: usize,
+    pub blooms: CacheStats,
+    pub listing_hits: u64,
+    pub listing_misses: u64,
 }
 
 pub struct QueryEngine {
@@ -224,20 +246,52 @@ impl QueryEngine {
         let url = ObjectStoreUrl::parse("lake://hep/").expect("static URL");
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_metadata_cache_limit(limits.metadata_cache_bytes),
+            )
             .build_arc()
             .map_err(|e| crate::LakeError::Other(e.to_string()))?;
         runtime.register_object_store(url.as_ref(), store.clone());
+        let blooms = Arc::new(BloomCache::new(limits.bloom_cache_bytes));
+        let readers = Arc::new(CachingReaderFactory::new(
+            store.clone(),
+            runtime.cache_manager.get_file_metadata_cache(),
+            blooms.clone(),
+        ));
         let pool = QueryPool::new(&limits)
             .map_err(|e| crate::LakeError::Other(format!("starting the query pool: {e}")))?;
         Ok(Self {
             lake: Arc::new(Lake {
-                store,
-                url,
+                sources: TableSources {
+                    listings: Arc::new(ListingCache::new(store, limits.listing_ttl)),
+                    readers,
+                    url,
+                },
+                blooms,
                 runtime,
                 limits,
             }),
             pool,
         })
+    }
+
+    /// `store` as this process's writer and compactor must use it, so that
+    /// queries see their writes at once despite the listing cache.
+    pub fn watched(&self, store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+        Arc::new(WatchedStore::new(store, self.lake.sources.listings.clone()))
+    }
+
+    /// Hits and misses of the caches so far (metrics, tests).
+    pub fn cache_stats(&self) -> CacheReport {
+        let md = self.lake.runtime.cache_manager.get_file_metadata_cache();
+        let (listing_hits, listing_misses) = self.lake.sources.listings.stats();
+        CacheReport {
+            metadata_entries: md.len(),
+            blooms: self.lake.blooms.stats(),
+            listing_hits,
+            listing_misses,
+        }
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -307,11 +361,11 @@ impl Lake {
             now - self.limits.default_window.as_micros() as i64,
             now + self.limits.default_ahead.as_micros() as i64,
         );
-        for t in tables(&self.store)
+        for t in tables(self.sources.listings.as_ref())
             .await
             .map_err(|e| QueryError::Internal(e.to_string()))?
         {
-            let table = HepTable::new(t, self.store.clone(), self.url.clone(), window);
+            let table = HepTable::new(t, self.sources.clone(), window);
             ctx.register_table(table_name(t), Arc::new(table))?;
         }
         Ok(ctx)

@@ -30,18 +30,27 @@ pub struct EncodeOptions {
     /// zstd level: ingest favours speed, compaction favours size.
     pub zstd_level: i32,
     pub row_group_rows: usize,
+    /// Codec of every column but `payload` (None: zstd too).
+    pub other_columns: Option<Compression>,
 }
 
 impl EncodeOptions {
     pub const INGEST: Self = Self {
         zstd_level: 1,
         row_group_rows: 128 * 1024,
+        other_columns: None,
     };
     pub const COMPACT: Self = Self {
         zstd_level: 9,
         row_group_rows: 64 * 1024,
+        other_columns: Some(Compression::LZ4_RAW),
     };
 }
+
+/// Rows per data page at most.
+pub const PAGE_ROWS: usize = 4096;
+/// Uncompressed bytes per data page at most.
+pub const PAGE_BYTES: usize = 256 << 10;
 
 /// Sorts rows so a call's messages sit together, in time order.
 pub fn sort_for_storage(batch: &RecordBatch, hep_type: u8) -> Result<RecordBatch> {
@@ -66,12 +75,27 @@ pub(crate) fn properties(
     rows: usize,
     opts: EncodeOptions,
 ) -> Result<WriterProperties> {
+    let zstd = Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?);
     let mut p = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
+        .set_compression(zstd)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(opts.row_group_rows))
+        // Small pages: a lookup the page index narrows to one page per column
+        // decodes a few thousand rows, not the ~20 000 a 1 MiB page of
+        // call ids holds (docs/PERFORMANCE.md, query speed).
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        // ...and a few hundred payloads, not the ~2 000 a 1 MiB page holds.
+        .set_data_page_size_limit(PAGE_BYTES)
         // Payloads are nearly all distinct: a dictionary only costs time.
         .set_column_dictionary_enabled(ColumnPath::from("payload"), false);
+    if let Some(c) = opts.other_columns {
+        // zstd where it pays (payloads compress ~20×); elsewhere a codec whose
+        // reader costs nothing to create: a lookup opens ~30 column chunks,
+        // and each zstd one allocated a compression and a decompression context.
+        p = p
+            .set_compression(c)
+            .set_column_compression(ColumnPath::from("payload"), zstd);
+    }
     let ndv = rows.clamp(16, opts.row_group_rows) as u64;
     for c in bloom_columns(hep_type) {
         p = p

@@ -1,20 +1,26 @@
 //! `hep_<type>` as a DataFusion table: lists only the hour partitions the
-//! query's time bounds allow, reads only visible files, and applies the
-//! default "last 10 minutes" window when the query says nothing of `time`.
+//! query's time bounds allow, reads only visible files, applies the default
+//! "last 10 minutes" window when the query says nothing of `time`, and
+//! filters by time only the hours the range cuts: a row's hour partition is
+//! the hour of its `time` (`paths::Partition::for_micros`).
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource,
+};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
@@ -22,64 +28,126 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{col, lit};
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStore;
 
-use crate::catalog::{list_partition, partitions};
-use crate::paths::MICROS_PER_HOUR;
-use crate::schema::{TIME, schema_for};
-use crate::time_range::{TimeRange, from_filters};
+use crate::catalog::{PartitionListing, partitions};
+use crate::listing_cache::ListingCache;
+use crate::paths::{MICROS_PER_HOUR, Partition};
+use crate::schema::{TIME, query_schema_for, time_type};
+use crate::time_range::{TimeRange, from_filters, is_time_bound};
+
+/// What every table of one query engine shares.
+#[derive(Debug, Clone)]
+pub struct TableSources {
+    pub listings: Arc<ListingCache>,
+    /// Reads Parquet through the engine's metadata and bloom filter caches.
+    pub readers: Arc<dyn ParquetFileReaderFactory>,
+    pub url: ObjectStoreUrl,
+}
 
 #[derive(Debug)]
 pub struct HepTable {
     hep_type: u8,
     schema: SchemaRef,
-    store: Arc<dyn ObjectStore>,
-    url: ObjectStoreUrl,
+    sources: TableSources,
     /// The default window (µs, inclusive) for queries with no `time` condition.
     default_window: (i64, i64),
 }
 
 impl HepTable {
-    pub fn new(
-        hep_type: u8,
-        store: Arc<dyn ObjectStore>,
-        url: ObjectStoreUrl,
-        default_window: (i64, i64),
-    ) -> Self {
+    pub fn new(hep_type: u8, sources: TableSources, default_window: (i64, i64)) -> Self {
         Self {
             hep_type,
-            schema: schema_for(hep_type),
-            store,
-            url,
+            schema: query_schema_for(hep_type),
+            sources,
             default_window,
         }
     }
 
-    /// Visible files of every partition that can hold rows in `range`.
-    async fn files(&self, range: TimeRange) -> crate::Result<Vec<PartitionedFile>> {
+    /// Every partition that can hold rows in `range`, with its visible files.
+    async fn listings(&self, range: TimeRange) -> crate::Result<Vec<Arc<PartitionListing>>> {
         let lo = range.lo.map(|v| v.div_euclid(MICROS_PER_HOUR));
         let hi = range.hi.map(|v| v.div_euclid(MICROS_PER_HOUR));
         if matches!((lo, hi), (Some(l), Some(h)) if l > h) {
             return Ok(vec![]);
         }
-        let parts = partitions(&self.store, self.hep_type, lo, hi).await?;
-        let listings: Vec<_> = futures::stream::iter(parts)
-            .map(|p| list_partition(&self.store, p))
+        let listings = &self.sources.listings;
+        let parts = partitions(listings.as_ref(), self.hep_type, lo, hi).await?;
+        futures::stream::iter(parts)
+            .map(|p| listings.partition(p))
             .buffer_unordered(16)
             .try_collect()
-            .await?;
-        Ok(listings
-            .iter()
-            .flat_map(|l| l.visible())
-            .map(PartitionedFile::from)
-            .collect())
+            .await
+    }
+
+    /// One Parquet scan of `files`, spread over the session's partitions.
+    fn parquet_scan(
+        &self,
+        state: &dyn Session,
+        files: Vec<PartitionedFile>,
+        projection: Option<Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let n = state.config().target_partitions().max(1).min(files.len());
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n];
+        for (i, f) in files.into_iter().enumerate() {
+            groups[i % n].push(f);
+        }
+        let options = state.default_table_options().parquet;
+        let hint = options.global.metadata_size_hint;
+        let mut source = ParquetSource::new(TableSchema::from(self.schema.clone()))
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(self.sources.readers.clone());
+        if let Some(h) = hint {
+            source = source.with_metadata_size_hint(h);
+        }
+        let config = FileScanConfigBuilder::new(self.sources.url.clone(), Arc::new(source))
+            .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
+            .with_projection_indices(projection)?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// Decides, hour by hour, whether a condition on `time` holds for all of it.
+struct HourCheck(Arc<dyn PhysicalExpr>);
+
+impl HourCheck {
+    fn new(state: &dyn Session, condition: &Expr) -> Result<Self> {
+        let schema = DFSchema::try_from(Schema::new(vec![Field::new(TIME, time_type(), false)]))?;
+        Ok(Self(state.create_physical_expr(
+            unnormalize_col(condition.clone()),
+            &schema,
+        )?))
+    }
+
+    /// True when the condition holds at the hour's first and last
+    /// microsecond, hence (an interval, see `is_time_bound`) throughout.
+    fn holds_throughout(&self, p: Partition) -> Result<bool> {
+        let schema = Arc::new(Schema::new(vec![Field::new(TIME, time_type(), false)]));
+        let ends = TimestampMicrosecondArray::from(vec![p.start_micros(), p.end_micros() - 1])
+            .with_timezone("UTC");
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(ends)])?;
+        let v = self.0.evaluate(&batch)?.into_array(2)?;
+        let v = v.as_boolean_opt().ok_or_else(|| {
+            DataFusionError::Internal("a time condition did not give booleans".into())
+        })?;
+        Ok(Array::null_count(v) == 0 && v.true_count() == 2)
     }
 }
 
 fn external(e: crate::LakeError) -> DataFusionError {
     DataFusionError::External(Box::new(e))
+}
+
+fn timestamp(v: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(v),
+        Some("UTC".into()),
+    ))
 }
 
 #[async_trait]
@@ -96,8 +164,16 @@ impl TableProvider for HepTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Inexact: we prune with them, DataFusion still filters rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Bounds on `time` the scan applies itself, and only to the hours at
+        // the edges of the range: rows of an hour wholly inside it all match.
+        // The rest are Inexact: they prune, and DataFusion filters rows.
+        Ok(filters
+            .iter()
+            .map(|f| match is_time_bound(f) {
+                true => TableProviderFilterPushDown::Exact,
+                false => TableProviderFilterPushDown::Inexact,
+            })
+            .collect())
     }
 
     async fn scan(
@@ -116,52 +192,48 @@ impl TableProvider for HepTable {
             },
             None => tf.range,
         };
-        let files = self.files(range).await.map_err(external)?;
-        if files.is_empty() {
-            let all: Vec<usize> = (0..self.schema.fields().len()).collect();
-            let schema = Arc::new(self.schema.project(projection.unwrap_or(&all))?);
-            return Ok(Arc::new(EmptyExec::new(schema)));
-        }
-
-        // The window filter needs `time` even if the query does not select it.
-        let time_idx = self.schema.index_of(TIME)?;
-        let (scan_projection, keep) = match (projection, window) {
-            (Some(p), Some(_)) if !p.contains(&time_idx) => {
-                let mut q = p.clone();
-                q.push(time_idx);
-                (Some(q), Some(p.len()))
-            }
-            (p, _) => (p.cloned(), None),
+        // The condition on `time` this scan owns: the default window, or the
+        // query's bounds it reported Exact.
+        let condition = match window {
+            Some((from, to)) => Some(
+                col(TIME)
+                    .gt_eq(timestamp(from))
+                    .and(col(TIME).lt_eq(timestamp(to))),
+            ),
+            None => conjunction(filters.iter().filter(|f| is_time_bound(f)).cloned()),
         };
-
-        let n = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n.min(files.len())];
-        let group_count = groups.len();
-        for (i, f) in files.into_iter().enumerate() {
-            groups[i % group_count].push(f);
+        let check = condition
+            .as_ref()
+            .map(|c| HourCheck::new(state, c))
+            .transpose()?;
+        let (mut whole, mut edge) = (Vec::new(), Vec::new());
+        for l in self.listings(range).await.map_err(external)? {
+            let files = l.visible().into_iter().map(PartitionedFile::from);
+            match &check {
+                Some(c) if !c.holds_throughout(l.partition)? => edge.extend(files),
+                _ => whole.extend(files),
+            }
         }
-        let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
-        let source = format.file_source(TableSchema::from(self.schema.clone()));
-        let config = FileScanConfigBuilder::new(self.url.clone(), source)
-            .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
-            .with_projection_indices(scan_projection)?
-            // With our own filter on top, the scan may not stop early.
-            .with_limit(if window.is_some() { None } else { limit })
-            .build();
-        let mut plan = format.create_physical_plan(state, config).await?;
 
-        if let Some((from, to)) = window {
-            let df_schema = DFSchema::try_from(plan.schema())?;
-            let ts = |v: i64| {
-                lit(ScalarValue::TimestampMicrosecond(
-                    Some(v),
-                    Some("UTC".into()),
-                ))
+        let mut plans = Vec::new();
+        if !whole.is_empty() {
+            plans.push(self.parquet_scan(state, whole, projection.cloned(), limit)?);
+        }
+        if let (false, Some(condition)) = (edge.is_empty(), condition) {
+            // The condition needs `time` even if the query does not select it.
+            let time_idx = self.schema.index_of(TIME)?;
+            let (scan_projection, keep) = match projection {
+                Some(p) if !p.contains(&time_idx) => {
+                    let mut q = p.clone();
+                    q.push(time_idx);
+                    (Some(q), Some(p.len()))
+                }
+                p => (p.cloned(), None),
             };
-            let predicate = state.create_physical_expr(
-                col(TIME).gt_eq(ts(from)).and(col(TIME).lt_eq(ts(to))),
-                &df_schema,
-            )?;
+            // With a filter on top, the scan may not stop early.
+            let mut plan = self.parquet_scan(state, edge, scan_projection, None)?;
+            let df_schema = DFSchema::try_from(plan.schema())?;
+            let predicate = state.create_physical_expr(unnormalize_col(condition), &df_schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
             if let Some(n) = keep {
                 let schema = plan.schema();
@@ -176,7 +248,13 @@ impl TableProvider for HepTable {
                     .collect();
                 plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
             }
+            plans.push(plan);
         }
-        Ok(plan)
+        if plans.is_empty() {
+            let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+            let schema = Arc::new(self.schema.project(projection.unwrap_or(&all))?);
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        UnionExec::try_new(plans)
     }
 }

@@ -106,6 +106,28 @@ fn mentions_time(e: &Expr) -> bool {
     e.column_refs().iter().any(|c| c.name == TIME)
 }
 
+/// Whether `e` compares `time` with a constant (`<`, `<=`, `>`, `>=`, `=`,
+/// BETWEEN): the instants where it holds form one interval, so it holds for
+/// a whole hour when it holds at the hour's first and last microsecond.
+pub fn is_time_bound(e: &Expr) -> bool {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            matches!(
+                op,
+                Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq | Operator::Eq
+            ) && ((is_time(left) && literal_micros(right).is_some())
+                || (is_time(right) && literal_micros(left).is_some()))
+        }
+        Expr::Between(b) => {
+            !b.negated
+                && is_time(&b.expr)
+                && literal_micros(&b.low).is_some()
+                && literal_micros(&b.high).is_some()
+        }
+        _ => false,
+    }
+}
+
 /// Reads the time bounds from the filters DataFusion pushes into a scan.
 pub fn from_filters(filters: &[Expr]) -> TimeFilter {
     let mut range = TimeRange::default();
@@ -200,6 +222,26 @@ mod tests {
             col("time").between(ts("2025-02-08T19:00:00"), ts("2025-02-08T20:00:00"))
         ]);
         assert_eq!(f.range, TimeRange { lo, hi });
+    }
+
+    #[test]
+    fn time_bounds_are_comparisons_with_a_constant() {
+        let t = || col("time");
+        assert!(is_time_bound(&t().lt(ts("2025-02-08T19:00:00"))));
+        assert!(is_time_bound(&ts("2025-02-08T19:00:00").lt_eq(t())));
+        assert!(is_time_bound(
+            &t().between(ts("2025-02-08T19:00:00"), ts("2025-02-08T20:00:00"))
+        ));
+        assert!(!is_time_bound(&t().not_between(
+            ts("2025-02-08T19:00:00"),
+            ts("2025-02-08T20:00:00")
+        )));
+        assert!(!is_time_bound(&t().not_eq(ts("2025-02-08T19:00:00"))));
+        assert!(!is_time_bound(&t().gt(col("original_time"))));
+        assert!(!is_time_bound(
+            &t().gt(ts("2025-02-08T19:00:00"))
+                .or(col("src_port").eq(lit(5060)))
+        ));
     }
 
     #[test]

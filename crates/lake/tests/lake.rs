@@ -494,3 +494,95 @@ async fn http_api_shapes_and_errors() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b.contains("response limit"), "{b}");
 }
+
+/// Time bounds are applied by the scan itself, and only to the hours they cut:
+/// every form of bound, at and around an hour's edges, counts exactly the rows
+/// a plain comparison does (rows of hours wholly inside are not filtered).
+#[tokio::test]
+async fn time_bounds_hold_exactly_at_hour_edges() {
+    let l = lake();
+    let edge = micros("2025-02-08T19:00:00");
+    let hour = 3_600_000_000;
+    let times: Vec<i64> = [
+        -hour - 1,
+        -hour,
+        -hour / 2,
+        -2,
+        -1,
+        0,
+        1,
+        hour / 2,
+        hour - 1,
+        hour,
+        hour + 1,
+        2 * hour + 5,
+    ]
+    .iter()
+    .map(|d| edge + d)
+    .collect();
+    let msgs: Vec<_> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| sip(i, 0, *t))
+        .collect();
+    write(&l.store, &msgs).await;
+    let e = engine(&l.store);
+    let iso = |t: i64| {
+        chrono::DateTime::from_timestamp_micros(t)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string()
+    };
+    let n = |f: &dyn Fn(i64) -> bool| times.iter().filter(|t| f(**t)).count() as i64;
+    for (a, b) in [
+        (edge - hour, edge + hour),
+        (edge, edge + hour),
+        (edge - 1, edge + 1),
+        (edge + 1, edge + hour - 1),
+        (edge - hour - 1, edge + 2 * hour + 5),
+        (edge + hour / 2, edge + hour / 2),
+    ] {
+        let (sa, sb) = (iso(a), iso(b));
+        for (sql, expected) in [
+            (
+                format!("time >= '{sa}' AND time < '{sb}'"),
+                n(&|t| t >= a && t < b),
+            ),
+            (
+                format!("time > '{sa}' AND time <= '{sb}'"),
+                n(&|t| t > a && t <= b),
+            ),
+            (
+                format!("time BETWEEN '{sa}' AND '{sb}'"),
+                n(&|t| t >= a && t <= b),
+            ),
+            (
+                format!("'{sb}' > time AND '{sa}' <= time"),
+                n(&|t| t >= a && t < b),
+            ),
+            (format!("time = '{sa}'"), n(&|t| t == a)),
+            // Not a plain bound: DataFusion filters it, the scan keeps the hours.
+            (
+                format!("time >= '{sa}' AND time < '{sb}' AND (time < '{sa}' OR src_port = 5060)"),
+                n(&|t| t >= a && t < b),
+            ),
+        ] {
+            let got = count(&e, &format!("SELECT count(*) FROM hep_1 WHERE {sql}")).await;
+            assert_eq!(got, expected, "{sql}");
+        }
+    }
+    // Selecting columns without `time` while an edge hour is filtered by it.
+    let r = e
+        .query(&format!(
+            "SELECT src_port FROM hep_1 WHERE time >= '{}' AND time < '{}'",
+            iso(edge - 1),
+            iso(edge + hour + 1)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.num_rows() as i64,
+        n(&|t| t >= edge - 1 && t < edge + hour + 1)
+    );
+    assert_eq!(r.schema.fields().len(), 1);
+}

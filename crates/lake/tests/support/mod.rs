@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -31,6 +31,8 @@ pub struct Shared {
     writes: AtomicUsize,
     /// The write (put or delete) with this index fails, as a crash would.
     fail_write_at: AtomicUsize,
+    /// Bytes GETs returned.
+    bytes_read: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -52,6 +54,7 @@ impl Instrumented {
             ops: Mutex::new(vec![]),
             writes: AtomicUsize::new(0),
             fail_write_at: AtomicUsize::new(usize::MAX),
+            bytes_read: AtomicU64::new(0),
         };
         Arc::new(Self {
             inner,
@@ -68,6 +71,10 @@ impl Shared {
     pub fn fail_at(&self, n: usize) {
         self.writes.store(0, Ordering::SeqCst);
         self.fail_write_at.store(n, Ordering::SeqCst);
+    }
+    /// Bytes read since the last call.
+    pub fn take_bytes_read(&self) -> u64 {
+        self.bytes_read.swap(0, Ordering::SeqCst)
     }
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
@@ -116,7 +123,23 @@ impl ObjectStore for Instrumented {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         self.ops.lock().unwrap().push(Op::Get(location.to_string()));
-        self.inner.get_opts(location, options).await
+        let r = self.inner.get_opts(location, options).await?;
+        self.bytes_read
+            .fetch_add(r.range.end - r.range.start, Ordering::SeqCst);
+        Ok(r)
+    }
+    /// The inner store's own ranged read (the local store reads each range;
+    /// the trait's default would merge ranges less than 1 MiB apart).
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.ops.lock().unwrap().push(Op::Get(location.to_string()));
+        let r = self.inner.get_ranges(location, ranges).await?;
+        let n: usize = r.iter().map(|b| b.len()).sum();
+        self.bytes_read.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(r)
     }
     fn delete_stream(
         &self,

@@ -1,0 +1,288 @@
+//! Lake listings kept briefly between queries: the table, date and hour
+//! directories, and each partition's files and compaction snapshot. Unlike
+//! Parquet files these change, so an entry lives at most `ttl`; a writer in
+//! the same process ([`WatchedStore`]) drops what its writes make stale at
+//! once. A writer elsewhere (the ingest Lambda, another host) is seen within
+//! `ttl`.
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+};
+
+use crate::Result;
+use crate::catalog::{DirLister, PartitionListing, child_dirs, list_partition};
+use crate::paths::Partition;
+
+/// Entries beyond this many trigger a sweep of the expired ones.
+const SWEEP_ABOVE: usize = 4096;
+
+struct Timed<V> {
+    at: Instant,
+    value: V,
+}
+
+struct Entries<K, V>(HashMap<K, Timed<V>>);
+
+impl<K: Eq + Hash, V: Clone> Entries<K, V> {
+    fn fresh(&self, k: &K, ttl: Duration) -> Option<V> {
+        self.0
+            .get(k)
+            .filter(|t| t.at.elapsed() < ttl)
+            .map(|t| t.value.clone())
+    }
+
+    fn insert(&mut self, k: K, value: V, at: Instant, ttl: Duration) {
+        if self.0.len() >= SWEEP_ABOVE {
+            self.0.retain(|_, t| t.at.elapsed() < ttl);
+        }
+        self.0.insert(k, Timed { at, value });
+    }
+}
+
+impl<K, V> Default for Entries<K, V> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Child directory names by parent prefix ("" for the root).
+    dirs: Entries<String, Arc<Vec<String>>>,
+    partitions: Entries<Partition, Arc<PartitionListing>>,
+}
+
+pub struct ListingCache {
+    store: Arc<dyn ObjectStore>,
+    ttl: Duration,
+    state: Mutex<State>,
+    /// Bumped by every change; a listing that started before one is not kept.
+    generation: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl fmt::Debug for ListingCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ListingCache(ttl {:?})", self.ttl)
+    }
+}
+
+impl ListingCache {
+    /// `ttl` zero keeps nothing: every query lists.
+    pub fn new(store: Arc<dyn ObjectStore>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            state: Mutex::default(),
+            generation: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// (hits, misses) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    fn lookup<V>(&self, f: impl FnOnce(&State) -> Option<V>) -> Option<V> {
+        let v = f(&self.state.lock().expect("not poisoned"));
+        let counter = if v.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        v
+    }
+
+    /// Keeps what a listing started at `generation` found, unless something
+    /// changed meanwhile.
+    fn keep(&self, generation: u64, f: impl FnOnce(&mut State)) {
+        let mut s = self.state.lock().expect("not poisoned");
+        if self.generation.load(Ordering::SeqCst) == generation {
+            f(&mut s);
+        }
+    }
+
+    /// One partition's files and snapshot.
+    pub async fn partition(&self, p: Partition) -> Result<Arc<PartitionListing>> {
+        let ttl = self.ttl;
+        if let Some(l) = self.lookup(|s| s.partitions.fresh(&p, ttl)) {
+            return Ok(l);
+        }
+        let (generation, at) = (self.generation.load(Ordering::SeqCst), Instant::now());
+        let l = Arc::new(list_partition(&self.store, p).await?);
+        self.keep(generation, |s| s.partitions.insert(p, l.clone(), at, ttl));
+        Ok(l)
+    }
+
+    /// What a write, copy or delete of `path` makes stale.
+    pub fn changed(&self, path: &Path) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let mut s = self.state.lock().expect("not poisoned");
+        if let Some(p) = Partition::parse(path) {
+            s.partitions.0.remove(&p);
+        }
+        // A new table, date or hour directory: its parent's listing lacks it.
+        let parts: Vec<String> = path.parts().map(|p| p.as_ref().to_owned()).collect();
+        for depth in 0..parts.len().saturating_sub(1).min(3) {
+            let parent = parts[..depth].join("/");
+            let lacks_child = s
+                .dirs
+                .0
+                .get(&parent)
+                .is_some_and(|t| !t.value.contains(&parts[depth]));
+            if lacks_child {
+                s.dirs.0.remove(&parent);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl DirLister for ListingCache {
+    async fn child_dirs(&self, prefix: Option<&Path>) -> Result<Arc<Vec<String>>> {
+        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        let ttl = self.ttl;
+        if let Some(d) = self.lookup(|s| s.dirs.fresh(&key, ttl)) {
+            return Ok(d);
+        }
+        let (generation, at) = (self.generation.load(Ordering::SeqCst), Instant::now());
+        let d = child_dirs(&self.store, prefix).await?;
+        self.keep(generation, |s| s.dirs.insert(key, d.clone(), at, ttl));
+        Ok(d)
+    }
+}
+
+/// The lake store as this process's writer and compactor use it: each
+/// write, copy or delete tells the query engine's [`ListingCache`].
+#[derive(Debug)]
+pub struct WatchedStore {
+    inner: Arc<dyn ObjectStore>,
+    listings: Arc<ListingCache>,
+}
+
+impl WatchedStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, listings: Arc<ListingCache>) -> Self {
+        Self { inner, listings }
+    }
+}
+
+impl fmt::Display for WatchedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Watched({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for WatchedStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let r = self.inner.put_opts(location, payload, opts).await;
+        self.listings.changed(location);
+        r
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(WatchedUpload {
+            inner,
+            location: location.clone(),
+            listings: self.listings.clone(),
+        }))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let listings = self.listings.clone();
+        self.inner
+            .delete_stream(locations)
+            .inspect(move |r| {
+                if let Ok(p) = r {
+                    listings.changed(p);
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        let r = self.inner.copy_opts(from, to, options).await;
+        self.listings.changed(to);
+        r
+    }
+}
+
+#[derive(Debug)]
+struct WatchedUpload {
+    inner: Box<dyn MultipartUpload>,
+    location: Path,
+    listings: Arc<ListingCache>,
+}
+
+#[async_trait]
+impl MultipartUpload for WatchedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let r = self.inner.complete().await;
+        self.listings.changed(&self.location);
+        r
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
