@@ -17,7 +17,9 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::tables;
 use crate::listing_cache::{ListingCache, WatchedStore};
-use crate::read_cache::{BloomCache, CacheStats, CachingReaderFactory};
+use crate::read_cache::{
+    BloomCache, CacheStats, CachingReaderFactory, FILE_STATS_ENTRIES, FileStats,
+};
 use crate::schema::table_name;
 use crate::table::{HepTable, TableSources};
 
@@ -254,10 +256,12 @@ impl QueryEngine {
             .map_err(|e| crate::LakeError::Other(e.to_string()))?;
         runtime.register_object_store(url.as_ref(), store.clone());
         let blooms = Arc::new(BloomCache::new(limits.bloom_cache_bytes));
+        let stats = Arc::new(FileStats::new(FILE_STATS_ENTRIES));
         let readers = Arc::new(CachingReaderFactory::new(
             store.clone(),
             runtime.cache_manager.get_file_metadata_cache(),
             blooms.clone(),
+            stats.clone(),
         ));
         let pool = QueryPool::new(&limits)
             .map_err(|e| crate::LakeError::Other(format!("starting the query pool: {e}")))?;
@@ -266,6 +270,7 @@ impl QueryEngine {
                 sources: TableSources {
                     listings: Arc::new(ListingCache::new(store, limits.listing_ttl)),
                     readers,
+                    stats,
                     url,
                 },
                 blooms,

@@ -23,7 +23,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::Result;
-use crate::schema::{bloom_columns, schema_for, sort_columns};
+use crate::schema::{bloom_columns, no_dictionary_columns, schema_for, sort_columns};
 
 #[derive(Debug, Clone, Copy)]
 pub struct EncodeOptions {
@@ -85,9 +85,10 @@ pub(crate) fn properties(
         // call ids holds (docs/PERFORMANCE.md, query speed).
         .set_data_page_row_count_limit(PAGE_ROWS)
         // ...and a few hundred payloads, not the ~2 000 a 1 MiB page holds.
-        .set_data_page_size_limit(PAGE_BYTES)
-        // Payloads are nearly all distinct: a dictionary only costs time.
-        .set_column_dictionary_enabled(ColumnPath::from("payload"), false);
+        .set_data_page_size_limit(PAGE_BYTES);
+    for c in no_dictionary_columns(hep_type) {
+        p = p.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
     if let Some(c) = opts.other_columns {
         // zstd where it pays (payloads compress ~20×); elsewhere a codec whose
         // reader costs nothing to create: a lookup opens ~30 column chunks,

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::common::{ColumnStatistics, Statistics};
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetFileReaderFactory,
 };
@@ -24,6 +26,9 @@ use object_store::path::Path;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+
+use crate::paths::Partition;
+use crate::schema::{TIME, bloom_columns, query_schema_for};
 
 /// One bloom filter: which file (key and size) and which bytes of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -116,12 +121,74 @@ impl std::fmt::Debug for BloomCache {
     }
 }
 
+/// Each file's row count and the min/max of the columns a lookup filters on,
+/// derived from its cached footer: given to the scan as the file's statistics,
+/// they let DataFusion skip a file before opening it. Bounded in entries
+/// (about 1 KiB each: the other columns' statistics are left unknown).
+pub struct FileStats {
+    max_entries: usize,
+    inner: Mutex<LruQueue<(Path, u64), Arc<Statistics>>>,
+}
+
+/// Files whose statistics are kept, at most.
+pub const FILE_STATS_ENTRIES: usize = 50_000;
+
+impl std::fmt::Debug for FileStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileStats({} at most)", self.max_entries)
+    }
+}
+
+impl FileStats {
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            max_entries,
+            inner: Mutex::new(LruQueue::new()),
+        }
+    }
+
+    pub fn get(&self, location: &Path, size: u64) -> Option<Arc<Statistics>> {
+        let key = (location.clone(), size);
+        self.inner
+            .lock()
+            .expect("not poisoned")
+            .get(&key)
+            .cloned()
+    }
+
+    fn put(&self, location: &Path, size: u64, md: &ParquetMetaData) {
+        let Some(p) = Partition::parse(location) else {
+            return;
+        };
+        let schema = query_schema_for(p.hep_type);
+        let Ok(mut stats) = DFParquetMetadata::statistics_from_parquet_metadata(md, &schema)
+        else {
+            return;
+        };
+        let keep: Vec<usize> = std::iter::once(TIME)
+            .chain(bloom_columns(p.hep_type).iter().copied())
+            .filter_map(|c| schema.index_of(c).ok())
+            .collect();
+        for (i, c) in stats.column_statistics.iter_mut().enumerate() {
+            if !keep.contains(&i) {
+                *c = ColumnStatistics::new_unknown();
+            }
+        }
+        let mut q = self.inner.lock().expect("not poisoned");
+        q.put((location.clone(), size), Arc::new(stats));
+        while q.len() > self.max_entries {
+            q.pop();
+        }
+    }
+}
+
 /// DataFusion's metadata-caching reader, with bloom filter reads served
 /// from a [`BloomCache`].
 #[derive(Debug)]
 pub struct CachingReaderFactory {
     inner: CachedParquetFileReaderFactory,
     blooms: Arc<BloomCache>,
+    stats: Arc<FileStats>,
 }
 
 impl CachingReaderFactory {
@@ -129,10 +196,12 @@ impl CachingReaderFactory {
         store: Arc<dyn ObjectStore>,
         metadata: Arc<FileMetadataCache>,
         blooms: Arc<BloomCache>,
+        stats: Arc<FileStats>,
     ) -> Self {
         Self {
             inner: CachedParquetFileReaderFactory::new(store, metadata),
             blooms,
+            stats,
         }
     }
 }
@@ -152,6 +221,7 @@ impl ParquetFileReaderFactory for CachingReaderFactory {
         Ok(Box::new(BloomCachingReader {
             inner,
             blooms: self.blooms.clone(),
+            stats: self.stats.clone(),
             location,
             size,
             bloom_offsets: HashSet::new(),
@@ -162,6 +232,7 @@ impl ParquetFileReaderFactory for CachingReaderFactory {
 struct BloomCachingReader {
     inner: Box<dyn AsyncFileReader + Send>,
     blooms: Arc<BloomCache>,
+    stats: Arc<FileStats>,
     location: Path,
     size: u64,
     /// Where this file's bloom filters start, from its metadata: a read
@@ -220,6 +291,9 @@ impl AsyncFileReader for BloomCachingReader {
         async move {
             let md = self.inner.get_metadata(Some(&options)).await?;
             self.bloom_offsets = bloom_offsets(&md);
+            if self.stats.get(&self.location, self.size).is_none() {
+                self.stats.put(&self.location, self.size, &md);
+            }
             Ok(md)
         }
         .boxed()

@@ -34,6 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::{PartitionListing, partitions};
 use crate::listing_cache::ListingCache;
+use crate::read_cache::FileStats;
 use crate::paths::{MICROS_PER_HOUR, Partition};
 use crate::schema::{TIME, query_schema_for, time_type};
 use crate::time_range::{TimeRange, from_filters, is_time_bound};
@@ -44,6 +45,8 @@ pub struct TableSources {
     pub listings: Arc<ListingCache>,
     /// Reads Parquet through the engine's metadata and bloom filter caches.
     pub readers: Arc<dyn ParquetFileReaderFactory>,
+    /// Statistics of files already opened once: a file they rule out is not opened again.
+    pub stats: Arc<FileStats>,
     pub url: ObjectStoreUrl,
 }
 
@@ -92,7 +95,11 @@ impl HepTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let n = state.config().target_partitions().max(1).min(files.len());
         let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n];
-        for (i, f) in files.into_iter().enumerate() {
+        for (i, mut f) in files.into_iter().enumerate() {
+            let m = &f.object_meta;
+            if let Some(s) = self.sources.stats.get(&m.location, m.size) {
+                f = f.with_statistics(s);
+            }
             groups[i % n].push(f);
         }
         let options = state.default_table_options().parquet;
