@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use datafusion::datasource::listing::PartitionedFile;
 use datafusion::common::{ColumnStatistics, Statistics};
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetFileReaderFactory,
@@ -149,11 +149,7 @@ impl FileStats {
 
     pub fn get(&self, location: &Path, size: u64) -> Option<Arc<Statistics>> {
         let key = (location.clone(), size);
-        self.inner
-            .lock()
-            .expect("not poisoned")
-            .get(&key)
-            .cloned()
+        self.inner.lock().expect("not poisoned").get(&key).cloned()
     }
 
     fn put(&self, location: &Path, size: u64, md: &ParquetMetaData) {
@@ -161,8 +157,7 @@ impl FileStats {
             return;
         };
         let schema = query_schema_for(p.hep_type);
-        let Ok(mut stats) = DFParquetMetadata::statistics_from_parquet_metadata(md, &schema)
-        else {
+        let Ok(mut stats) = DFParquetMetadata::statistics_from_parquet_metadata(md, &schema) else {
             return;
         };
         let keep: Vec<usize> = std::iter::once(TIME)

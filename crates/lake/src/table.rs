@@ -34,8 +34,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::{PartitionListing, partitions};
 use crate::listing_cache::ListingCache;
-use crate::read_cache::FileStats;
 use crate::paths::{MICROS_PER_HOUR, Partition};
+use crate::read_cache::FileStats;
 use crate::schema::{TIME, query_schema_for, time_type};
 use crate::time_range::{TimeRange, from_filters, is_time_bound};
 
