@@ -8,47 +8,18 @@
 //! The object count is the real one; each object holds one call (10 messages)
 //! instead of a record's ~7 300, so the data is scaled down and the figures
 //! measure what object counts cost (listing, footers, bloom filters), not volume.
+mod support;
+
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::Request;
 use futures::StreamExt;
 use hep::sample::Call;
 use lake::compact::{CompactionConfig, Sweep};
 use lake::paths::FileName;
-use tower::ServiceExt;
+use support::{create_bucket, localstack, query};
 
 /// Relay records a second at 50 000 msgs/s: a record closes at 4 MiB of raw HEP (~572 bytes a message).
 const RECORDS_PER_SEC: f64 = 50_000.0 / ((4 << 20) as f64 / 572.0);
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-async fn query(router: &lake::http::Router, sql: &str) -> (Duration, u16, String) {
-    let t = Instant::now();
-    let req = Request::get(format!("/query?q={}", urlencode(sql)))
-        .body(Body::empty())
-        .unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        t.elapsed(),
-        status,
-        String::from_utf8_lossy(&body).chars().take(100).collect(),
-    )
-}
 
 /// The default query's shape (a count over the last 10 minutes) and a Call-ID
 /// lookup, both over the data's last 10 minutes (`from`): the bench runs
@@ -67,6 +38,7 @@ async fn measure(label: &str, router: &lake::http::Router, call_id: &str, from: 
         ),
     ] {
         let (first, s1, body) = query(router, &sql).await;
+        let body: String = body.chars().take(100).collect();
         let (again, s2, _) = query(router, &sql).await;
         println!(
             "{label}: {name}: first {:.0} ms, again {:.0} ms (HTTP {s1}/{s2}) {body}",
@@ -76,38 +48,12 @@ async fn measure(label: &str, router: &lake::http::Router, call_id: &str, from: 
     }
 }
 
-/// LocalStack accepts an unsigned PUT of a bucket.
-async fn create_bucket(endpoint: &str, bucket: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(hostport).await.unwrap();
-    let req = format!(
-        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    resp.starts_with("HTTP/1.1 200")
-}
-
 fn main() {
     let minutes: f64 = std::env::args()
         .skip(1)
         .find(|a| a != "--bench")
         .map_or(10.0, |m| m.parse().unwrap());
-    let endpoint = std::env::var("LOCALSTACK_ENDPOINT")
-        .expect("LOCALSTACK_ENDPOINT (start LocalStack: tests/localstack/start.sh)");
-    // SAFETY: set before any other thread exists.
-    unsafe {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ] {
-            std::env::set_var(k, v);
-        }
-    }
+    let endpoint = localstack();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

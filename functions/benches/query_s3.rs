@@ -6,53 +6,18 @@
 //!   LOCALSTACK_ENDPOINT=http://127.0.0.1:4566 cargo bench -p functions --bench query_s3 -- <lake dir> <queries.json> [runs]
 //!
 //! bench/query-vs-duckdb.sh runs it when LOCALSTACK_ENDPOINT is set.
+mod support;
+
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::Request;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use tower::ServiceExt;
+use support::{create_bucket, localstack, query};
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-async fn query(router: &lake::http::Router, sql: &str) -> (Duration, String) {
-    let t = Instant::now();
-    let req = Request::get(format!("/query?q={}", urlencode(sql)))
-        .body(Body::empty())
-        .unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let body = String::from_utf8_lossy(&body).into_owned();
-    assert!(status.is_success(), "{status}: {body}");
-    (t.elapsed(), body)
-}
-
-/// LocalStack accepts an unsigned PUT of a bucket.
-async fn create_bucket(endpoint: &str, bucket: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(hostport).await.unwrap();
-    let req = format!(
-        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await.unwrap();
-    resp.starts_with("HTTP/1.1 200")
+async fn answer(router: &lake::http::Router, sql: &str) -> (Duration, String) {
+    let (t, status, body) = query(router, sql).await;
+    assert_eq!(status, 200, "{body}");
+    (t, body)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -71,19 +36,7 @@ fn main() {
     let runs: usize = args.get(2).map_or(7, |r| r.parse().unwrap());
     let queries: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&queries).unwrap()).unwrap();
-    let endpoint = std::env::var("LOCALSTACK_ENDPOINT")
-        .expect("LOCALSTACK_ENDPOINT (start LocalStack: tests/localstack/start.sh)");
-    // SAFETY: set before any other thread exists.
-    unsafe {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ] {
-            std::env::set_var(k, v);
-        }
-    }
+    let endpoint = localstack();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -127,10 +80,10 @@ fn main() {
             let router =
                 functions::query_router(s3.clone(), Default::default(), &Default::default())
                     .unwrap();
-            let (cold, body) = query(&router, sql).await;
+            let (cold, body) = answer(&router, sql).await;
             let mut warm = Vec::new();
             for _ in 1..runs {
-                warm.push(query(&router, sql).await.0);
+                warm.push(answer(&router, sql).await.0);
             }
             warm.sort();
             let rows = serde_json::from_str::<Vec<serde_json::Value>>(&body).map_or(0, |v| v.len());

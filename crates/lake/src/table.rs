@@ -214,8 +214,15 @@ impl TableProvider for HepTable {
             .map(|c| HourCheck::new(state, c))
             .transpose()?;
         let (mut whole, mut edge) = (Vec::new(), Vec::new());
-        for l in self.listings(range).await.map_err(external)? {
-            let files = l.visible().into_iter().map(PartitionedFile::from);
+        let mut listings = self.listings(range).await.map_err(external)?;
+        // Newest first: "the latest N" (the default query) finds its rows in
+        // the first files, and its TopK filter then rules out the rest from
+        // their statistics without opening them.
+        listings.sort_by_key(|l| std::cmp::Reverse(l.partition.hour));
+        for l in listings {
+            let mut visible = l.visible();
+            visible.sort_by_key(|m| std::cmp::Reverse(m.last_modified));
+            let files = visible.into_iter().map(PartitionedFile::from);
             match &check {
                 Some(c) if !c.holds_throughout(l.partition)? => edge.extend(files),
                 _ => whole.extend(files),
