@@ -286,3 +286,64 @@ impl MultipartUpload for WatchedUpload {
         self.inner.abort().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    use super::*;
+
+    fn p(s: &str) -> Path {
+        Path::from(s)
+    }
+
+    #[tokio::test]
+    async fn a_watched_write_drops_exactly_the_listings_it_makes_stale() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cache = Arc::new(ListingCache::new(store.clone(), Duration::from_secs(600)));
+        let watched = WatchedStore::new(store.clone(), cache.clone());
+        let put = |k: &'static str| {
+            let w = &watched;
+            async move { w.put(&p(k), PutPayload::from_static(b"x")).await.unwrap() }
+        };
+        put("hep_1/date=2025-01-01/hour=10/hepop-1-1.parquet").await;
+        let table = p("hep_1");
+        let dates = || cache.child_dirs(Some(&table));
+        assert_eq!(*dates().await.unwrap(), vec!["date=2025-01-01"]);
+        let (hits, misses) = cache.stats();
+        dates().await.unwrap();
+        assert_eq!(cache.stats(), (hits + 1, misses), "served from the cache");
+
+        // A file in a known date keeps the date listing; a new date drops it.
+        put("hep_1/date=2025-01-01/hour=11/hepop-1-2.parquet").await;
+        dates().await.unwrap();
+        assert_eq!(cache.stats(), (hits + 2, misses));
+        put("hep_1/date=2025-01-02/hour=00/hepop-1-3.parquet").await;
+        assert_eq!(
+            *dates().await.unwrap(),
+            vec!["date=2025-01-01", "date=2025-01-02"]
+        );
+        assert_eq!(cache.stats().1, misses + 1);
+
+        // A partition's listing is dropped by a write or a delete in it.
+        let part = Partition::parse(&p("hep_1/date=2025-01-01/hour=10")).unwrap();
+        assert_eq!(cache.partition(part).await.unwrap().files.len(), 1);
+        put("hep_1/date=2025-01-01/hour=10/hepop-1-4.parquet").await;
+        assert_eq!(cache.partition(part).await.unwrap().files.len(), 2);
+        watched
+            .delete(&p("hep_1/date=2025-01-01/hour=10/hepop-1-1.parquet"))
+            .await
+            .unwrap();
+        assert_eq!(cache.partition(part).await.unwrap().files.len(), 1);
+        // An unwatched write is not seen while the listing is fresh.
+        store
+            .put(
+                &p("hep_1/date=2025-01-01/hour=10/hepop-1-5.parquet"),
+                PutPayload::from_static(b"x"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(cache.partition(part).await.unwrap().files.len(), 1);
+    }
+}
