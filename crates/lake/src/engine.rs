@@ -17,9 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::tables;
 use crate::listing_cache::{ListingCache, WatchedStore};
-use crate::read_cache::{
-    BloomCache, CacheStats, CachingReaderFactory, FILE_STATS_ENTRIES, FileStats,
-};
+use crate::read_cache::{BloomCache, CacheStats, CachingReaderFactory, FileStats};
 use crate::schema::table_name;
 use crate::table::{HepTable, TableSources};
 
@@ -44,6 +42,8 @@ pub struct QueryLimits {
     pub metadata_cache_bytes: usize,
     /// Bloom filters kept across queries.
     pub bloom_cache_bytes: usize,
+    /// Files whose lookup-column statistics are kept (about 1 KiB each).
+    pub file_stats_entries: usize,
     /// How long a partition listing is reused: the staleness a writer in
     /// another process (the ingest Lambda) can cause. This process's own
     /// writes are seen at once (`listing_cache::WatchedStore`).
@@ -64,6 +64,7 @@ impl Default for QueryLimits {
             threads: 0,
             metadata_cache_bytes: 256 << 20,
             bloom_cache_bytes: 64 << 20,
+            file_stats_entries: 50_000,
             listing_ttl: Duration::from_secs(5),
         }
     }
@@ -256,7 +257,7 @@ impl QueryEngine {
             .map_err(|e| crate::LakeError::Other(e.to_string()))?;
         runtime.register_object_store(url.as_ref(), store.clone());
         let blooms = Arc::new(BloomCache::new(limits.bloom_cache_bytes));
-        let stats = Arc::new(FileStats::new(FILE_STATS_ENTRIES));
+        let stats = Arc::new(FileStats::new(limits.file_stats_entries));
         let readers = Arc::new(CachingReaderFactory::new(
             store.clone(),
             runtime.cache_manager.get_file_metadata_cache(),

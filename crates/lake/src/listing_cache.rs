@@ -6,6 +6,7 @@
 //! `ttl`.
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use object_store::{
 use crate::Result;
 use crate::catalog::{DirLister, PartitionListing, child_dirs, list_partition};
 use crate::paths::Partition;
+use crate::read_cache::HitCount;
 
 /// Entries beyond this many trigger a sweep of the expired ones.
 const SWEEP_ABOVE: usize = 4096;
@@ -69,8 +71,7 @@ pub struct ListingCache {
     state: Mutex<State>,
     /// Bumped by every change; a listing that started before one is not kept.
     generation: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    count: HitCount,
 }
 
 impl fmt::Debug for ListingCache {
@@ -87,53 +88,48 @@ impl ListingCache {
             ttl,
             state: Mutex::default(),
             generation: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            count: HitCount::default(),
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
     }
 
     /// (hits, misses) so far.
     pub fn stats(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+        self.count.get()
     }
 
-    fn lookup<V>(&self, f: impl FnOnce(&State) -> Option<V>) -> Option<V> {
-        let v = f(&self.state.lock().expect("not poisoned"));
-        let counter = if v.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        v
-    }
-
-    /// Keeps what a listing started at `generation` found, unless something
-    /// changed meanwhile.
-    fn keep(&self, generation: u64, f: impl FnOnce(&mut State)) {
+    /// The fresh entry `pick` finds for `key`, or what `list` finds, kept
+    /// unless something changed while it listed.
+    async fn get_or_list<K, V, F>(
+        &self,
+        key: K,
+        pick: fn(&mut State) -> &mut Entries<K, V>,
+        list: F,
+    ) -> Result<V>
+    where
+        K: Eq + Hash,
+        V: Clone,
+        F: Future<Output = Result<V>>,
+    {
+        let ttl = self.ttl;
+        let found = pick(&mut self.state.lock().expect("not poisoned")).fresh(&key, ttl);
+        if let Some(v) = self.count.record(found) {
+            return Ok(v);
+        }
+        let (generation, at) = (self.generation.load(Ordering::SeqCst), Instant::now());
+        let v = list.await?;
         let mut s = self.state.lock().expect("not poisoned");
         if self.generation.load(Ordering::SeqCst) == generation {
-            f(&mut s);
+            pick(&mut s).insert(key, v.clone(), at, ttl);
         }
+        Ok(v)
     }
 
     /// One partition's files and snapshot.
     pub async fn partition(&self, p: Partition) -> Result<Arc<PartitionListing>> {
-        let ttl = self.ttl;
-        if let Some(l) = self.lookup(|s| s.partitions.fresh(&p, ttl)) {
-            return Ok(l);
-        }
-        let (generation, at) = (self.generation.load(Ordering::SeqCst), Instant::now());
-        let l = Arc::new(list_partition(&self.store, p).await?);
-        self.keep(generation, |s| s.partitions.insert(p, l.clone(), at, ttl));
-        Ok(l)
+        self.get_or_list(p, |s| &mut s.partitions, async {
+            Ok(Arc::new(list_partition(&self.store, p).await?))
+        })
+        .await
     }
 
     /// What a write, copy or delete of `path` makes stale.
@@ -163,14 +159,8 @@ impl ListingCache {
 impl DirLister for ListingCache {
     async fn child_dirs(&self, prefix: Option<&Path>) -> Result<Arc<Vec<String>>> {
         let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        let ttl = self.ttl;
-        if let Some(d) = self.lookup(|s| s.dirs.fresh(&key, ttl)) {
-            return Ok(d);
-        }
-        let (generation, at) = (self.generation.load(Ordering::SeqCst), Instant::now());
-        let d = child_dirs(&self.store, prefix).await?;
-        self.keep(generation, |s| s.dirs.insert(key, d.clone(), at, ttl));
-        Ok(d)
+        self.get_or_list(key, |s| &mut s.dirs, child_dirs(&self.store, prefix))
+            .await
     }
 }
 
@@ -226,6 +216,14 @@ impl ObjectStore for WatchedStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
     }
 
     fn delete_stream(

@@ -1,9 +1,10 @@
 //! What a query reads from a Parquet file besides its data pages, kept
 //! across queries: the footer with its page index (DataFusion's file
-//! metadata cache, in the shared RuntimeEnv) and the bloom filters (here). Lake files
-//! are never modified and their names never reused, so an entry keyed by
-//! object key and size can never be stale; both caches are bounded in bytes
-//! and evict the least recently used entry.
+//! metadata cache, in the shared RuntimeEnv), the bloom filters and the
+//! statistics of the lookup columns (here). Lake files are never modified
+//! and their names never reused, so an entry keyed by object key and size
+//! can never be stale; each cache is bounded (in bytes, or entries for the
+//! statistics) and evicts the least recently used entry.
 use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,12 +47,39 @@ pub struct CacheStats {
     pub bytes: usize,
 }
 
+/// Hits and misses of one cache.
+#[derive(Debug, Default)]
+pub(crate) struct HitCount {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl HitCount {
+    /// Counts `found` as a hit or a miss, and passes it on.
+    pub(crate) fn record<V>(&self, found: Option<V>) -> Option<V> {
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// (hits, misses) so far.
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Bloom filter bytes, bounded in bytes, least recently used evicted.
 pub struct BloomCache {
     limit: usize,
     inner: Mutex<BloomEntries>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    count: HitCount,
 }
 
 struct BloomEntries {
@@ -67,8 +95,7 @@ impl BloomCache {
                 lru: LruQueue::new(),
                 bytes: 0,
             }),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            count: HitCount::default(),
         }
     }
 
@@ -80,13 +107,7 @@ impl BloomCache {
             .lru
             .get(key)
             .cloned();
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.count.record(found)
     }
 
     fn put(&self, key: BloomKey, value: Bytes) {
@@ -107,9 +128,10 @@ impl BloomCache {
     }
 
     pub fn stats(&self) -> CacheStats {
+        let (hits, misses) = self.count.get();
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits,
+            misses,
             bytes: self.inner.lock().expect("not poisoned").bytes,
         }
     }
@@ -124,14 +146,12 @@ impl std::fmt::Debug for BloomCache {
 /// Each file's row count and the min/max of the columns a lookup filters on,
 /// derived from its cached footer: given to the scan as the file's statistics,
 /// they let DataFusion skip a file before opening it. Bounded in entries
-/// (about 1 KiB each: the other columns' statistics are left unknown).
+/// (about 1 KiB each: the other columns' statistics are left unknown;
+/// `QueryLimits::file_stats_entries`).
 pub struct FileStats {
     max_entries: usize,
     inner: Mutex<LruQueue<(Path, u64), Arc<Statistics>>>,
 }
-
-/// Files whose statistics are kept, at most.
-pub const FILE_STATS_ENTRIES: usize = 50_000;
 
 impl std::fmt::Debug for FileStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

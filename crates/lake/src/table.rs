@@ -120,25 +120,30 @@ impl HepTable {
 }
 
 /// Decides, hour by hour, whether a condition on `time` holds for all of it.
-struct HourCheck(Arc<dyn PhysicalExpr>);
+struct HourCheck {
+    condition: Arc<dyn PhysicalExpr>,
+    /// Just `time`: the condition is evaluated on an hour's two ends.
+    schema: SchemaRef,
+}
 
 impl HourCheck {
     fn new(state: &dyn Session, condition: &Expr) -> Result<Self> {
-        let schema = DFSchema::try_from(Schema::new(vec![Field::new(TIME, time_type(), false)]))?;
-        Ok(Self(state.create_physical_expr(
-            unnormalize_col(condition.clone()),
-            &schema,
-        )?))
+        let schema = Arc::new(Schema::new(vec![Field::new(TIME, time_type(), false)]));
+        let df_schema = DFSchema::try_from(schema.clone())?;
+        Ok(Self {
+            condition: state
+                .create_physical_expr(unnormalize_col(condition.clone()), &df_schema)?,
+            schema,
+        })
     }
 
     /// True when the condition holds at the hour's first and last
     /// microsecond, hence (an interval, see `is_time_bound`) throughout.
     fn holds_throughout(&self, p: Partition) -> Result<bool> {
-        let schema = Arc::new(Schema::new(vec![Field::new(TIME, time_type(), false)]));
         let ends = TimestampMicrosecondArray::from(vec![p.start_micros(), p.end_micros() - 1])
             .with_timezone("UTC");
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(ends)])?;
-        let v = self.0.evaluate(&batch)?.into_array(2)?;
+        let batch = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(ends)])?;
+        let v = self.condition.evaluate(&batch)?.into_array(2)?;
         let v = v.as_boolean_opt().ok_or_else(|| {
             DataFusionError::Internal("a time condition did not give booleans".into())
         })?;
