@@ -186,11 +186,11 @@ pub async fn run_bound(
     ));
 
     let queued = ship_tx.gauge();
-    let open_record = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(BatcherProgress::default());
     let batcher = tokio::spawn(run_batcher(
         packet_rx,
         ship_tx,
-        open_record.clone(),
+        progress.clone(),
         shipper.clone(),
         cfg.batcher.clone(),
     ));
@@ -201,12 +201,17 @@ pub async fn run_bound(
         ship_metrics.clone(),
         spool.clone(),
         queued,
-        open_record,
+        progress,
     );
     let app = axum::Router::new().route(
         "/metrics",
         get(move || async move {
             let mut rows = c.rows();
+            rows.push((
+                "batched_messages",
+                "messages taken into a record (then queued, sent or spooled)",
+                o.taken.load(Ordering::Acquire),
+            ));
             rows.extend(m.rows());
             let (spool_bytes, corrupt) = s
                 .lock()
@@ -216,7 +221,7 @@ pub async fn run_bound(
             gauges.push((
                 "open_record_messages",
                 "messages in the record being filled",
-                o.load(Ordering::Relaxed),
+                o.open.load(Ordering::Acquire),
             ));
             gauges.push((
                 "queued_bytes",
@@ -262,10 +267,21 @@ pub async fn run_bound(
     Ok(())
 }
 
+/// Where the batcher is, for /metrics. Each packet is counted taken only
+/// after its record state is published (open, or queued, or spooled), so a
+/// reader that sees `taken` reach N and then `open` 0 and the ship queue empty
+/// knows all N messages were sent or spooled: `decoded` alone counts packets
+/// still waiting in the packet queue.
+#[derive(Default)]
+struct BatcherProgress {
+    taken: AtomicU64,
+    open: AtomicU64,
+}
+
 async fn run_batcher(
     mut rx: listen::QueueReceiver<Vec<u8>>,
     ship: ShipSender,
-    open_record: Arc<AtomicU64>,
+    progress: Arc<BatcherProgress>,
     shipper: Arc<Shipper>,
     cfg: BatcherConfig,
 ) {
@@ -276,20 +292,24 @@ async fn run_batcher(
     let mut tick = tokio::time::interval((cfg.linger / 4).max(Duration::from_millis(5)));
     let mut batcher = Batcher::new(cfg, seed);
     loop {
-        let records = tokio::select! {
+        let (records, taken) = tokio::select! {
             p = rx.recv() => match p {
-                Some(p) => batcher.push(&p, Instant::now()),
+                Some(p) => (batcher.push(&p, Instant::now()), 1),
                 None => break,
             },
-            _ = tick.tick() => batcher.poll(Instant::now()),
+            _ = tick.tick() => (batcher.poll(Instant::now()), 0),
         };
-        open_record.store(batcher.buffered() as u64, Ordering::Relaxed);
         for put in into_puts(records) {
             // Kinesis is slower than the listeners: beyond the memory bound, spool.
             if let Err(put) = ship.try_send(put) {
                 shipper.spool(&put);
             }
         }
+        // After the puts are queued: a reader never sees closed records nowhere.
+        progress
+            .open
+            .store(batcher.buffered() as u64, Ordering::Release);
+        progress.taken.fetch_add(taken, Ordering::Release);
     }
     for put in into_puts(batcher.flush()) {
         if let Err(put) = ship.send(put).await {
