@@ -1,7 +1,8 @@
 //! A k-way merge of sorted batch streams: the core of compaction.
 //!
-//! Every file in the lake is sorted by its table's sort key, so merging
-//! streams keeps memory at one batch per input plus one output batch,
+//! Every compacted file, and every row group of an ingest file (a time
+//! slice), is sorted by its table's sort key, so merging these runs as
+//! streams keeps memory at one batch per run plus one output batch,
 //! whatever the size of the partition. Pure: sources are a trait, so tests
 //! merge in-memory batches and compaction merges Parquet readers.
 use arrow::array::RecordBatch;
@@ -52,7 +53,7 @@ pub struct SortedMerge {
 }
 
 impl SortedMerge {
-    /// `key` names the sort columns (ascending, nulls last: the order of [`crate::parquet_io::sort_for_storage`]).
+    /// `key` names the sort columns (ascending, nulls last: the order of each slice of [`crate::parquet_io::time_slices`]).
     pub fn new(
         schema: SchemaRef,
         key: &[&str],

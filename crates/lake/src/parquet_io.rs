@@ -1,11 +1,19 @@
 //! Parquet encoding with the layout every file in the lake shares: rows
 //! sorted by call, zstd, page-level statistics (column and offset index),
 //! bloom filters on the lookup columns. Plain Parquet: any engine reads it.
+//!
+//! Ingest files are cut into time slices first: each row group holds the
+//! rows of one stretch of time, sorted by call inside. A query for the
+//! newest rows reads the newest row group and rules the others out from
+//! their statistics; sorted by call throughout, the newest rows were spread
+//! over every page of the file and it was decoded whole. Each row group is
+//! still a sorted run, which is what compaction merges.
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, sort_to_indices, take,
+    take_record_batch,
 };
 use bytes::Bytes;
 use futures::FutureExt;
@@ -23,12 +31,13 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::Result;
-use crate::schema::{bloom_columns, no_dictionary_columns, schema_for, sort_columns};
+use crate::schema::{TIME, bloom_columns, no_dictionary_columns, schema_for, sort_columns};
 
 #[derive(Debug, Clone, Copy)]
 pub struct EncodeOptions {
     /// zstd level: ingest favours speed, compaction favours size.
     pub zstd_level: i32,
+    /// Rows per row group at most; in ingest files, rows per time slice.
     pub row_group_rows: usize,
     /// Codec of every column but `payload` (None: zstd too).
     pub other_columns: Option<Compression>,
@@ -37,7 +46,7 @@ pub struct EncodeOptions {
 impl EncodeOptions {
     pub const INGEST: Self = Self {
         zstd_level: 1,
-        row_group_rows: 128 * 1024,
+        row_group_rows: 8 * 1024,
         other_columns: None,
     };
     pub const COMPACT: Self = Self {
@@ -52,22 +61,69 @@ pub const PAGE_ROWS: usize = 4096;
 /// Uncompressed bytes per data page at most.
 pub const PAGE_BYTES: usize = 256 << 10;
 
-/// Sorts rows so a call's messages sit together, in time order.
-pub fn sort_for_storage(batch: &RecordBatch, hep_type: u8) -> Result<RecordBatch> {
+fn ascending(values: arrow::array::ArrayRef) -> SortColumn {
+    SortColumn {
+        values,
+        options: Some(SortOptions {
+            descending: false,
+            nulls_first: false,
+        }),
+    }
+}
+
+/// The order that puts a call's messages together, in time order.
+fn key_order(batch: &RecordBatch, hep_type: u8) -> Result<UInt32Array> {
     let cols = sort_columns(hep_type)
         .iter()
         .map(|name| {
-            Ok(SortColumn {
-                values: batch.column(batch.schema().index_of(name)?).clone(),
-                options: Some(SortOptions {
-                    descending: false,
-                    nulls_first: false,
-                }),
-            })
+            Ok(ascending(
+                batch.column(batch.schema().index_of(name)?).clone(),
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let idx = lexsort_to_indices(&cols, None)?;
-    Ok(take_record_batch(batch, &idx)?)
+    Ok(lexsort_to_indices(&cols, None)?)
+}
+
+/// Ingest layout: the rows cut into slices of at most `slice_rows` by time,
+/// oldest first, each slice in storage order (by call). Returns the rows so
+/// ordered and where each slice ends.
+pub fn time_slices(
+    batch: &RecordBatch,
+    hep_type: u8,
+    slice_rows: usize,
+) -> Result<(RecordBatch, Vec<usize>)> {
+    let by_time = sort_to_indices(batch.column(batch.schema().index_of(TIME)?), None, None)?;
+    let mut order: Vec<u32> = Vec::with_capacity(batch.num_rows());
+    let mut ends = Vec::new();
+    for start in (0..batch.num_rows()).step_by(slice_rows.max(1)) {
+        let rows = by_time.slice(start, slice_rows.min(batch.num_rows() - start));
+        // Only the key columns are gathered to order the slice.
+        let key: Vec<_> = sort_columns(hep_type)
+            .iter()
+            .map(|name| {
+                Ok(take(
+                    batch.column(batch.schema().index_of(name)?),
+                    &rows,
+                    None,
+                )?)
+            })
+            .collect::<Result<_>>()?;
+        let key = RecordBatch::try_new(
+            Arc::new(
+                batch.schema().project(
+                    &sort_columns(hep_type)
+                        .iter()
+                        .map(|n| batch.schema().index_of(n))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )?,
+            ),
+            key,
+        )?;
+        let local = key_order(&key, hep_type)?;
+        order.extend(local.values().iter().map(|&i| rows.value(i as usize)));
+        ends.push(order.len());
+    }
+    Ok((take_record_batch(batch, &UInt32Array::from(order))?, ends))
 }
 
 pub(crate) fn properties(
@@ -107,22 +163,24 @@ pub(crate) fn properties(
     Ok(p.build())
 }
 
-/// Encodes `batches` (all of table `hep_<hep_type>`) as one sorted Parquet file.
+/// Encodes `batches` (all of table `hep_<hep_type>`) as one Parquet file
+/// of time slices, one row group each (see [`time_slices`]).
 pub fn encode(batches: &[RecordBatch], hep_type: u8, opts: EncodeOptions) -> Result<Bytes> {
     let all = concat_batches(&schema_for(hep_type), batches)?;
-    encode_sorted(&sort_for_storage(&all, hep_type)?, hep_type, opts)
-}
-
-/// Encodes rows already in storage order (see [`sort_for_storage`]).
-pub fn encode_sorted(sorted: &RecordBatch, hep_type: u8, opts: EncodeOptions) -> Result<Bytes> {
-    let schema = schema_for(hep_type);
-    let mut buf = Vec::with_capacity(sorted.get_array_memory_size() / 4 + 4096);
+    let (rows, ends) = time_slices(&all, hep_type, opts.row_group_rows)?;
+    let mut buf = Vec::with_capacity(rows.get_array_memory_size() / 4 + 4096);
     let mut w = ArrowWriter::try_new(
         &mut buf,
-        schema,
-        Some(properties(hep_type, sorted.num_rows(), opts)?),
+        schema_for(hep_type),
+        Some(properties(hep_type, rows.num_rows(), opts)?),
     )?;
-    w.write(sorted)?;
+    let mut start = 0;
+    for end in ends {
+        w.write(&rows.slice(start, end - start))?;
+        // Ends the row group: a slice never shares one with the next.
+        w.flush()?;
+        start = end;
+    }
     w.close()?;
     Ok(Bytes::from(buf))
 }
@@ -204,5 +262,87 @@ impl AsyncFileReader for StoreReader {
             Ok(Arc::new(md))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::TimestampMicrosecondType;
+    use hep::sample::Call;
+
+    use super::*;
+    use crate::rows::BatchBuilder;
+
+    fn key_of(b: &RecordBatch, i: usize) -> (String, i64) {
+        let call = b.column_by_name("call_id").unwrap().as_string::<i32>();
+        let time = b
+            .column_by_name(TIME)
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>();
+        (call.value(i).to_owned(), time.value(i))
+    }
+
+    /// Calls overlapping in time: each slice must interleave many calls.
+    fn overlapping_calls() -> RecordBatch {
+        let mut b = BatchBuilder::new(1);
+        for c in 0..200 {
+            for m in Call::new(7, c).sip_flow(1_700_000_000_000_000 + (c as i64 * 7919) % 500_000) {
+                b.append(&m);
+            }
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn time_slices_are_runs_sorted_by_call_in_time_order() {
+        let batch = overlapping_calls();
+        let (rows, ends) = time_slices(&batch, 1, 100).unwrap();
+        assert_eq!(ends.len(), batch.num_rows().div_ceil(100));
+        assert_eq!(ends.last(), Some(&batch.num_rows()));
+        let mut got: Vec<_> = (0..rows.num_rows()).map(|i| key_of(&rows, i)).collect();
+        let mut start = 0;
+        let mut last_max = i64::MIN;
+        for &end in &ends {
+            let slice = &got[start..end];
+            assert!(
+                slice.windows(2).all(|w| w[0] <= w[1]),
+                "slice sorted by call, time"
+            );
+            let (min, max) = slice.iter().fold((i64::MAX, i64::MIN), |(lo, hi), k| {
+                (lo.min(k.1), hi.max(k.1))
+            });
+            assert!(last_max <= min, "slices follow each other in time");
+            let calls: std::collections::HashSet<_> = slice.iter().map(|k| &k.0).collect();
+            assert!(calls.len() > 1, "a slice holds several calls");
+            last_max = max;
+            start = end;
+        }
+        let mut want: Vec<_> = (0..batch.num_rows()).map(|i| key_of(&batch, i)).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "every row once");
+        assert_eq!(rows.column_by_name("payload").unwrap().null_count(), 0);
+    }
+
+    #[test]
+    fn an_ingest_file_has_a_row_group_per_slice() {
+        let batch = overlapping_calls();
+        let opts = EncodeOptions {
+            row_group_rows: 300,
+            ..EncodeOptions::INGEST
+        };
+        let md = ParquetMetaDataReader::new()
+            .parse_and_finish(&encode(std::slice::from_ref(&batch), 1, opts).unwrap())
+            .unwrap();
+        let sizes: Vec<_> = md.row_groups().iter().map(|g| g.num_rows()).collect();
+        let (_, ends) = time_slices(&batch, 1, 300).unwrap();
+        let want: Vec<_> = std::iter::once(0)
+            .chain(ends.iter().copied())
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as i64)
+            .collect();
+        assert_eq!(sizes, want);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::Int64Array;
+use arrow::array::{AsArray, Int64Array};
 use hep::HepMessage;
 use lake::catalog::list_partition;
 use lake::compact::{CompactionConfig, Sweep, finish, plan, run, write_outputs};
@@ -763,6 +763,61 @@ async fn a_small_memory_budget_merges_fewer_inputs_per_job_and_loses_nothing() {
         "the plan's one job of 8 went in four jobs of 2: {r:?}"
     );
     assert_eq!(visible_ids(&store, p).await, expected);
+}
+
+/// Ingest files are time slices, each sorted by call; a call's messages are
+/// spread over several slices of several files. Compaction merges every slice
+/// as a run of its own: the output is sorted by (call, time) throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_time_slices_merge_into_one_sorted_run() {
+    let (_dir, store) = on_disk();
+    let base = micros("2025-10-01T05:00:00");
+    let p = Partition::for_micros(1, base);
+    let calls = 5_000;
+    // Step by step: every call's INVITE, then every call's 100 Trying, ...
+    for half in 0..2 {
+        let msgs: Vec<_> = (0..7 * calls)
+            .filter(|id| id % 2 == half)
+            .map(|id| msg(id, base + (id % 7) * 1_000_000 + id / 7))
+            .collect();
+        write_server(&store, &msgs).await;
+    }
+    for f in list_partition(&store, p).await.unwrap().files {
+        let bytes = store.get(&f.location).await.unwrap().bytes().await.unwrap();
+        let md = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .unwrap();
+        assert!(md.num_row_groups() > 1, "several slices in an ingest file");
+    }
+    let expected = visible_ids(&store, p).await;
+    let cfg = CompactionConfig {
+        grace: Duration::ZERO,
+        ..no_retention()
+    };
+    let r = run(&store, &cfg, now(), Sweep::Full, None).await;
+    assert_eq!(
+        (r.jobs, r.files_in, r.files_out, r.errors.len()),
+        (1, 2, 1, 0),
+        "{r:?}"
+    );
+    assert_eq!(visible_ids(&store, p).await, expected);
+    let out = list_partition(&store, p).await.unwrap().visible()[0]
+        .location
+        .clone();
+    let mut keys = Vec::new();
+    for b in lake::parquet_io::read_all(&store, &out).await.unwrap() {
+        let call = b.column_by_name("call_id").unwrap().as_string::<i32>();
+        let time = b
+            .column_by_name("time")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        keys.extend((0..b.num_rows()).map(|i| (call.value(i).to_owned(), time.value(i))));
+    }
+    assert_eq!(keys.len(), 7 * calls as usize);
+    assert!(
+        keys.windows(2).all(|w| w[0] <= w[1]),
+        "compaction output sorted by call, then time"
+    );
 }
 
 /// A file as the first release wrote it: `time_usec` Int32, no `original_time`.

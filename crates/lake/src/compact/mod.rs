@@ -27,6 +27,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::errors::ParquetError;
@@ -569,6 +570,21 @@ fn input_cost(g: &parquet::file::metadata::RowGroupMetaData) -> u64 {
         + g.num_columns() as u64 * (128 << 10)
 }
 
+/// The sorted runs of an input, each read as one merge source: a compacted
+/// file is sorted throughout (None: the whole file); an ingest file is
+/// sorted within each row group, a time slice (see `parquet_io::time_slices`).
+/// Ingest files written before time slices were sorted throughout, so each
+/// of their row groups is a sorted run too.
+fn sorted_runs(
+    f: &ObjectMeta,
+    md: &parquet::file::metadata::ParquetMetaData,
+) -> Vec<Option<usize>> {
+    match f.location.filename().and_then(FileName::parse) {
+        Some(FileName::Compacted { .. }) => vec![None],
+        _ => (0..md.num_row_groups()).map(Some).collect(),
+    }
+}
+
 /// Opens the job's inputs, as many as fit the memory budget (at least
 /// two), streams their merge into outputs, and returns what it merged.
 pub async fn write_outputs(
@@ -600,12 +616,21 @@ fn merge_blocking(
     let mut opened = Vec::new();
     let (mut held, mut row_bytes) = (0u64, 0u64);
     for f in &job.inputs {
-        let reader = StoreReader::new(store.clone(), f.location.clone(), f.size);
-        let builder = handle
-            .block_on(ParquetRecordBatchStreamBuilder::new(reader))
+        let mut reader = StoreReader::new(store.clone(), f.location.clone(), f.size);
+        let meta = handle
+            .block_on(ArrowReaderMetadata::load_async(
+                &mut reader,
+                ArrowReaderOptions::default(),
+            ))
             .map_err(|e| classify(&f.location, e))?;
-        let md = builder.metadata().clone();
-        let cost = md.row_groups().iter().map(input_cost).max().unwrap_or(0);
+        let md = meta.metadata().clone();
+        let runs = sorted_runs(f, &md);
+        // A run holds one row group at a time; an ingest file's runs are all open at once.
+        let costs = runs.iter().map(|run| match run {
+            Some(g) => input_cost(md.row_group(*g)),
+            None => md.row_groups().iter().map(input_cost).max().unwrap_or(0),
+        });
+        let cost: u64 = costs.sum();
         if opened.len() >= 2 && held + cost > memory / 2 {
             break;
         }
@@ -617,23 +642,29 @@ fn merge_blocking(
             .sum();
         held += cost;
         // Arrow arrays take about twice Parquet's plain size (offsets, validity).
-        row_bytes += 2 * uncompressed.div_ceil(rows);
-        opened.push((f.clone(), builder));
+        row_bytes += runs.len() as u64 * 2 * uncompressed.div_ceil(rows);
+        opened.push((f.clone(), reader, meta, runs));
     }
     let batch_rows = ((memory / 8) / row_bytes.max(1)).clamp(256, 8192) as usize;
     let mut inputs = Vec::with_capacity(opened.len());
-    let mut sources: Vec<Box<dyn BatchSource>> = Vec::with_capacity(opened.len());
-    for (f, builder) in opened {
-        let stream = builder
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(|e| classify(&f.location, e))?;
-        sources.push(Box::new(ParquetInput {
-            path: f.location.clone(),
-            stream,
-            schema: schema.clone(),
-            handle: handle.clone(),
-        }));
+    let mut sources: Vec<Box<dyn BatchSource>> = Vec::new();
+    for (f, reader, meta, runs) in opened {
+        for run in runs {
+            let builder =
+                ParquetRecordBatchStreamBuilder::new_with_metadata(reader.clone(), meta.clone())
+                    .with_batch_size(batch_rows);
+            let builder = match run {
+                Some(g) => builder.with_row_groups(vec![g]),
+                None => builder,
+            };
+            let stream = builder.build().map_err(|e| classify(&f.location, e))?;
+            sources.push(Box::new(ParquetInput {
+                path: f.location.clone(),
+                stream,
+                schema: schema.clone(),
+                handle: handle.clone(),
+            }));
+        }
         inputs.push(f);
     }
     let merge = SortedMerge::new(
