@@ -44,13 +44,13 @@ EVENT = {
 
 
 class Runtime(http.server.BaseHTTPRequestHandler):
-    state = {}
+    """State lives on the server: one server, one process, one sample."""
 
     def log_message(self, *a):
         pass
 
     def do_GET(self):
-        s = Runtime.state
+        s = self.server.state
         if not self.path.endswith("/runtime/invocation/next"):
             self.send_error(404)
             return
@@ -72,7 +72,7 @@ class Runtime(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):
-        s = Runtime.state
+        s = self.server.state
         n = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(n)
         s["answer"] = time.perf_counter()
@@ -84,10 +84,7 @@ class Runtime(http.server.BaseHTTPRequestHandler):
         s["done"].set()
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
-threading.Thread(target=server.serve_forever, daemon=True).start()
 env = dict(os.environ,
-           AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
            AWS_LAMBDA_FUNCTION_NAME="query", AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024", AWS_LAMBDA_LOG_GROUP_NAME="bench",
            AWS_LAMBDA_LOG_STREAM_NAME="bench", AWS_ACCESS_KEY_ID="test",
@@ -96,15 +93,22 @@ env = dict(os.environ,
 
 inits, firsts = [], []
 for i in range(samples):
-    Runtime.state = {"done": threading.Event()}
+    # A runtime API per sample: a killed process's last request, still queued
+    # on the old port, must not be taken for the next process's first.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
+    server.state = {"done": threading.Event()}
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{server.server_address[1]}"
     start = time.perf_counter()
     p = subprocess.Popen([bootstrap], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if not Runtime.state["done"].wait(60):
+    if not server.state["done"].wait(60):
         p.kill()
         sys.exit(f"no answer within 60 s: {p.stderr.read().decode()[-2000:]}")
     p.kill()
     p.wait()
-    s = Runtime.state
+    server.shutdown()
+    server.server_close()
+    s = server.state
     answer = json.loads(s["body"])
     if s["error"] or answer.get("statusCode") != 200:
         sys.exit(f"the query failed: {s['body'][:500]!r}")
@@ -114,4 +118,3 @@ for i in range(samples):
     print(f"sample {i + 1}: init {init:.1f} ms, first query {first:.1f} ms")
 print(f"query function cold start, medians of {samples}: init {statistics.median(inits):.1f} ms, "
       f"first query {statistics.median(firsts):.1f} ms, total {statistics.median(i + f for i, f in zip(inits, firsts)):.1f} ms")
-server.shutdown()
