@@ -112,7 +112,13 @@ pub fn no_dictionary_columns(hep_type: u8) -> &'static [&'static str] {
             "ruri_user",
         ]
     } else {
-        &[TIME, "time_usec", ORIGINAL_TIME, "payload", "correlation_id"]
+        &[
+            TIME,
+            "time_usec",
+            ORIGINAL_TIME,
+            "payload",
+            "correlation_id",
+        ]
     }
 }
 
