@@ -22,7 +22,23 @@ pub struct SipFields<'a> {
     pub ruri_user: Option<Cow<'a, str>>,
     pub ruri_domain: Option<Cow<'a, str>>,
     pub user_agent: Option<Cow<'a, str>>,
+    /// The `branch` of the top Via: one hop of one transaction.
+    pub via_branch: Option<Cow<'a, str>>,
+    /// The first Contact's URI.
+    pub contact: Option<Cow<'a, str>>,
+    pub content_type: Option<Cow<'a, str>>,
+    /// The A leg's Call-ID, as a B2BUA copies it into the B leg: the value of
+    /// the first of the configured headers (`X-CID` by default) present.
+    pub aleg_id: Option<Cow<'a, str>>,
+    /// Where the media goes, from an SDP body: the first media line's port
+    /// and its connection address (the session's when it has none).
+    pub sdp_media_ip: Option<Cow<'a, str>>,
+    pub sdp_media_port: Option<u16>,
 }
+
+/// The headers that carry the A leg's Call-ID, first preferred, as
+/// heplify-server's `AlegIDs`.
+pub const DEFAULT_ALEG_HEADERS: &[&str] = &["X-CID"];
 
 fn lossy(b: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(b)
@@ -73,11 +89,18 @@ enum Header {
     To,
     CSeq,
     UserAgent,
+    Via,
+    Contact,
+    ContentType,
+    /// The A-leg header at this index of the configured list.
+    Aleg(usize),
 }
 
-fn classify(name: &[u8]) -> Option<Header> {
+fn classify(name: &[u8], aleg_headers: &[impl AsRef<str>]) -> Option<Header> {
     let eq = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
-    if eq("call-id") || eq("i") {
+    if let Some(i) = aleg_headers.iter().position(|h| eq(h.as_ref())) {
+        Some(Header::Aleg(i))
+    } else if eq("call-id") || eq("i") {
         Some(Header::CallId)
     } else if eq("from") || eq("f") {
         Some(Header::From)
@@ -87,14 +110,30 @@ fn classify(name: &[u8]) -> Option<Header> {
         Some(Header::CSeq)
     } else if eq("user-agent") {
         Some(Header::UserAgent)
+    } else if eq("via") || eq("v") {
+        Some(Header::Via)
+    } else if eq("contact") || eq("m") {
+        Some(Header::Contact)
+    } else if eq("content-type") || eq("c") {
+        Some(Header::ContentType)
     } else {
         None
     }
 }
 
-/// Extracts SIP fields; every field is None when `payload` is not SIP.
+/// Extracts SIP fields, the A leg's id from [`DEFAULT_ALEG_HEADERS`].
 pub fn extract(payload: &[u8]) -> SipFields<'_> {
+    extract_with(payload, DEFAULT_ALEG_HEADERS)
+}
+
+/// Extracts SIP fields, the A leg's id from the first of `aleg_headers`
+/// present; every field is None when `payload` is not SIP.
+pub fn extract_with<'a>(payload: &'a [u8], aleg_headers: &[impl AsRef<str>]) -> SipFields<'a> {
     let mut out = SipFields::default();
+    let mut seen = Seen {
+        aleg_rank: usize::MAX,
+        via: false,
+    };
     let mut lines = split_lines(payload);
     let Some(first) = lines.next() else {
         return out;
@@ -137,20 +176,102 @@ pub fn extract(payload: &[u8]) -> SipFields<'_> {
             continue;
         }
         if let Some((h, value)) = current.take() {
-            apply(&mut out, h, value);
+            apply(&mut out, &mut seen, h, value);
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
         current = Some((
-            classify(trim(&line[..colon])),
+            classify(trim(&line[..colon]), aleg_headers),
             Cow::Borrowed(trim(&line[colon + 1..])),
         ));
     }
     if let Some((h, value)) = current {
-        apply(&mut out, h, value);
+        apply(&mut out, &mut seen, h, value);
+    }
+    let is_sdp = out.content_type.as_deref().is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
+    });
+    if is_sdp {
+        let (ip, port) = sdp_media(body(payload));
+        out.sdp_media_ip = ip.map(lossy);
+        out.sdp_media_port = port;
     }
     out
+}
+
+/// What follows the blank line that ends the headers.
+fn body(msg: &[u8]) -> &[u8] {
+    let mut at = 0;
+    while let Some(i) = msg[at..].iter().position(|&b| b == b'\n') {
+        let next = at + i + 1;
+        match msg.get(next..) {
+            Some([b'\n', ..]) => return &msg[next + 1..],
+            Some([b'\r', b'\n', ..]) => return &msg[next + 2..],
+            _ => at = next,
+        }
+    }
+    &[]
+}
+
+/// The first media line's port and its connection address: the `c=` inside
+/// its section, else the session's (`c=` before any `m=`).
+fn sdp_media(sdp: &[u8]) -> (Option<&[u8]>, Option<u16>) {
+    let (mut session_ip, mut media_ip, mut port, mut in_media) = (None, None, None, false);
+    for line in sdp.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(m) = line.strip_prefix(b"m=") {
+            if in_media {
+                break;
+            }
+            in_media = true;
+            port = m
+                .split(|&b| b == b' ')
+                .nth(1)
+                .and_then(|p| std::str::from_utf8(p).ok()?.split('/').next()?.parse().ok());
+        } else if let Some(c) = line.strip_prefix(b"c=") {
+            // c=IN IP4 192.0.2.1 (a multicast address may carry /ttl).
+            let addr = c
+                .split(|&b| b == b' ')
+                .nth(2)
+                .map(|a| a.split(|&b| b == b'/').next().unwrap_or(a))
+                .filter(|a| !a.is_empty());
+            if in_media {
+                media_ip = media_ip.or(addr);
+            } else {
+                session_ip = session_ip.or(addr);
+            }
+        }
+    }
+    (media_ip.or(session_ip), port)
+}
+
+/// The URI of a name-addr (`"A" <sip:a@h>;expires=60`) or addr-spec value.
+fn uri_of(v: &[u8]) -> &[u8] {
+    match v.iter().position(|&b| b == b'<') {
+        Some(lt) => {
+            let rest = &v[lt + 1..];
+            &rest[..rest.iter().position(|&b| b == b'>').unwrap_or(rest.len())]
+        }
+        None => {
+            let first = v.split(|&b| b == b',').next().unwrap_or(v);
+            trim(first.split(|&b| b == b';').next().unwrap_or(first))
+        }
+    }
+}
+
+/// The `branch` parameter of the first value of a Via header.
+fn via_branch(v: &[u8]) -> Option<&[u8]> {
+    let first = v.split(|&b| b == b',').next()?;
+    first.split(|&b| b == b';').skip(1).map(trim).find_map(|p| {
+        let eq = p.iter().position(|&b| b == b'=')?;
+        trim(&p[..eq])
+            .eq_ignore_ascii_case(b"branch")
+            .then(|| trim(&p[eq + 1..]))
+            .filter(|b| !b.is_empty())
+    })
 }
 
 fn owned_or_borrowed<'a>(value: &Cow<'a, [u8]>, part: &[u8]) -> Cow<'a, str> {
@@ -164,10 +285,35 @@ fn owned_or_borrowed<'a>(value: &Cow<'a, [u8]>, part: &[u8]) -> Cow<'a, str> {
     }
 }
 
-fn apply<'a>(out: &mut SipFields<'a>, h: Option<Header>, value: Cow<'a, [u8]>) {
+/// What the headers before this one settled.
+struct Seen {
+    /// Rank in the configured list of the A-leg header taken so far.
+    aleg_rank: usize,
+    /// The top Via was read (with or without a branch).
+    via: bool,
+}
+
+fn apply<'a>(out: &mut SipFields<'a>, seen: &mut Seen, h: Option<Header>, value: Cow<'a, [u8]>) {
     let Some(h) = h else { return };
     let v: &[u8] = &value;
     match h {
+        // The earliest configured header wins, wherever it appears.
+        Header::Aleg(rank) if rank < seen.aleg_rank && !v.is_empty() => {
+            seen.aleg_rank = rank;
+            out.aleg_id = Some(owned_or_borrowed(&value, v));
+        }
+        // The top Via: the first Via header's first value.
+        Header::Via if !seen.via => {
+            seen.via = true;
+            out.via_branch = via_branch(v).map(|b| owned_or_borrowed(&value, b));
+        }
+        Header::Contact if out.contact.is_none() => {
+            let uri = uri_of(v);
+            out.contact = (!uri.is_empty()).then(|| owned_or_borrowed(&value, uri));
+        }
+        Header::ContentType if out.content_type.is_none() => {
+            out.content_type = Some(owned_or_borrowed(&value, v))
+        }
         // First occurrence wins, as a proxy would read it.
         Header::CallId if out.call_id.is_none() => out.call_id = Some(owned_or_borrowed(&value, v)),
         Header::UserAgent if out.user_agent.is_none() => {
@@ -296,6 +442,61 @@ Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
 CSeq: 314159 INVITE\r\n\
 User-Agent: Linphone/5.0\r\n\
 Content-Length: 0\r\n\r\nv=0\r\nCall-ID: body-not-header\r\n";
+
+    const B_LEG_INVITE: &str = "INVITE sip:+15551234@10.0.0.2 SIP/2.0\r\n\
+v: SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bK-b1, SIP/2.0/UDP 10.9.9.9;branch=z9hG4bK-old\r\n\
+Via: SIP/2.0/UDP 10.8.8.8;branch=z9hG4bK-third\r\n\
+From: <sip:alice@a.example>;tag=f1\r\n\
+To: <sip:+15551234@b.example>\r\n\
+Call-ID: b-leg-1@sbc\r\n\
+CSeq: 1 INVITE\r\n\
+X-Other: other-1\r\n\
+x-cid: a-leg-1@pbx\r\n\
+Contact: \"Alice\" <sip:alice@10.0.0.1:5060;transport=udp>;expires=60\r\n\
+Content-Type: application/sdp; charset=utf-8\r\n\
+\r\n\
+v=0\r\n\
+o=- 1 1 IN IP4 10.0.0.1\r\n\
+c=IN IP4 192.0.2.10\r\n\
+t=0 0\r\n\
+m=audio 40000 RTP/AVP 0 8\r\n\
+c=IN IP4 192.0.2.20/127\r\n\
+m=video 40002 RTP/AVP 96\r\n\
+c=IN IP4 192.0.2.30\r\n";
+
+    #[test]
+    fn correlation_and_flow_fields() {
+        let f = extract(B_LEG_INVITE.as_bytes());
+        assert_eq!(s(&f.aleg_id), Some("a-leg-1@pbx"), "X-CID, any case");
+        assert_eq!(s(&f.via_branch), Some("z9hG4bK-b1"), "the top Via's branch");
+        assert_eq!(s(&f.contact), Some("sip:alice@10.0.0.1:5060;transport=udp"));
+        assert_eq!(s(&f.content_type), Some("application/sdp; charset=utf-8"));
+        assert_eq!(s(&f.sdp_media_ip), Some("192.0.2.20"), "the media's own c=");
+        assert_eq!(f.sdp_media_port, Some(40000), "the first m= line");
+        // The first configured header present wins, in the list's order.
+        let f = extract_with(B_LEG_INVITE.as_bytes(), &["X-Other", "X-CID"]);
+        assert_eq!(s(&f.aleg_id), Some("other-1"));
+        let f = extract_with(B_LEG_INVITE.as_bytes(), &["X-Missing", "X-CID"]);
+        assert_eq!(s(&f.aleg_id), Some("a-leg-1@pbx"));
+        let none: &[&str] = &[];
+        assert_eq!(extract_with(B_LEG_INVITE.as_bytes(), none).aleg_id, None);
+    }
+
+    #[test]
+    fn session_connection_address_bare_lf_and_no_sdp() {
+        let msg = "SIP/2.0 200 OK\nVia: SIP/2.0/UDP h;rport\nVia: SIP/2.0/UDP g;branch=z9hG4bK-2\nm: sip:bob@10.0.0.2\nc: application/sdp\n\nv=0\nc=IN IP6 2001:db8::1\nm=audio 5004/2 RTP/AVP 0\n";
+        let f = extract(msg.as_bytes());
+        assert_eq!(f.via_branch, None, "the top Via has no branch");
+        assert_eq!(s(&f.contact), Some("sip:bob@10.0.0.2"));
+        assert_eq!(s(&f.sdp_media_ip), Some("2001:db8::1"));
+        assert_eq!(f.sdp_media_port, Some(5004));
+        // A body that is not SDP is not read as SDP.
+        let f = extract(
+            b"MESSAGE sip:a@b SIP/2.0\r\nContent-Type: text/plain\r\n\r\nm=audio 1 RTP/AVP 0\r\n",
+        );
+        assert_eq!((f.sdp_media_ip, f.sdp_media_port), (None, None));
+        assert_eq!(extract(INVITE.as_bytes()).sdp_media_port, None);
+    }
 
     #[test]
     fn request_fields() {
