@@ -24,7 +24,7 @@ const RECORDS_PER_SEC: f64 = 50_000.0 / ((4 << 20) as f64 / 572.0);
 /// The default query's shape (a count over the last 10 minutes) and a Call-ID
 /// lookup, both over the data's last 10 minutes (`from`): the bench runs
 /// longer than that, so "now" would leave the window empty.
-async fn measure(label: &str, router: &lake::http::Router, call_id: &str, from: &str) {
+async fn measure(label: &str, router: &web::Router, call_id: &str, from: &str) {
     for (name, sql) in [
         (
             "count of the last 10 min",

@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use support::{create_bucket, localstack, query};
 
-async fn answer(router: &lake::http::Router, sql: &str) -> (Duration, String) {
+async fn answer(router: &web::Router, sql: &str) -> (Duration, String) {
     let (t, status, body) = query(router, sql).await;
     assert_eq!(status, 200, "{body}");
     (t, body)

@@ -26,8 +26,8 @@ pub const MAX_RESPONSE_BYTES: usize = 5_500_000;
 
 /// Bearer tokens the query function requires besides IAM: `HEPOP_API_TOKENS`
 /// (comma-separated; unset or empty: none).
-pub fn api_tokens_from_env() -> anyhow::Result<lake::http::ApiTokens> {
-    lake::http::ApiTokens::new(
+pub fn api_tokens_from_env() -> anyhow::Result<web::ApiTokens> {
+    web::ApiTokens::new(
         std::env::var("HEPOP_API_TOKENS")
             .unwrap_or_default()
             .split(','),
@@ -40,14 +40,14 @@ pub fn api_tokens_from_env() -> anyhow::Result<lake::http::ApiTokens> {
 pub fn query_router(
     store: Arc<dyn ObjectStore>,
     limits: lake::engine::QueryLimits,
-    tokens: &lake::http::ApiTokens,
-) -> anyhow::Result<lake::http::Router> {
+    tokens: &web::ApiTokens,
+) -> anyhow::Result<web::Router> {
     let engine = lake::engine::QueryEngine::new(store, limits)?;
-    let router = lake::http::router(lake::http::ApiState {
+    let router = web::router(web::ApiState {
         engine: Arc::new(engine),
-        response_limit: lake::http::ResponseLimit::LambdaPayload(MAX_RESPONSE_BYTES),
+        response_limit: web::ResponseLimit::LambdaPayload(MAX_RESPONSE_BYTES),
     });
-    Ok(lake::http::protect(router, tokens))
+    Ok(web::protect(router, tokens))
 }
 
 /// A numeric setting from the environment: its default when unset, an error naming it when malformed.

@@ -26,11 +26,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// Returns the status, the whole serialised Lambda response and its body.
-async fn get(
-    router: &lake::http::Router,
-    query: &str,
-    auth: Option<&str>,
-) -> (u16, Vec<u8>, Value) {
+async fn get(router: &web::Router, query: &str, auth: Option<&str>) -> (u16, Vec<u8>, Value) {
     let mut headers = json!({ "host": "abc.execute-api.us-east-1.amazonaws.com" });
     if let Some(a) = auth {
         headers["authorization"] = json!(a);
@@ -56,11 +52,11 @@ async fn get(
     (v["statusCode"].as_u64().unwrap() as u16, payload, v)
 }
 
-fn router() -> lake::http::Router {
+fn router() -> web::Router {
     router_with(&Default::default())
 }
 
-fn router_with(tokens: &lake::http::ApiTokens) -> lake::http::Router {
+fn router_with(tokens: &web::ApiTokens) -> web::Router {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     functions::query_router(store, Default::default(), tokens).unwrap()
 }
@@ -126,7 +122,7 @@ async fn json_results_are_counted_escaped() {
 
 #[tokio::test]
 async fn tokens_when_configured_are_required_besides_iam() {
-    let tokens = lake::http::ApiTokens::new(["lambda-token-0123456789abcdef"]).unwrap();
+    let tokens = web::ApiTokens::new(["lambda-token-0123456789abcdef"]).unwrap();
     let r = router_with(&tokens);
     let q = format!("q={}", urlencode("SELECT 1 AS one"));
     let (status, _, _) = get(&r, &q, None).await;

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use hep::TimeWindow;
 use lake::compact::CompactionConfig;
-use lake::http::ApiTokens;
+use web::ApiTokens;
 
 static COMPACTION: LazyLock<CompactionConfig> = LazyLock::new(CompactionConfig::default);
 static TIME: LazyLock<TimeWindow> = LazyLock::new(TimeWindow::default);

@@ -79,12 +79,11 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve::serve(*args).await,
             Command::Query(q) => {
                 let store = lake::store::open(&q.data)?;
-                let format =
-                    lake::http::Format::parse(Some(&q.format)).map_err(anyhow::Error::msg)?;
+                let format = web::Format::parse(Some(&q.format)).map_err(anyhow::Error::msg)?;
                 let engine = lake::engine::QueryEngine::new(store, Default::default())?;
                 let result = engine.query(&q.sql).await?;
                 let mut out = std::io::stdout().lock();
-                out.write_all(&lake::http::render(&result, format)?)?;
+                out.write_all(&web::render(&result, format)?)?;
                 out.write_all(b"\n")?;
                 Ok(())
             }

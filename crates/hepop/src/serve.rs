@@ -10,11 +10,11 @@ use axum::routing::get;
 use hep::HepMessage;
 use lake::compact::{CompactionConfig, Sweep};
 use lake::engine::QueryEngine;
-use lake::http::{ApiState, ResponseLimit, protect, router};
 use lake::writer::{PendingFile, WriteBuffer, WriterConfig};
 use listen::CancellationToken;
 use object_store::ObjectStore;
 use tokio::task::JoinSet;
+use web::{ApiState, ResponseLimit, protect, router};
 
 use listen::args::HepListenArgs;
 use listen::{KeyCheck, QueueReceiver, add, bind_udp_and_tcp, inc, run_stream, run_udp};

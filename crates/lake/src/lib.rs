@@ -9,7 +9,6 @@ mod cooperative;
 pub mod durable_local;
 pub mod engine;
 mod error;
-pub mod http;
 pub mod listing_cache;
 pub mod merge;
 pub mod parquet_io;

@@ -4,18 +4,18 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{AsArray, Int64Array};
 use hep::HepMessage;
 use lake::catalog::list_partition;
 use lake::compact::{CompactionConfig, Sweep, finish, plan, run, write_outputs};
 use lake::paths::{FileName, MICROS_PER_HOUR, Partition, Quarantined};
-use lake::writer::{WriteBuffer, WriterConfig, files_named};
+use lake::writer::files_named;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use proptest::prelude::*;
-use support::{Instrumented, micros, sip};
+use support::{Instrumented, micros, sip, write as write_server};
 
 const SHARD: &str = "shardId-000000000000";
 
@@ -24,16 +24,6 @@ fn msg(id: i64, time: i64) -> HepMessage {
     let mut m = sip(id as usize / 7, id as usize % 7, time);
     m.capture_id = id as u32;
     m
-}
-
-async fn write_server(store: &Arc<dyn ObjectStore>, msgs: &[HepMessage]) {
-    let mut buf = WriteBuffer::new(WriterConfig::default());
-    for m in msgs {
-        buf.append(m);
-    }
-    for f in buf.take_due(Instant::now(), true) {
-        f.write(store).await.unwrap();
-    }
 }
 
 /// Writes `msgs` as Kinesis record `seq` would be: the name is the record's identity.

@@ -8,7 +8,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
-use crate::engine::{QueryError, QueryResult, ResultSink};
+use lake::engine::{QueryError, QueryResult, ResultSink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

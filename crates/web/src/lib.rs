@@ -1,5 +1,7 @@
-//! The query API, one axum Router for the stand-alone server and the query
-//! Lambda: `GET/POST /query`, `GET/POST /api/v3/query_sql` (InfluxDB 3 shape).
+//! The HTTP layer, one axum Router for the stand-alone server and the query
+//! Lambda: `GET/POST /query`, `GET/POST /api/v3/query_sql` (InfluxDB 3
+//! shape), their renderers and authentication. The lake crate keeps storage
+//! and query; this crate turns them into HTTP.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::engine::{QueryEngine, QueryError};
+use lake::engine::{QueryEngine, QueryError};
 
 pub mod auth;
 mod encode;

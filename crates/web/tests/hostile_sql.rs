@@ -3,6 +3,7 @@
 //! garbage. Every answer is 200 or 400 (with a message) within the timeout
 //! plus a little, nothing panics, and the process's peak memory stays near
 //! the query pool's size (a 2 GB `repeat` would show).
+#[path = "../../lake/tests/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
@@ -11,13 +12,12 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use lake::engine::{QueryEngine, QueryLimits};
-use lake::http::{ApiState, ResponseLimit, router};
-use lake::writer::{WriteBuffer, WriterConfig};
 use object_store::ObjectStore;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 use tower::ServiceExt;
+use web::{ApiState, ResponseLimit, router};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 const POOL: usize = 256 << 20;
@@ -166,15 +166,10 @@ fn hostile_sql_gets_200_or_400_in_time_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = lake::store::open(dir.path().to_str().unwrap()).unwrap();
     let now = chrono::Utc::now().timestamp_micros();
-    rt.block_on(async {
-        let mut buf = WriteBuffer::new(WriterConfig::default());
-        for i in 0..2000 {
-            buf.append(&support::sip(i / 7, i % 7, now - 60_000_000 + i as i64));
-        }
-        for f in buf.take_due(Instant::now(), true) {
-            f.write(&store).await.unwrap();
-        }
-    });
+    let msgs: Vec<_> = (0..2000)
+        .map(|i| support::sip(i / 7, i % 7, now - 60_000_000 + i as i64))
+        .collect();
+    rt.block_on(support::write(&store, &msgs));
     let engine = Arc::new(
         QueryEngine::new(
             store,

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use lake::engine::{QueryEngine, QueryError, QueryLimits};
-use lake::http::{ApiState, ResponseLimit, router};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use serde_json::Value;
 use tower::ServiceExt;
+use web::{ApiState, ResponseLimit, router};
 
 fn engine(limits: QueryLimits) -> Arc<QueryEngine> {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -228,7 +228,7 @@ async fn the_response_limit_counts_the_encoded_body() {
         }
     }
     // Inside a Lambda payload quotes count twice: the same body needs more room.
-    let escaped = lake::http::json_escaped_len(full.as_bytes());
+    let escaped = web::json_escaped_len(full.as_bytes());
     assert!(escaped > full.len());
     for (limit, ok) in [(escaped, true), (full.len(), false)] {
         let app = router(ApiState {

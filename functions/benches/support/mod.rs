@@ -20,7 +20,7 @@ pub fn urlencode(s: &str) -> String {
 }
 
 /// GET /query?q=…: time taken, status, body.
-pub async fn query(router: &lake::http::Router, sql: &str) -> (Duration, u16, String) {
+pub async fn query(router: &web::Router, sql: &str) -> (Duration, u16, String) {
     let t = Instant::now();
     let req = Request::get(format!("/query?q={}", urlencode(sql)))
         .body(Body::empty())

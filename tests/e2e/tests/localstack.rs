@@ -134,7 +134,7 @@ fn urlencode(s: &str) -> String {
 
 /// Calls the query function's router the way lambda_http does, with an API Gateway v2 event.
 async fn api(
-    router: &lake::http::Router,
+    router: &web::Router,
     method: &str,
     path: &str,
     query: &str,
@@ -167,7 +167,7 @@ async fn api(
     (status, v["body"].as_str().unwrap_or_default().to_owned())
 }
 
-async fn count(router: &lake::http::Router, sql: &str) -> i64 {
+async fn count(router: &web::Router, sql: &str) -> i64 {
     let (s, b) = api(
         router,
         "GET",
@@ -192,7 +192,7 @@ async fn ingest_all(store: &Arc<dyn ObjectStore>, events: &[KinesisEvent]) -> us
     messages
 }
 
-fn router(store: &Arc<dyn ObjectStore>) -> lake::http::Router {
+fn router(store: &Arc<dyn ObjectStore>) -> web::Router {
     functions::query_router(store.clone(), Default::default(), &Default::default()).unwrap()
 }
 

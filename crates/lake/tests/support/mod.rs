@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use hep::HepMessage;
+use lake::writer::{WriteBuffer, WriterConfig};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -231,4 +232,15 @@ To: <sip:bob{call}@example.com>{to_tag}\r\nCall-ID: call-{call}@10.0.0.1\r\nCSeq
 
 pub fn micros(iso: &str) -> i64 {
     lake::time_range::parse_iso(iso).expect("valid timestamp")
+}
+
+/// Writes `msgs` as `hepop serve` would, one file per partition.
+pub async fn write(store: &Arc<dyn ObjectStore>, msgs: &[HepMessage]) {
+    let mut buf = WriteBuffer::new(WriterConfig::default());
+    for m in msgs {
+        buf.append(m);
+    }
+    for f in buf.take_due(std::time::Instant::now(), true) {
+        f.write(store).await.unwrap();
+    }
 }
