@@ -13,17 +13,30 @@ use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventRes
 use futures::StreamExt;
 use hep::{HepMessage, TimeWindow};
 use lake::paths::{FileName, Quarantined};
+use lake::rows::{AlegHeaders, default_aleg_headers, parse_aleg_headers};
 use object_store::ObjectStore;
 
 /// How the ingest function treats what it receives.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// Capture times outside it are stored at the record's arrival time (the same rule as `hepop serve`).
     pub window: TimeWindow,
+    /// Where SIP extraction finds the A leg's Call-ID.
+    pub aleg_headers: AlegHeaders,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            window: TimeWindow::default(),
+            aleg_headers: default_aleg_headers(),
+        }
+    }
 }
 
 impl IngestConfig {
-    /// `HEPOP_MAX_CAPTURE_AGE_SECS`, `HEPOP_MAX_CAPTURE_AHEAD_SECS`, `HEPOP_ACCEPT_ANY_TIME`, as `hepop serve` reads them.
+    /// `HEPOP_MAX_CAPTURE_AGE_SECS`, `HEPOP_MAX_CAPTURE_AHEAD_SECS`, `HEPOP_ACCEPT_ANY_TIME`,
+    /// `HEPOP_ALEG_HEADERS`, as `hepop serve` reads them.
     pub fn from_env() -> anyhow::Result<Self> {
         let d = TimeWindow::default();
         let secs = |k: &str, default: i64| {
@@ -34,12 +47,18 @@ impl IngestConfig {
             Ok("false" | "0" | "") | Err(_) => false,
             Ok(v) => anyhow::bail!("HEPOP_ACCEPT_ANY_TIME={v:?}: use true or false"),
         };
+        let aleg_headers = match std::env::var("HEPOP_ALEG_HEADERS") {
+            Ok(list) => parse_aleg_headers(&list)
+                .map_err(|e| anyhow::anyhow!("HEPOP_ALEG_HEADERS={list:?}: {e}"))?,
+            Err(_) => default_aleg_headers(),
+        };
         Ok(Self {
             window: TimeWindow {
                 max_age_micros: secs("HEPOP_MAX_CAPTURE_AGE_SECS", d.max_age_micros)?,
                 max_ahead_micros: secs("HEPOP_MAX_CAPTURE_AHEAD_SECS", d.max_ahead_micros)?,
                 accept_any,
             },
+            aleg_headers,
         })
     }
 }
@@ -149,7 +168,8 @@ async fn process(
         return Ok(out);
     }
     out.messages = msgs.len();
-    for file in lake::writer::files_named(&msgs, &FileName::kinesis(&shard, seq)) {
+    for file in lake::writer::files_named(&msgs, &FileName::kinesis(&shard, seq), &cfg.aleg_headers)
+    {
         file.write(store).await.map_err(|e| e.to_string())?;
         out.files += 1;
     }

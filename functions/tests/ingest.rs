@@ -82,6 +82,7 @@ async fn times_outside_the_window_are_stored_at_the_records_arrival() {
             accept_any: true,
             ..Default::default()
         },
+        ..Default::default()
     };
     let (_, report) = handle(&store, &cfg, &event(arrival, &[y2100])).await;
     assert_eq!(report.time_replaced, 0);

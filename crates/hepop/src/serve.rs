@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// ...or until a table's hour buffer has this many rows.
     #[arg(long, env = "HEPOP_FLUSH_ROWS", default_value_t = 200_000)]
     pub flush_rows: usize,
+    /// SIP headers that carry the A leg's Call-ID in a B leg, first preferred,
+    /// comma-separated (stored in `aleg_id`; empty: none).
+    #[arg(long = "aleg-headers", env = "HEPOP_ALEG_HEADERS", default_value_t = hep::sip::DEFAULT_ALEG_HEADERS.join(","))]
+    pub aleg_headers: String,
     /// A file that fails to write is retried until it is written; the pause between attempts grows to this, seconds.
     #[arg(long, env = "HEPOP_WRITE_RETRY_MAX_SECS", default_value_t = 30.0)]
     pub write_retry_max_secs: f64,
@@ -95,6 +99,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "--udp-buffer must be at least 65536 bytes (one HEP packet)"
     );
     anyhow::ensure!(args.flush_rows > 0, "--flush-rows must be at least 1");
+    let aleg_headers = lake::rows::parse_aleg_headers(&args.aleg_headers)
+        .map_err(|e| anyhow::anyhow!("--aleg-headers: {e}"))?;
     let tokens = args.http.tokens()?;
     let http_ip = args.http.bind(args.host, !tokens.is_empty())?;
     let http_tls = args.http.tls()?;
@@ -236,6 +242,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writer_id: args.writer_id.clone(),
         max_rows: args.flush_rows,
         max_age: flush_after,
+        aleg_headers,
         ..Default::default()
     };
     let writer = tokio::spawn(run_writer(

@@ -506,6 +506,7 @@ fn bad_settings_stop_the_start_with_a_message() {
         (&["--flush-secs=-1"][..], "--flush-secs"),
         (&["--queue-mb", "0"][..], "--queue-mb"),
         (&["--flush-rows", "0"][..], "--flush-rows"),
+        (&["--aleg-headers", "X-CID,X CID"][..], "--aleg-headers"),
         (
             &["--write-retry-max-secs", "0"][..],
             "--write-retry-max-secs",

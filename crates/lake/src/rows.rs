@@ -5,7 +5,7 @@ use arrow::array::{
     ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use hep::HepMessage;
-use hep::sip::SipFields;
+use hep::sip::{DEFAULT_ALEG_HEADERS, SipFields};
 
 use crate::schema::{SIP_TYPE, schema_for};
 
@@ -31,8 +31,35 @@ pub struct BatchBuilder {
     payload: StringBuilder,
     sip: Option<SipBuilders>,
     original_time: TimestampMicrosecondBuilder,
+    aleg_headers: AlegHeaders,
     rows: usize,
     payload_bytes: usize,
+}
+
+/// The headers SIP extraction takes the A leg's Call-ID from, first preferred.
+pub type AlegHeaders = Arc<[String]>;
+
+pub fn default_aleg_headers() -> AlegHeaders {
+    DEFAULT_ALEG_HEADERS.iter().map(|h| h.to_string()).collect()
+}
+
+/// A comma-separated list of header names (`X-CID,X-Leg-ID`); empty for none.
+pub fn parse_aleg_headers(list: &str) -> Result<AlegHeaders, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            // RFC 3261 token characters: what a header name may hold.
+            let token = h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+            if token {
+                Ok(h.to_string())
+            } else {
+                Err(format!("A-leg header {h:?} is not a SIP header name"))
+            }
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -49,6 +76,12 @@ struct SipBuilders {
     ruri_user: StringBuilder,
     ruri_domain: StringBuilder,
     user_agent: StringBuilder,
+    aleg_id: StringBuilder,
+    via_branch: StringBuilder,
+    contact: StringBuilder,
+    content_type: StringBuilder,
+    sdp_media_ip: StringBuilder,
+    sdp_media_port: Int32Builder,
 }
 
 impl SipBuilders {
@@ -65,6 +98,25 @@ impl SipBuilders {
         self.ruri_user.append_option(f.ruri_user.as_deref());
         self.ruri_domain.append_option(f.ruri_domain.as_deref());
         self.user_agent.append_option(f.user_agent.as_deref());
+        self.aleg_id.append_option(f.aleg_id.as_deref());
+        self.via_branch.append_option(f.via_branch.as_deref());
+        self.contact.append_option(f.contact.as_deref());
+        self.content_type.append_option(f.content_type.as_deref());
+        self.sdp_media_ip.append_option(f.sdp_media_ip.as_deref());
+        self.sdp_media_port
+            .append_option(f.sdp_media_port.map(i32::from));
+    }
+
+    /// The columns added later, which go after `original_time`.
+    fn finish_added(&mut self) -> [ArrayRef; 6] {
+        [
+            Arc::new(self.aleg_id.finish()),
+            Arc::new(self.via_branch.finish()),
+            Arc::new(self.contact.finish()),
+            Arc::new(self.content_type.finish()),
+            Arc::new(self.sdp_media_ip.finish()),
+            Arc::new(self.sdp_media_port.finish()),
+        ]
     }
 
     fn finish(&mut self) -> [ArrayRef; 12] {
@@ -87,6 +139,10 @@ impl SipBuilders {
 
 impl BatchBuilder {
     pub fn new(hep_type: u8) -> Self {
+        Self::with_aleg_headers(hep_type, default_aleg_headers())
+    }
+
+    pub fn with_aleg_headers(hep_type: u8, aleg_headers: AlegHeaders) -> Self {
         Self {
             hep_type,
             time: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
@@ -108,6 +164,7 @@ impl BatchBuilder {
             payload: Default::default(),
             sip: (hep_type == SIP_TYPE).then(SipBuilders::default),
             original_time: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            aleg_headers,
             rows: 0,
             payload_bytes: 0,
         }
@@ -150,7 +207,7 @@ impl BatchBuilder {
         self.payload
             .append_value(String::from_utf8_lossy(&m.payload));
         if let Some(sip) = self.sip.as_mut() {
-            sip.append(&hep::sip::extract(&m.payload));
+            sip.append(&hep::sip::extract_with(&m.payload, &self.aleg_headers));
         }
         self.original_time.append_option(m.original_time_micros);
         self.rows += 1;
@@ -182,9 +239,28 @@ impl BatchBuilder {
             cols.extend(sip.finish());
         }
         cols.push(Arc::new(self.original_time.finish()));
+        if let Some(sip) = self.sip.as_mut() {
+            cols.extend(sip.finish_added());
+        }
         self.rows = 0;
         self.payload_bytes = 0;
         RecordBatch::try_new(schema_for(self.hep_type), cols).expect("builders match the schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aleg_header_lists_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            &*parse_aleg_headers(" X-CID, X-Leg-ID ,").unwrap(),
+            ["X-CID", "X-Leg-ID"]
+        );
+        assert!(parse_aleg_headers("").unwrap().is_empty());
+        let e = parse_aleg_headers("X-CID,X CID").unwrap_err();
+        assert!(e.contains("\"X CID\""), "{e}");
     }
 }
 

@@ -75,6 +75,18 @@ pub const SIP_COLUMNS: [(&str, DataType); 12] = [
     ("user_agent", DataType::Utf8),
 ];
 
+/// SIP columns added after the first release, after `original_time`: what
+/// ties a call's legs together (`aleg_id`: the A leg's Call-ID a B2BUA copies
+/// into the B leg) and what a call flow shows.
+pub const ADDED_SIP_COLUMNS: [(&str, DataType); 6] = [
+    ("aleg_id", DataType::Utf8),
+    ("via_branch", DataType::Utf8),
+    ("contact", DataType::Utf8),
+    ("content_type", DataType::Utf8),
+    ("sdp_media_ip", DataType::Utf8),
+    ("sdp_media_port", DataType::Int32),
+];
+
 /// Columns given Parquet bloom filters: the ones calls are looked up by.
 pub fn bloom_columns(hep_type: u8) -> &'static [&'static str] {
     if hep_type == SIP_TYPE {
@@ -84,6 +96,7 @@ pub fn bloom_columns(hep_type: u8) -> &'static [&'static str] {
             "from_user",
             "to_user",
             "ruri_user",
+            "aleg_id",
         ]
     } else {
         &["correlation_id"]
@@ -150,6 +163,11 @@ static SIP: LazyLock<SchemaRef> = LazyLock::new(|| {
             .map(|(n, t)| Field::new(*n, t.clone(), true)),
     );
     f.extend(added_fields());
+    f.extend(
+        ADDED_SIP_COLUMNS
+            .iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), true)),
+    );
     Arc::new(Schema::new(f))
 });
 
@@ -218,9 +236,16 @@ mod tests {
     fn sip_table_has_extra_columns() {
         assert_eq!(
             schema_for(1).fields().len(),
-            schema_for(5).fields().len() + SIP_COLUMNS.len()
+            schema_for(5).fields().len() + SIP_COLUMNS.len() + ADDED_SIP_COLUMNS.len()
         );
-        assert_eq!(schema_for(1).fields().last().unwrap().name(), ORIGINAL_TIME);
+        assert_eq!(schema_for(5).fields().last().unwrap().name(), ORIGINAL_TIME);
+        // Added columns go last: an older file's columns are a prefix.
+        let sip = schema_for(1);
+        let n = sip.fields().len();
+        assert_eq!(
+            sip.fields()[n - ADDED_SIP_COLUMNS.len() - 1].name(),
+            ORIGINAL_TIME
+        );
         for c in bloom_columns(1).iter().chain(sort_columns(1)) {
             schema_for(1).field_with_name(c).unwrap();
         }

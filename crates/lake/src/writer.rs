@@ -12,7 +12,7 @@ use object_store::path::Path;
 use crate::Result;
 use crate::parquet_io::{self, EncodeOptions};
 use crate::paths::{FileName, Partition};
-use crate::rows::BatchBuilder;
+use crate::rows::{AlegHeaders, BatchBuilder, default_aleg_headers};
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -24,6 +24,8 @@ pub struct WriterConfig {
     pub max_bytes: usize,
     /// ...or when its oldest row is this old.
     pub max_age: Duration,
+    /// Where SIP extraction finds the A leg's Call-ID.
+    pub aleg_headers: AlegHeaders,
 }
 
 impl Default for WriterConfig {
@@ -33,6 +35,7 @@ impl Default for WriterConfig {
             max_rows: 200_000,
             max_bytes: 64 << 20,
             max_age: Duration::from_secs(10),
+            aleg_headers: default_aleg_headers(),
         }
     }
 }
@@ -73,13 +76,14 @@ impl PendingFile {
 pub fn files_named<'a>(
     msgs: impl IntoIterator<Item = &'a HepMessage>,
     name: &FileName,
+    aleg_headers: &AlegHeaders,
 ) -> Vec<PendingFile> {
     let mut builders: HashMap<Partition, BatchBuilder> = HashMap::new();
     for m in msgs {
         let p = Partition::for_micros(m.proto_type, m.time_micros());
         builders
             .entry(p)
-            .or_insert_with(|| BatchBuilder::new(m.proto_type))
+            .or_insert_with(|| BatchBuilder::with_aleg_headers(m.proto_type, aleg_headers.clone()))
             .append(m);
     }
     builders
@@ -120,7 +124,7 @@ impl WriteBuffer {
         self.buffers
             .entry(p)
             .or_insert_with(|| Buffer {
-                rows: BatchBuilder::new(m.proto_type),
+                rows: BatchBuilder::with_aleg_headers(m.proto_type, self.cfg.aleg_headers.clone()),
                 since: Instant::now(),
             })
             .rows

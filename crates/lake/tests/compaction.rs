@@ -11,6 +11,7 @@ use hep::HepMessage;
 use lake::catalog::list_partition;
 use lake::compact::{CompactionConfig, Sweep, finish, plan, run, write_outputs};
 use lake::paths::{FileName, MICROS_PER_HOUR, Partition, Quarantined};
+use lake::rows::default_aleg_headers;
 use lake::writer::files_named;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -28,7 +29,11 @@ fn msg(id: i64, time: i64) -> HepMessage {
 
 /// Writes `msgs` as Kinesis record `seq` would be: the name is the record's identity.
 async fn write_record(store: &Arc<dyn ObjectStore>, seq: u64, msgs: &[HepMessage]) {
-    for f in files_named(msgs, &FileName::kinesis(SHARD, &seq.to_string())) {
+    for f in files_named(
+        msgs,
+        &FileName::kinesis(SHARD, &seq.to_string()),
+        &default_aleg_headers(),
+    ) {
         f.write(store).await.unwrap();
     }
 }
@@ -855,9 +860,13 @@ async fn files_of_the_first_schema_are_queried_and_merged() {
     let base = (now() / MICROS_PER_HOUR - 3) * MICROS_PER_HOUR;
     let p = Partition::for_micros(1, base);
     let old_msgs: Vec<_> = (0..10).map(|i| msg(i, base + 1000 + i)).collect();
-    let old = files_named(&old_msgs, &FileName::kinesis(SHARD, "1"))
-        .pop()
-        .unwrap();
+    let old = files_named(
+        &old_msgs,
+        &FileName::kinesis(SHARD, "1"),
+        &default_aleg_headers(),
+    )
+    .pop()
+    .unwrap();
     lake::parquet_io::put(&store, &old.path, first_schema_file(&old.batch))
         .await
         .unwrap();

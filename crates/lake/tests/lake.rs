@@ -3,7 +3,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use lake::engine::{QueryEngine, QueryError, QueryLimits};
 use object_store::ObjectStore;
@@ -388,4 +388,50 @@ async fn time_bounds_hold_exactly_at_hour_edges() {
         n(&|t| t >= edge - 1 && t < edge + hour + 1)
     );
     assert_eq!(r.schema.fields().len(), 1);
+}
+
+/// A B leg's INVITE as a B2BUA sends it: the A leg's Call-ID in a configured
+/// header, an SDP offer. The correlation and flow columns hold what it says,
+/// with the configured header list, not only the default one.
+#[tokio::test]
+async fn correlation_and_flow_columns_are_stored() {
+    let l = lake();
+    let t = now() - 1_000_000;
+    let mut m = sip(3, 0, t);
+    m.payload = b"INVITE sip:bob@10.0.0.2 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-b3\r\n\
+Call-ID: b-leg-3@sbc\r\n\
+X-Leg: a-leg-3@pbx\r\n\
+Contact: <sip:sbc@10.0.0.1:5060>\r\n\
+Content-Type: application/sdp\r\n\r\n\
+v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 30000 RTP/AVP 0\r\n"
+        .to_vec();
+    let mut buf = lake::writer::WriteBuffer::new(lake::writer::WriterConfig {
+        aleg_headers: lake::rows::parse_aleg_headers("X-CID,X-Leg").unwrap(),
+        ..Default::default()
+    });
+    buf.append(&m);
+    buf.append(&sip(4, 0, t + 1));
+    for f in buf.take_due(Instant::now(), true) {
+        f.write(&l.store).await.unwrap();
+    }
+    let r = engine(&l.store)
+        .query("SELECT aleg_id, via_branch, contact, content_type, sdp_media_ip, sdp_media_port FROM hep_1 ORDER BY time")
+        .await
+        .unwrap();
+    let b = &r.batches[0];
+    let text = |c: usize, i: usize| {
+        let a = b.column(c).as_string_view();
+        (!a.is_null(i)).then(|| a.value(i).to_owned())
+    };
+    assert_eq!(text(0, 0).as_deref(), Some("a-leg-3@pbx"));
+    assert_eq!(text(1, 0).as_deref(), Some("z9hG4bK-b3"));
+    assert_eq!(text(2, 0).as_deref(), Some("sip:sbc@10.0.0.1:5060"));
+    assert_eq!(text(3, 0).as_deref(), Some("application/sdp"));
+    assert_eq!(text(4, 0).as_deref(), Some("192.0.2.7"));
+    let port = b.column(5).as_primitive::<arrow::datatypes::Int32Type>();
+    assert_eq!(port.value(0), 30000);
+    // A message without them has nulls.
+    assert_eq!((text(0, 1), text(4, 1)), (None, None));
+    assert!(port.is_null(1));
 }
