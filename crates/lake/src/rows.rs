@@ -248,6 +248,17 @@ impl BatchBuilder {
     }
 }
 
+fn append_ip(b: &mut StringBuilder, ip: Option<std::net::IpAddr>) {
+    use std::fmt::Write;
+    match ip {
+        Some(ip) => {
+            write!(b, "{ip}").expect("writing to a StringBuilder cannot fail");
+            b.append_value("");
+        }
+        None => b.append_null(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,16 +272,5 @@ mod tests {
         assert!(parse_aleg_headers("").unwrap().is_empty());
         let e = parse_aleg_headers("X-CID,X CID").unwrap_err();
         assert!(e.contains("\"X CID\""), "{e}");
-    }
-}
-
-fn append_ip(b: &mut StringBuilder, ip: Option<std::net::IpAddr>) {
-    use std::fmt::Write;
-    match ip {
-        Some(ip) => {
-            write!(b, "{ip}").expect("writing to a StringBuilder cannot fail");
-            b.append_value("");
-        }
-        None => b.append_null(),
     }
 }
