@@ -1,21 +1,24 @@
 //! The HTTP layer, one axum Router for the stand-alone server and the query
 //! Lambda: `GET/POST /query`, `GET/POST /api/v3/query_sql` (InfluxDB 3
-//! shape), their renderers and authentication. The lake crate keeps storage
+//! shape), call search and call flow (`/api/v1/calls`), their renderers and
+//! authentication. The lake crate keeps storage
 //! and query; this crate turns them into HTTP.
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use serde_json::Value;
 
 use lake::engine::{QueryEngine, QueryError};
 
 pub mod auth;
+pub mod calls;
 mod encode;
 
 pub use auth::{ApiTokens, TokenError, protect};
@@ -34,6 +37,8 @@ pub fn router(state: ApiState) -> Router {
     axum::Router::new()
         .route("/query", get(get_query).post(post_query))
         .route("/api/v3/query_sql", get(get_query).post(post_influx))
+        .route("/api/v1/calls", get(search_calls))
+        .route("/api/v1/calls/{call_id}", get(call_flow))
         .route("/health", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -145,4 +150,101 @@ async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Response {
         );
     }
     r
+}
+
+async fn search_calls(
+    State(s): State<ApiState>,
+    params: Result<Query<calls::SearchParams>, QueryRejection>,
+) -> Response {
+    let Query(p) = match params {
+        Ok(p) => p,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    match calls::search_sql(&p) {
+        Ok(sql) => run(&s, &sql, None).await,
+        Err(m) => bad_request(m),
+    }
+}
+
+/// Runs one statement of a call view and gives its rows as JSON values.
+async fn rows(
+    s: &ApiState,
+    sql: &str,
+) -> Result<(Vec<Value>, lake::engine::QueryResult), Response> {
+    let r = s.engine.query(sql).await.map_err(query_error_response)?;
+    let json = render(&r, Format::Json).map_err(query_error_response)?;
+    let rows: Vec<Value> = serde_json::from_slice(&json).map_err(|e| {
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering rows: {e}"),
+        )
+    })?;
+    Ok((rows, r))
+}
+
+async fn call_flow(
+    State(s): State<ApiState>,
+    Path(call_id): Path<String>,
+    params: Result<Query<calls::FlowParams>, QueryRejection>,
+) -> Response {
+    let Query(p) = match params {
+        Ok(p) => p,
+        Err(e) => return bad_request(e.body_text()),
+    };
+    let window = match calls::flow_window(&p) {
+        Ok(w) => w,
+        Err(m) => return bad_request(m),
+    };
+    match flow(&s, &call_id, window).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+// The error is the HTTP response itself, returned as it is.
+#[allow(clippy::result_large_err)]
+async fn flow(s: &ApiState, call_id: &str, window: calls::TimeRange) -> Result<Value, Response> {
+    // Legs: the call, the calls naming it as their A leg, the A leg it names,
+    // and so on, until nothing new turns up.
+    let mut legs: std::collections::BTreeSet<String> = [call_id.to_owned()].into();
+    loop {
+        let (_, r) = rows(s, &calls::legs_sql(window, &legs)).await?;
+        let found = calls::texts(&r.batches, &["call_id", "aleg_id"]);
+        let before = legs.len();
+        legs.extend(
+            found
+                .into_iter()
+                .take(calls::MAX_LEGS.saturating_sub(before)),
+        );
+        if legs.len() == before || legs.len() >= calls::MAX_LEGS {
+            break;
+        }
+    }
+    let (messages, _) = rows(s, &calls::messages_sql(window, &legs)).await?;
+    if messages.is_empty() {
+        return Err(error_response(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no SIP message of Call-ID {call_id:?} between from and to, widened by {} minutes",
+                calls::FLOW_MARGIN_MICROS / 60_000_000
+            ),
+        ));
+    }
+    // Only the Call-IDs that have messages are legs (the suffix forms were guesses).
+    let legs: std::collections::BTreeSet<String> = messages
+        .iter()
+        .filter_map(|m| m["call_id"].as_str().map(str::to_owned))
+        .collect();
+    let (rtcp, _) = rows(s, &calls::correlated_sql("hep_5", window, &legs)).await?;
+    let (logs, _) = rows(s, &calls::correlated_sql("hep_100", window, &legs)).await?;
+    Ok(serde_json::json!({
+        "call_id": call_id,
+        "legs": legs,
+        "hosts": calls::hosts(&messages),
+        "rtcp_summary": calls::rtcp_summary(&rtcp),
+        "truncated": messages.len() >= calls::MAX_FLOW_ROWS,
+        "messages": messages,
+        "rtcp": rtcp,
+        "logs": logs,
+    }))
 }

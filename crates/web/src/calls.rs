@@ -1,0 +1,403 @@
+//! Calls as HOMER users ask for them: a search that answers one row per call,
+//! and a call's flow across its legs with its RTCP and log lines. Both are
+//! SQL over the lake; this module builds the statements (pure) and shapes
+//! the answers.
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use chrono::{DateTime, SecondsFormat};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The widest time range a search or a call flow may ask for.
+pub const MAX_RANGE_MICROS: i64 = 24 * 3_600_000_000;
+/// A call flow looks this far past each end of the range asked, so a call is
+/// not cut off by it.
+pub const FLOW_MARGIN_MICROS: i64 = 5 * 60_000_000;
+/// Calls a search answers when `limit` is not given, and at most.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+/// Legs a call flow follows at most (a loop of B2BUAs cannot grow it further).
+pub const MAX_LEGS: usize = 32;
+/// Messages of each kind a call flow returns at most.
+pub const MAX_FLOW_ROWS: usize = 5000;
+/// The suffix some B2BUAs (Kamailio's, FreeSWITCH's) add to the A leg's Call-ID.
+pub const B2B_SUFFIX: &str = "_b2b-1";
+
+/// A time range, microseconds since the epoch, `to` excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl TimeRange {
+    fn widened(self, by: i64) -> Self {
+        Self {
+            from: self.from - by,
+            to: self.to + by,
+        }
+    }
+
+    fn sql(self) -> String {
+        format!("time >= {} AND time < {}", ts(self.from), ts(self.to))
+    }
+}
+
+/// Epoch milliseconds (as HOMER sends them) or RFC 3339.
+fn parse_time(name: &str, v: &str) -> Result<i64, String> {
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v
+            .parse::<i64>()
+            .ok()
+            .and_then(|ms| ms.checked_mul(1000))
+            .ok_or_else(|| format!("{name}={v}: too large for epoch milliseconds"));
+    }
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_micros())
+        .map_err(|_| {
+            format!("{name}={v:?}: use RFC 3339 (2026-11-29T10:00:00Z) or epoch milliseconds")
+        })
+}
+
+/// The range `from`..`to`: both required, `from` before `to`, at most a day.
+pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String> {
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err("give the time range as from= and to= (RFC 3339, e.g. \
+                    2026-11-29T10:00:00Z, or epoch milliseconds)"
+            .into());
+    };
+    let r = TimeRange {
+        from: parse_time("from", from)?,
+        to: parse_time("to", to)?,
+    };
+    if r.to <= r.from {
+        return Err("to must be later than from".into());
+    }
+    if r.to - r.from > MAX_RANGE_MICROS {
+        return Err(format!(
+            "the range is {:.1} hours; at most 24: narrow from= and to=",
+            (r.to - r.from) as f64 / 3.6e9
+        ));
+    }
+    Ok(r)
+}
+
+/// A SQL timestamp literal the scan's time pruning understands.
+fn ts(micros: i64) -> String {
+    let t = DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    format!("'{}'", t.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+/// A SQL string literal: quotes doubled, so a value can never end it.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn list(values: &BTreeSet<String>) -> String {
+    values.iter().map(|v| lit(v)).collect::<Vec<_>>().join(", ")
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// The caller's user part (`From`).
+    pub caller: Option<String>,
+    /// The callee's user part (`To` or request URI).
+    pub callee: Option<String>,
+    /// A Call-ID: the call itself, or the B legs that name it as their A leg.
+    pub call_id: Option<String>,
+    /// An address any message of the call was sent from or to.
+    pub ip: Option<String>,
+    /// The final status of the call's INVITE (200, 486 ...).
+    pub status: Option<String>,
+    pub limit: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The statement behind `GET /api/v1/calls`: one row per call with a
+/// message in range matching every filter given, newest first.
+pub fn search_sql(p: &SearchParams) -> Result<String, String> {
+    let range = parse_range(p.from.as_deref(), p.to.as_deref())?.sql();
+    let limit = match p.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => return Err(format!("limit={l:?}: a number from 1 to {MAX_LIMIT}")),
+        },
+    };
+    let status = match p.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => match s.parse::<u16>() {
+            Ok(n) if (100..700).contains(&n) => Some(n),
+            _ => return Err(format!("status={s:?}: a SIP status code, 100 to 699")),
+        },
+    };
+    let mut hit = vec![range.clone(), "call_id IS NOT NULL".to_string()];
+    if let Some(c) = given(&p.caller) {
+        hit.push(format!("from_user = {}", lit(c)));
+    }
+    if let Some(c) = given(&p.callee) {
+        hit.push(format!("(to_user = {0} OR ruri_user = {0})", lit(c)));
+    }
+    if let Some(c) = given(&p.call_id) {
+        hit.push(format!("(call_id = {0} OR aleg_id = {0})", lit(c)));
+    }
+    if let Some(ip) = given(&p.ip) {
+        hit.push(format!("(src_ip = {0} OR dst_ip = {0})", lit(ip)));
+    }
+    let status_filter = status
+        .map(|s| format!("WHERE c.final_status = {s}"))
+        .unwrap_or_default();
+    Ok(format!(
+        "WITH hits AS (SELECT DISTINCT call_id FROM hep_1 WHERE {hit}), \
+         calls AS (SELECT call_id, min(time) AS start_time, max(time) AS end_time, \
+           (CAST(max(time) AS BIGINT) - CAST(min(time) AS BIGINT)) / 1000 AS duration_ms, \
+           first_value(from_user ORDER BY time) AS caller, \
+           first_value(coalesce(to_user, ruri_user) ORDER BY time) AS callee, \
+           min(CASE WHEN status >= 200 AND cseq_method = 'INVITE' THEN status END) AS final_status, \
+           first_value(src_ip ORDER BY time) AS src_ip, first_value(src_port ORDER BY time) AS src_port, \
+           first_value(dst_ip ORDER BY time) AS dst_ip, first_value(dst_port ORDER BY time) AS dst_port, \
+           count(*) AS messages, max(aleg_id) AS aleg_id \
+           FROM hep_1 WHERE {range} AND call_id IN (SELECT call_id FROM hits) GROUP BY call_id), \
+         b_legs AS (SELECT aleg_id, array_agg(DISTINCT call_id) AS b_legs FROM hep_1 \
+           WHERE {range} AND aleg_id IN (SELECT call_id FROM calls) GROUP BY aleg_id) \
+         SELECT c.call_id, c.start_time, c.end_time, c.duration_ms, c.caller, c.callee, c.final_status, \
+           c.src_ip, c.src_port, c.dst_ip, c.dst_port, c.messages, c.aleg_id, b.b_legs \
+         FROM calls c LEFT JOIN b_legs b ON b.aleg_id = c.call_id {status_filter} \
+         ORDER BY c.start_time DESC, c.call_id LIMIT {limit}",
+        hit = hit.join(" AND "),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FlowParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The window a call flow reads: the range asked, widened on both sides.
+pub fn flow_window(p: &FlowParams) -> Result<TimeRange, String> {
+    Ok(parse_range(p.from.as_deref(), p.to.as_deref())?.widened(FLOW_MARGIN_MICROS))
+}
+
+/// The Call-IDs a leg may appear under: itself, and the B2BUA suffix form
+/// added or removed.
+pub fn id_forms(ids: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = ids.clone();
+    for id in ids {
+        match id.strip_suffix(B2B_SUFFIX) {
+            Some(base) => out.insert(base.to_owned()),
+            None => out.insert(format!("{id}{B2B_SUFFIX}")),
+        };
+    }
+    out
+}
+
+/// One step of leg discovery: the Call-IDs and A-leg ids of every message
+/// that is one of `legs` or names one of them as its A leg.
+pub fn legs_sql(window: TimeRange, legs: &BTreeSet<String>) -> String {
+    let ids = list(&id_forms(legs));
+    format!(
+        "SELECT DISTINCT call_id, aleg_id FROM hep_1 WHERE {} AND (call_id IN ({ids}) OR aleg_id IN ({ids}))",
+        window.sql()
+    )
+}
+
+/// The SIP messages of the legs, in time order.
+pub fn messages_sql(window: TimeRange, legs: &BTreeSet<String>) -> String {
+    format!(
+        "SELECT time, call_id, method, status, cseq_num, cseq_method, src_ip, src_port, dst_ip, dst_port, \
+         protocol, from_user, to_user, via_branch, aleg_id, content_type, sdp_media_ip, sdp_media_port, payload \
+         FROM hep_1 WHERE {} AND call_id IN ({}) ORDER BY time, call_id LIMIT {MAX_FLOW_ROWS}",
+        window.sql(),
+        list(legs)
+    )
+}
+
+/// The RTCP reports (`hep_5`) or log lines (`hep_100`) correlated with the legs.
+pub fn correlated_sql(table: &str, window: TimeRange, legs: &BTreeSet<String>) -> String {
+    format!(
+        "SELECT time, correlation_id, src_ip, src_port, dst_ip, dst_port, payload FROM {table} \
+         WHERE {} AND correlation_id IN ({}) ORDER BY time LIMIT {MAX_FLOW_ROWS}",
+        window.sql(),
+        list(&id_forms(legs))
+    )
+}
+
+/// Every non-null text of the named columns.
+pub fn texts(batches: &[RecordBatch], columns: &[&str]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for b in batches {
+        for c in columns {
+            let Some(col) = b.column_by_name(c) else {
+                continue;
+            };
+            let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
+                .expect("text columns cast to Utf8");
+            let col = col.as_string::<i32>();
+            out.extend(
+                (0..col.len())
+                    .filter(|&i| col.is_valid(i))
+                    .map(|i| col.value(i).to_owned()),
+            );
+        }
+    }
+    out
+}
+
+fn endpoint(row: &Value, side: &str) -> Option<String> {
+    let ip = row[format!("{side}_ip")].as_str()?;
+    let port = row[format!("{side}_port")].as_i64()?;
+    Some(if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    })
+}
+
+/// The ladder's columns: every address in the order it first appears.
+pub fn hosts(messages: &[Value]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for m in messages {
+        for side in ["src", "dst"] {
+            if let Some(h) = endpoint(m, side).filter(|h| !seen.contains(h)) {
+                seen.push(h);
+            }
+        }
+    }
+    seen
+}
+
+/// RTCP quality per direction, from the JSON reports heplify sends: how many
+/// reports, the most packets lost (the counter is cumulative) and the
+/// interarrival jitter (mean and worst). Binary reports are only counted.
+pub fn rtcp_summary(rtcp: &[Value]) -> Vec<Value> {
+    #[derive(Default)]
+    struct Direction {
+        reports: u64,
+        unparsed: u64,
+        lost: i64,
+        jitters: Vec<f64>,
+    }
+    let mut by: BTreeMap<(String, String), Direction> = BTreeMap::new();
+    for r in rtcp {
+        let key = (
+            endpoint(r, "src").unwrap_or_default(),
+            endpoint(r, "dst").unwrap_or_default(),
+        );
+        let d = by.entry(key).or_default();
+        d.reports += 1;
+        let report: Option<Value> = r["payload"]
+            .as_str()
+            .and_then(|p| serde_json::from_str(p).ok());
+        let Some(blocks) = report.as_ref().and_then(|v| v["report_blocks"].as_array()) else {
+            d.unparsed += 1;
+            continue;
+        };
+        for b in blocks {
+            if let Some(l) = b["packets_lost"].as_i64() {
+                d.lost = d.lost.max(l);
+            }
+            if let Some(j) = b["ia_jitter"].as_f64() {
+                d.jitters.push(j);
+            }
+        }
+    }
+    by.into_iter()
+        .map(|((src, dst), d)| {
+            let mean = (!d.jitters.is_empty())
+                .then(|| d.jitters.iter().sum::<f64>() / d.jitters.len() as f64);
+            let max = d
+                .jitters
+                .iter()
+                .copied()
+                .fold(None, |m: Option<f64>, j| Some(m.map_or(j, |m| m.max(j))));
+            json!({
+                "src": src, "dst": dst, "reports": d.reports, "unparsed_reports": d.unparsed,
+                "packets_lost": d.lost, "jitter_mean": mean, "jitter_max": max,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_required_ordered_and_at_most_a_day() {
+        let r = parse_range(Some("2026-11-29T10:00:00Z"), Some("1795950000000")).unwrap();
+        assert_eq!(
+            r,
+            TimeRange {
+                from: 1_795_946_400_000_000,
+                to: 1_795_950_000_000_000
+            }
+        );
+        for (from, to, says) in [
+            (None, Some("1"), "from= and to="),
+            (Some("yesterday"), Some("1"), "RFC 3339"),
+            (Some("2000"), Some("1000"), "later than"),
+            (Some("0"), Some("90000000"), "at most 24"),
+        ] {
+            let e = parse_range(from, to).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn values_cannot_end_their_literal() {
+        let sql = search_sql(&SearchParams {
+            from: Some("0".into()),
+            to: Some("1000".into()),
+            caller: Some("x' OR '1'='1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(sql.contains("from_user = 'x'' OR ''1''=''1'"), "{sql}");
+        let ranged = |f: fn(&mut SearchParams)| {
+            let mut p = SearchParams {
+                from: Some("0".into()),
+                to: Some("1000".into()),
+                ..Default::default()
+            };
+            f(&mut p);
+            search_sql(&p)
+        };
+        assert!(
+            ranged(|p| p.limit = Some("0".into()))
+                .unwrap_err()
+                .contains("limit")
+        );
+        assert!(
+            ranged(|p| p.limit = Some("5000".into()))
+                .unwrap_err()
+                .contains("1 to 1000")
+        );
+        assert!(
+            ranged(|p| p.status = Some("99".into()))
+                .unwrap_err()
+                .contains("status")
+        );
+        assert!(
+            ranged(|p| p.status = Some("486".into()))
+                .unwrap()
+                .contains("final_status = 486")
+        );
+    }
+
+    #[test]
+    fn b2bua_suffix_forms_both_ways() {
+        let ids: BTreeSet<String> = ["a@h".to_string(), format!("b@h{B2B_SUFFIX}")].into();
+        let forms = id_forms(&ids);
+        assert!(forms.contains(&format!("a@h{B2B_SUFFIX}")));
+        assert!(forms.contains("b@h"));
+        assert_eq!(forms.len(), 4);
+    }
+}

@@ -1,0 +1,274 @@
+//! Call search and call flow over a lake holding an A leg, the B leg a
+//! B2BUA made of it (X-CID), a leg under the B2BUA suffix form of the A
+//! leg's Call-ID, and an unrelated call: what each endpoint finds, and
+//! the 400s that say what to change.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use hep::HepMessage;
+use hep::sample::Call;
+use lake::engine::{QueryEngine, QueryLimits};
+use lake::writer::{WriteBuffer, WriterConfig};
+use serde_json::Value;
+use tower::ServiceExt;
+use web::calls::B2B_SUFFIX;
+use web::{ApiState, ResponseLimit, router};
+
+/// The call's SIP with its Call-ID replaced, and `extra` headers after it.
+fn relabelled(msgs: Vec<HepMessage>, from: &str, to: &str, extra: &str) -> Vec<HepMessage> {
+    msgs.into_iter()
+        .map(|mut m| {
+            let p = String::from_utf8(m.payload).unwrap().replace(from, to);
+            m.payload = p
+                .replacen(
+                    &format!("Call-ID: {to}\r\n"),
+                    &format!("Call-ID: {to}\r\n{extra}"),
+                    1,
+                )
+                .into_bytes();
+            m.correlation_id = m.correlation_id.map(|_| to.to_owned());
+            m
+        })
+        .collect()
+}
+
+struct Calls {
+    _dir: tempfile::TempDir,
+    app: axum::Router,
+    a: Call,
+    b: Call,
+    suffix_leg: String,
+    other: Call,
+    /// The A leg's INVITE, µs.
+    t: i64,
+}
+
+async fn calls() -> Calls {
+    let dir = tempfile::tempdir().unwrap();
+    let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
+    let t = chrono::Utc::now().timestamp_micros() - 3_600_000_000;
+    let (a, b, s, other) = (
+        Call::new(77, 0),
+        Call::new(77, 1),
+        Call::new(77, 2),
+        Call::new(77, 3),
+    );
+    let suffix_leg = format!("{}{B2B_SUFFIX}", a.call_id);
+    let mut msgs = a.all(t);
+    // The B leg starts 50 ms later and lasts past the range the flow is asked for.
+    msgs.extend(relabelled(
+        b.sip_flow(t + 50_000),
+        &b.call_id,
+        &b.call_id,
+        &format!("X-CID: {}\r\n", a.call_id),
+    ));
+    msgs.push(b.rtcp_report(t + 6_000_000, 100));
+    msgs.extend(relabelled(
+        s.sip_flow(t + 70_000),
+        &s.call_id,
+        &suffix_leg,
+        "",
+    ));
+    msgs.extend(other.all(t + 1_000_000));
+    let mut buf = WriteBuffer::new(WriterConfig::default());
+    for m in &msgs {
+        buf.append(m);
+    }
+    for f in buf.take_due(std::time::Instant::now(), true) {
+        f.write(&store).await.unwrap();
+    }
+    let engine = Arc::new(QueryEngine::new(store, QueryLimits::default()).unwrap());
+    Calls {
+        _dir: dir,
+        app: router(ApiState {
+            engine,
+            response_limit: ResponseLimit::Unbounded,
+        }),
+        a,
+        b,
+        suffix_leg,
+        other,
+        t,
+    }
+}
+
+fn iso(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 26)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// Each row's `key`, or each element itself when `key` is empty.
+fn ids(rows: &Value, key: &str) -> Vec<String> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| if key.is_empty() { r } else { &r[key] })
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_answers_one_row_per_call_newest_first() {
+    let c = calls().await;
+    let range = format!(
+        "from={}&to={}",
+        enc(&iso(c.t - 1000)),
+        enc(&iso(c.t + 60_000_000))
+    );
+    let (s, v) = get(&c.app, &format!("/api/v1/calls?{range}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        ids(&v, "call_id"),
+        [
+            c.other.call_id.as_str(),
+            c.suffix_leg.as_str(),
+            c.b.call_id.as_str(),
+            c.a.call_id.as_str()
+        ],
+        "newest first"
+    );
+    let row = |id: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["call_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let a = row(&c.a.call_id);
+    assert_eq!(a["caller"], c.a.caller.as_str());
+    assert_eq!(a["callee"], c.a.callee.as_str());
+    assert_eq!(a["final_status"], 200);
+    assert_eq!(a["messages"], 7);
+    assert_eq!(a["src_ip"], c.a.uac.to_string());
+    assert!(a["duration_ms"].as_i64().unwrap() > 0);
+    assert_eq!(a["b_legs"], serde_json::json!([c.b.call_id]));
+    assert_eq!(row(&c.b.call_id)["aleg_id"], c.a.call_id.as_str());
+
+    // Filters: the caller, and a Call-ID that also finds the B legs naming it.
+    let (_, v) = get(
+        &c.app,
+        &format!("/api/v1/calls?{range}&caller={}", enc(&c.a.caller)),
+    )
+    .await;
+    assert_eq!(ids(&v, "call_id"), [c.a.call_id.as_str()]);
+    let (_, v) = get(
+        &c.app,
+        &format!("/api/v1/calls?{range}&call_id={}", enc(&c.a.call_id)),
+    )
+    .await;
+    assert_eq!(
+        ids(&v, "call_id"),
+        [c.b.call_id.as_str(), c.a.call_id.as_str()]
+    );
+    let (_, v) = get(
+        &c.app,
+        &format!("/api/v1/calls?{range}&ip={}&limit=1", c.other.uas),
+    )
+    .await;
+    assert_eq!(ids(&v, "call_id"), [c.other.call_id.as_str()]);
+    let (_, v) = get(&c.app, &format!("/api/v1/calls?{range}&status=486")).await;
+    assert_eq!(v, serde_json::json!([]));
+
+    for (query, says) in [
+        ("".to_string(), "from= and to="),
+        (format!("from=0&to={}", c.t / 1000), "at most 24"),
+        (format!("{range}&limit=many"), "limit"),
+        (format!("from=today&to={}", c.t / 1000), "RFC 3339"),
+    ] {
+        let (s, v) = get(&c.app, &format!("/api/v1/calls?{query}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{query}: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_flow_gathers_every_leg_both_ways_with_rtcp_and_logs() {
+    let c = calls().await;
+    // A range that ends before the B leg does: the flow widens it.
+    let range = format!("from={}&to={}", c.t / 1000, c.t / 1000 + 1);
+    let want: BTreeSet<String> = [
+        c.a.call_id.clone(),
+        c.b.call_id.clone(),
+        c.suffix_leg.clone(),
+    ]
+    .into();
+    for start in [
+        c.a.call_id.as_str(),
+        c.b.call_id.as_str(),
+        c.suffix_leg.as_str(),
+    ] {
+        let (s, v) = get(&c.app, &format!("/api/v1/calls/{}?{range}", enc(start))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let legs: BTreeSet<String> = ids(&v["legs"], "").into_iter().collect::<BTreeSet<_>>();
+        assert_eq!(legs, want, "from {start}");
+        let msgs = v["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 21, "7 SIP messages a leg");
+        let times: Vec<&str> = msgs.iter().map(|m| m["time"].as_str().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+        assert!(
+            msgs.iter()
+                .all(|m| m["payload"].as_str().unwrap().contains("SIP/2.0"))
+        );
+        // RTCP of the A and B legs, the A leg's log line; none of the other call.
+        assert_eq!(v["rtcp"].as_array().unwrap().len(), 3);
+        assert_eq!(ids(&v["logs"], "correlation_id"), [c.a.call_id.as_str()]);
+        let summary = v["rtcp_summary"].as_array().unwrap();
+        assert_eq!(
+            summary
+                .iter()
+                .map(|d| d["reports"].as_u64().unwrap())
+                .sum::<u64>(),
+            3
+        );
+        assert!(
+            summary
+                .iter()
+                .all(|d| d["unparsed_reports"] == 0 && d["jitter_max"].is_number())
+        );
+        let hosts = ids(&v["hosts"], "");
+        assert!(hosts.contains(&format!("{}:5060", c.a.uac)), "{hosts:?}");
+    }
+    let (s, v) = get(
+        &c.app,
+        &format!("/api/v1/calls/{}?{range}", enc(&c.other.call_id)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        ids(&v["legs"], ""),
+        [c.other.call_id.as_str()],
+        "an unrelated call stands alone"
+    );
+    let (s, v) = get(&c.app, &format!("/api/v1/calls/nope?{range}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, _) = get(&c.app, &format!("/api/v1/calls/{}", enc(&c.a.call_id))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
