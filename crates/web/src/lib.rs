@@ -33,13 +33,32 @@ pub struct ApiState {
 /// The query API's router; axum is re-exported so adapters need no axum dependency.
 pub type Router = axum::Router;
 
+/// Every path the router serves; `assets/openapi.json` documents exactly
+/// these (`the_openapi_document_describes_the_router`).
+pub mod paths {
+    pub const QUERY: &str = "/query";
+    pub const INFLUX_SQL: &str = "/api/v3/query_sql";
+    pub const CALLS: &str = "/api/v1/calls";
+    pub const CALL: &str = "/api/v1/calls/{call_id}";
+    pub const OPENAPI: &str = "/api/v1/openapi.json";
+    pub const HEALTH: &str = "/health";
+    pub const ALL: [&str; 6] = [QUERY, INFLUX_SQL, CALLS, CALL, OPENAPI, HEALTH];
+}
+
+/// The API's OpenAPI 3.1 description, built into the binary.
+pub const OPENAPI_JSON: &str = include_str!("../assets/openapi.json");
+
 pub fn router(state: ApiState) -> Router {
     axum::Router::new()
-        .route("/query", get(get_query).post(post_query))
-        .route("/api/v3/query_sql", get(get_query).post(post_influx))
-        .route("/api/v1/calls", get(search_calls))
-        .route("/api/v1/calls/{call_id}", get(call_flow))
-        .route("/health", get(|| async { "ok" }))
+        .route(paths::QUERY, get(get_query).post(post_query))
+        .route(paths::INFLUX_SQL, get(get_query).post(post_influx))
+        .route(paths::CALLS, get(search_calls))
+        .route(paths::CALL, get(call_flow))
+        .route(
+            paths::OPENAPI,
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+        )
+        .route(paths::HEALTH, get(|| async { "ok" }))
         .with_state(state)
 }
 

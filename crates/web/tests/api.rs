@@ -207,3 +207,70 @@ async fn http_api_shapes_and_errors() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b.contains("response limit"), "{b}");
 }
+
+/// Every path and method the OpenAPI document lists is served (neither 404
+/// nor 405), every method it does not list is refused (405), and its paths
+/// are exactly the router's.
+#[tokio::test]
+async fn the_openapi_document_describes_the_router() {
+    let (_dir, store) = store();
+    let app = router(ApiState {
+        engine: Arc::new(engine(&store)),
+        response_limit: web::ResponseLimit::Unbounded,
+    });
+    let (s, b) = http(app.clone(), get("/api/v1/openapi.json")).await;
+    assert_eq!(s, StatusCode::OK);
+    let doc: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    let mut served = web::paths::ALL.to_vec();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+    for (path, ops) in paths {
+        let uri = path.replace("{call_id}", "x");
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let req = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&uri)
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .unwrap();
+            let (s, b) = http(app.clone(), req).await;
+            if ops.get(method).is_some() {
+                assert!(
+                    s != StatusCode::NOT_FOUND && s != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}: {s} {b}"
+                );
+                for code in ops[method]["responses"].as_object().unwrap().keys() {
+                    assert!(code.parse::<u16>().is_ok(), "{method} {path}: {code}");
+                }
+            } else {
+                assert_eq!(
+                    s,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is not documented"
+                );
+            }
+        }
+    }
+    // Every $ref resolves.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, v)| match (k.as_str(), v) {
+                ("$ref", Value::String(r)) => out.push(r),
+                _ => refs(v, out),
+            }),
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let pointer = r.strip_prefix('#').unwrap();
+        assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+    }
+}
