@@ -20,6 +20,7 @@ use lake::engine::{QueryEngine, QueryError};
 pub mod auth;
 pub mod calls;
 mod encode;
+pub mod export;
 
 pub use auth::{ApiTokens, TokenError, protect};
 pub use encode::{Encoder, Format, ResponseLimit, json_escaped_len, render};
@@ -40,9 +41,13 @@ pub mod paths {
     pub const INFLUX_SQL: &str = "/api/v3/query_sql";
     pub const CALLS: &str = "/api/v1/calls";
     pub const CALL: &str = "/api/v1/calls/{call_id}";
+    pub const CALL_PCAP: &str = "/api/v1/calls/{call_id}/pcap";
+    pub const CALL_TEXT: &str = "/api/v1/calls/{call_id}/text";
     pub const OPENAPI: &str = "/api/v1/openapi.json";
     pub const HEALTH: &str = "/health";
-    pub const ALL: [&str; 6] = [QUERY, INFLUX_SQL, CALLS, CALL, OPENAPI, HEALTH];
+    pub const ALL: [&str; 8] = [
+        QUERY, INFLUX_SQL, CALLS, CALL, CALL_PCAP, CALL_TEXT, OPENAPI, HEALTH,
+    ];
 }
 
 /// The API's OpenAPI 3.1 description, built into the binary.
@@ -54,6 +59,8 @@ pub fn router(state: ApiState) -> Router {
         .route(paths::INFLUX_SQL, get(get_query).post(post_influx))
         .route(paths::CALLS, get(search_calls))
         .route(paths::CALL, get(call_flow))
+        .route(paths::CALL_PCAP, get(call_pcap))
+        .route(paths::CALL_TEXT, get(call_text))
         .route(
             paths::OPENAPI,
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
@@ -201,10 +208,12 @@ async fn rows(
     Ok((rows, r))
 }
 
-async fn call_flow(
-    State(s): State<ApiState>,
-    Path(call_id): Path<String>,
+/// A call's flow as JSON, or made into a response by `shape`.
+async fn call_view(
+    s: &ApiState,
+    call_id: &str,
     params: Result<Query<calls::FlowParams>, QueryRejection>,
+    shape: impl FnOnce(Value) -> Response,
 ) -> Response {
     let Query(p) = match params {
         Ok(p) => p,
@@ -214,10 +223,71 @@ async fn call_flow(
         Ok(w) => w,
         Err(m) => return bad_request(m),
     };
-    match flow(&s, &call_id, window).await {
-        Ok(v) => axum::Json(v).into_response(),
+    match flow(s, call_id, window).await {
+        Ok(v) => shape(v),
         Err(r) => r,
     }
+}
+
+async fn call_flow(
+    State(s): State<ApiState>,
+    Path(call_id): Path<String>,
+    params: Result<Query<calls::FlowParams>, QueryRejection>,
+) -> Response {
+    call_view(&s, &call_id, params, |v| axum::Json(v).into_response()).await
+}
+
+/// A file name for a download: the Call-ID with anything odd replaced.
+fn file_name(call_id: &str, ext: &str) -> HeaderValue {
+    let safe: String = call_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&format!("attachment; filename=\"{safe}.{ext}\""))
+        .unwrap_or(HeaderValue::from_static("attachment"))
+}
+
+async fn call_pcap(
+    State(s): State<ApiState>,
+    Path(call_id): Path<String>,
+    params: Result<Query<calls::FlowParams>, QueryRejection>,
+) -> Response {
+    let name = file_name(&call_id, "pcap");
+    call_view(&s, &call_id, params, |v| {
+        (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/vnd.tcpdump.pcap"),
+                ),
+                (header::CONTENT_DISPOSITION, name),
+            ],
+            export::pcap(&v),
+        )
+            .into_response()
+    })
+    .await
+}
+
+async fn call_text(
+    State(s): State<ApiState>,
+    Path(call_id): Path<String>,
+    params: Result<Query<calls::FlowParams>, QueryRejection>,
+) -> Response {
+    call_view(&s, &call_id, params, |v| {
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            export::text(&v),
+        )
+            .into_response()
+    })
+    .await
 }
 
 // The error is the HTTP response itself, returned as it is.

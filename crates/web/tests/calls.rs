@@ -272,3 +272,113 @@ async fn a_call_flow_gathers_every_leg_both_ways_with_rtcp_and_logs() {
     let (s, _) = get(&c.app, &format!("/api/v1/calls/{}", enc(&c.a.call_id))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+async fn get_bytes(app: &axum::Router, uri: &str) -> (StatusCode, String, Vec<u8>) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 26)
+        .await
+        .unwrap();
+    (status, ct, body.to_vec())
+}
+
+/// The PCAP export read back by Wireshark's tshark: one frame per SIP
+/// message and RTCP report the flow answers, in its order, with its methods,
+/// statuses and Call-IDs, RTCP sender reports decoded, every IP and UDP
+/// checksum verified good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tshark (Debian): run ./scripts/test"]
+async fn a_call_pcap_reads_in_tshark_as_the_api_answers_it() {
+    let c = calls().await;
+    let q = format!("from={}&to={}", c.t / 1000, c.t / 1000 + 1);
+    let id = enc(&c.a.call_id);
+    let (_, flow) = get(&c.app, &format!("/api/v1/calls/{id}?{q}")).await;
+    let (s, ct, pcap) = get_bytes(&c.app, &format!("/api/v1/calls/{id}/pcap?{q}")).await;
+    assert_eq!(
+        (s, ct.as_str()),
+        (StatusCode::OK, "application/vnd.tcpdump.pcap")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("call.pcap");
+    std::fs::write(&file, &pcap).unwrap();
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+        ])
+        .args([
+            "-o",
+            "rtcp.heuristic_rtcp:TRUE",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ])
+        .args([
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "udp.checksum.status",
+            "-e",
+            "sip.Method",
+        ])
+        .args([
+            "-e",
+            "sip.Status-Code",
+            "-e",
+            "sip.Call-ID",
+            "-e",
+            "rtcp.pt",
+        ])
+        .output()
+        .expect("tshark (Debian package tshark) is installed by ./scripts/test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames: Vec<Vec<String>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect();
+    let messages = flow["messages"].as_array().unwrap();
+    let rtcp = flow["rtcp"].as_array().unwrap();
+    assert_eq!(frames.len(), messages.len() + rtcp.len(), "{frames:?}");
+    assert!(
+        frames.iter().all(|f| f[0] == "1" && f[1] == "1"),
+        "checksums good: {frames:?}"
+    );
+    let sip: Vec<(String, String)> = frames
+        .iter()
+        .filter(|f| !f[4].is_empty())
+        .map(|f| (format!("{}{}", f[2], f[3]), f[4].clone()))
+        .collect();
+    let want: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| {
+            let what = m["method"].as_str().map(str::to_owned);
+            let what = what.unwrap_or_else(|| m["status"].to_string());
+            (what, m["call_id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(sip, want, "the same SIP, in the same order");
+    let reports = frames
+        .iter()
+        .filter(|f| f[5].split(',').any(|pt| pt == "200"))
+        .count();
+    assert_eq!(
+        reports,
+        rtcp.len(),
+        "every RTCP report decodes as a sender report"
+    );
+}
