@@ -10,6 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
 mod https;
+mod import;
 mod metrics;
 mod send;
 mod serve;
@@ -35,6 +36,8 @@ enum Command {
     Query(QueryArgs),
     /// One compaction run over every hour (and retention), then a report.
     Compact(CompactArgs),
+    /// Store the SIP and RTCP of a pcap or pcapng capture, with its times.
+    Import(import::ImportArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,6 +110,7 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+            Command::Import(args) => import::import(args).await,
             Command::Send(_) => unreachable!("handled above"),
         }
     })

@@ -40,7 +40,7 @@ pub struct SendArgs {
     pub duration: Option<f64>,
     #[arg(long, value_enum, default_value = "all")]
     pub traffic: Traffic,
-    /// Replay the HEP packets in this file (concatenated HEPv3, as --save writes) instead of generating; pcap/pcapng are refused with the sngrep command that sends them.
+    /// Replay the HEP packets in this file (concatenated HEPv3, as --save writes) instead of generating; pcap/pcapng are refused with the `hepop import` command that stores them.
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// Write the generated packets to this file instead of sending them.
@@ -136,8 +136,8 @@ impl FileFrames {
         if let Some(format) = capture_format(&head[..n]) {
             bail!(
                 "{} is a {format} capture; --file replays HEP packets (HEPv3 one after another, \
-                 as `hepop send --save` writes). To send a {format} of SIP as HEP: \
-                 sngrep -N -q -I {} -H udp:<host>:<port>",
+                 as `hepop send --save` writes). To store a {format} capture's SIP and RTCP: \
+                 hepop import {} [--to <host>:<port>]",
                 path.display(),
                 path.display()
             );

@@ -701,7 +701,7 @@ fn send_file_says_what_it_takes_when_given_a_pcap() {
     assert!(
         err.contains("is a pcap capture")
             && err.contains("hepop send --save")
-            && err.contains("sngrep"),
+            && err.contains("hepop import"),
         "{err}"
     );
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+pub mod read;
 pub mod rtcp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -112,3 +112,75 @@ mod tests {
         assert_eq!(from_json(b"\x80\xc8\x00\x06binary"), None);
     }
 }
+
+/// The JSON heplify sends for an RTCP sender or receiver report (the first
+/// SR or RR of a compound packet), fields in its order; None when the bytes
+/// hold neither.
+pub fn to_json(packet: &[u8]) -> Option<String> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(packet.get(at..at + 4)?.try_into().ok()?))
+    };
+    if packet.first()? >> 6 != 2 {
+        return None;
+    }
+    let (count, pt) = (usize::from(packet[0] & 0x1f), *packet.get(1)?);
+    let ssrc = word(4)?;
+    let (sender, mut at) = match pt {
+        SR => {
+            let usec = ((u64::from(word(12)?) * 1_000_000 + (1 << 31)) >> 32) as u32;
+            (
+                format!(
+                    r#""sender_information":{{"ntp_timestamp_sec":{},"ntp_timestamp_usec":{usec},"rtp_timestamp":{},"packets":{},"octets":{}}},"#,
+                    word(8)?,
+                    word(16)?,
+                    word(20)?,
+                    word(24)?
+                ),
+                28,
+            )
+        }
+        RR => (String::new(), 8),
+        _ => return None,
+    };
+    let mut blocks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let lost = word(at + 4)?;
+        // 24-bit signed.
+        let cumulative = ((lost << 8) as i32) >> 8;
+        blocks.push(format!(
+            r#"{{"source_ssrc":{},"fraction_lost":{},"packets_lost":{cumulative},"highest_seq_no":{},"ia_jitter":{},"lsr":{},"dlsr":{}}}"#,
+            word(at)?,
+            lost >> 24,
+            word(at + 8)?,
+            word(at + 12)?,
+            word(at + 16)?,
+            word(at + 20)?
+        ));
+        at += 24;
+    }
+    Some(format!(
+        r#"{{{sender}"ssrc":{ssrc},"type":{pt},"report_count":{count},"report_blocks":[{}],"report_blocks_xr":{{}},"sdes_ssrc":{ssrc}}}"#,
+        blocks.join(",")
+    ))
+}
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+
+    #[test]
+    fn json_to_packet_and_back_is_the_same_text() {
+        let sr = r#"{"sender_information":{"ntp_timestamp_sec":1795946400,"ntp_timestamp_usec":123457,"rtp_timestamp":40000,"packets":250,"octets":43000},"ssrc":99,"type":200,"report_count":1,"report_blocks":[{"source_ssrc":7,"fraction_lost":3,"packets_lost":-2,"highest_seq_no":250,"ia_jitter":12,"lsr":5,"dlsr":6}],"report_blocks_xr":{},"sdes_ssrc":99}"#;
+        assert_eq!(
+            to_json(&from_json(sr.as_bytes()).unwrap()).as_deref(),
+            Some(sr)
+        );
+        let rr = r#"{"ssrc":1,"type":201,"report_count":0,"report_blocks":[],"report_blocks_xr":{},"sdes_ssrc":1}"#;
+        assert_eq!(
+            to_json(&from_json(rr.as_bytes()).unwrap()).as_deref(),
+            Some(rr)
+        );
+        assert_eq!(to_json(b"INVITE sip:a@b SIP/2.0"), None);
+        assert_eq!(to_json(&[0x80, 200, 0, 6]), None, "cut short");
+    }
+}

@@ -220,6 +220,10 @@ pub fn messages_sql(window: TimeRange, legs: &BTreeSet<String>) -> String {
     )
 }
 
+/// Which of the tables a call's RTCP and logs live in exist.
+pub const CORRELATED_TABLES_SQL: &str =
+    "SELECT table_name FROM information_schema.tables WHERE table_name IN ('hep_5', 'hep_100')";
+
 /// The RTCP reports (`hep_5`) or log lines (`hep_100`) correlated with the legs.
 pub fn correlated_sql(table: &str, window: TimeRange, legs: &BTreeSet<String>) -> String {
     format!(

@@ -324,8 +324,22 @@ async fn flow(s: &ApiState, call_id: &str, window: calls::TimeRange) -> Result<V
         .iter()
         .filter_map(|m| m["call_id"].as_str().map(str::to_owned))
         .collect();
-    let (rtcp, _) = rows(s, &calls::correlated_sql("hep_5", window, &legs)).await?;
-    let (logs, _) = rows(s, &calls::correlated_sql("hep_100", window, &legs)).await?;
+    // A lake that never received RTCP or logs has no such table.
+    let (_, r) = rows(s, calls::CORRELATED_TABLES_SQL).await?;
+    let present = calls::texts(&r.batches, &["table_name"]);
+    let correlated = |table: &'static str| {
+        let present = present.contains(table);
+        let sql = calls::correlated_sql(table, window, &legs);
+        async move {
+            if present {
+                rows(s, &sql).await.map(|(v, _)| v)
+            } else {
+                Ok(Vec::new())
+            }
+        }
+    };
+    let rtcp = correlated("hep_5").await?;
+    let logs = correlated("hep_100").await?;
     Ok(serde_json::json!({
         "call_id": call_id,
         "legs": legs,
