@@ -1,12 +1,36 @@
 // Sends HEP built by hep-js (the library the Bun prototype used) over UDP.
-// usage: node send-hepjs.js <host> <port> <count> <call-id-prefix>
+// usage: node send-hepjs.js <host> <port> <count> <call-id-prefix> [<call-id for an RTCP report>]
+// With a fifth argument it also sends one RTCP sender report (HEP type 5, JSON
+// as heplify sends it) correlated with that Call-ID.
 const hepjs = require('hep-js');
 const dgram = require('dgram');
 
-const [host, port, count, prefix] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5]];
+const [host, port, count, prefix, rtcpFor] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5], process.argv[6]];
 const sock = dgram.createSocket('udp4');
 const now = Date.now();
-let pending = count;
+let pending = count + (rtcpFor ? 1 : 0);
+const sent = (err) => {
+  if (err) { console.error(err); process.exit(1); }
+  if (--pending === 0) sock.close();
+};
+if (rtcpFor) {
+  const t = now - 500;
+  const report = JSON.stringify({
+    sender_information: { ntp_timestamp_sec: Math.floor(t / 1000), ntp_timestamp_usec: (t % 1000) * 1000, rtp_timestamp: 8000, packets: 50, octets: 8600 },
+    ssrc: 4242, type: 200, report_count: 1,
+    report_blocks: [{ source_ssrc: 2424, fraction_lost: 0, packets_lost: 3, highest_seq_no: 50, ia_jitter: 7, lsr: 0, dlsr: 0 }],
+    report_blocks_xr: {}, sdes_ssrc: 4242,
+  });
+  const msg = hepjs.encapsulate(report, {
+    type: 'HEP', version: 3, payload_type: 'RTCP', payloadType: 5,
+    captureId: 2001, capturePass: 'myHep', hepNodeName: 'hepjs-node',
+    protocolFamily: 2, protocol: 17,
+    srcIp: '192.168.1.1', dstIp: '192.168.1.2', srcPort: 16001, dstPort: 20001,
+    timeSeconds: Math.floor(t / 1000), timeUseconds: (t % 1000) * 1000,
+    correlation_id: rtcpFor,
+  });
+  sock.send(msg, 0, msg.length, port, host, sent);
+}
 for (let i = 0; i < count; i++) {
   const callId = `${prefix}-${i}@127.0.0.1`;
   const payload = `OPTIONS sip:127.0.0.1 SIP/2.0\r\nCall-ID: ${callId}\r\nCSeq: ${9000 + i} OPTIONS\r\n` +
@@ -23,8 +47,5 @@ for (let i = 0; i < count; i++) {
     correlation_id: callId,
   };
   const msg = hepjs.encapsulate(payload, rcinfo);
-  sock.send(msg, 0, msg.length, port, host, (err) => {
-    if (err) { console.error(err); process.exit(1); }
-    if (--pending === 0) sock.close();
-  });
+  sock.send(msg, 0, msg.length, port, host, sent);
 }

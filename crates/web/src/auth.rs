@@ -12,8 +12,11 @@ use thiserror::Error;
 /// Shorter tokens are refused at start: they can be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// Paths answered without a token: load balancers' health checks.
-pub const OPEN_PATHS: &[&str] = &["/health"];
+/// Paths answered without a token: load balancers' health checks, and the
+/// web UI's static files (no data: the page asks for the token and sends it).
+pub fn is_open(path: &str) -> bool {
+    path == crate::paths::HEALTH || path == "/" || crate::ui::FILES.iter().any(|f| f.0 == path)
+}
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -92,9 +95,9 @@ fn bearer(req: &Request) -> Option<&[u8]> {
         .then(|| token.trim_ascii())
 }
 
-/// The middleware: `/health` passes, everything else needs a valid token.
+/// The middleware: `/health` and the UI's files pass, everything else needs a valid token.
 pub async fn require_token(State(tokens): State<ApiTokens>, req: Request, next: Next) -> Response {
-    if OPEN_PATHS.contains(&req.uri().path()) {
+    if is_open(req.uri().path()) {
         return next.run(req).await;
     }
     match bearer(&req) {

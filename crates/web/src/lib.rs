@@ -53,8 +53,31 @@ pub mod paths {
 /// The API's OpenAPI 3.1 description, built into the binary.
 pub const OPENAPI_JSON: &str = include_str!("../assets/openapi.json");
 
+/// The web UI: static files built into the binary, served without a token
+/// (they hold no data; the page sends the API token with every call).
+pub mod ui {
+    pub const INDEX: &str = "/ui/";
+    pub const FILES: [(&str, &str, &str); 3] = [
+        (
+            INDEX,
+            "text/html; charset=utf-8",
+            include_str!("../assets/ui/index.html"),
+        ),
+        (
+            "/ui/app.js",
+            "text/javascript; charset=utf-8",
+            include_str!("../assets/ui/app.js"),
+        ),
+        (
+            "/ui/style.css",
+            "text/css; charset=utf-8",
+            include_str!("../assets/ui/style.css"),
+        ),
+    ];
+}
+
 pub fn router(state: ApiState) -> Router {
-    axum::Router::new()
+    let r = axum::Router::new()
         .route(paths::QUERY, get(get_query).post(post_query))
         .route(paths::INFLUX_SQL, get(get_query).post(post_influx))
         .route(paths::CALLS, get(search_calls))
@@ -65,8 +88,18 @@ pub fn router(state: ApiState) -> Router {
             paths::OPENAPI,
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
-        .route(paths::HEALTH, get(|| async { "ok" }))
-        .with_state(state)
+        .route(paths::HEALTH, get(|| async { "ok" }));
+    let mut r = ui::FILES.iter().fold(r, |r, &(path, content_type, body)| {
+        r.route(
+            path,
+            get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }),
+        )
+    });
+    r = r.route(
+        "/",
+        get(|| async { axum::response::Redirect::to(ui::INDEX) }),
+    );
+    r.with_state(state)
 }
 
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {

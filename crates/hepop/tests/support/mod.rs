@@ -1,5 +1,5 @@
 //! Starting `hepop serve` for a test, talking HEP and HTTP to it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 pub use std::io::{BufRead, BufReader, Read, Write};
 pub use std::net::{SocketAddr, TcpStream, UdpSocket};
 pub use std::path::{Path, PathBuf};
