@@ -27,18 +27,27 @@ fn urlencode(s: &str) -> String {
 
 /// Returns the status, the whole serialised Lambda response and its body.
 async fn get(router: &web::Router, query: &str, auth: Option<&str>) -> (u16, Vec<u8>, Value) {
+    get_path(router, "/query", query, auth).await
+}
+
+async fn get_path(
+    router: &web::Router,
+    path: &str,
+    query: &str,
+    auth: Option<&str>,
+) -> (u16, Vec<u8>, Value) {
     let mut headers = json!({ "host": "abc.execute-api.us-east-1.amazonaws.com" });
     if let Some(a) = auth {
         headers["authorization"] = json!(a);
     }
     let event = json!({
-        "version": "2.0", "routeKey": "GET /query", "rawPath": "/query", "rawQueryString": query,
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
         "headers": headers,
         "requestContext": {
             "accountId": "000000000000", "apiId": "abc", "domainName": "abc.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc", "requestId": "r1", "routeKey": "GET /query", "stage": "$default",
+            "domainPrefix": "abc", "requestId": "r1", "routeKey": "$default", "stage": "$default",
             "time": "28/Nov/2026:10:00:00 +0000", "timeEpoch": 1795860000000i64,
-            "http": { "method": "GET", "path": "/query", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t" }
+            "http": { "method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t" }
         },
         "isBase64Encoded": false
     });
@@ -131,5 +140,54 @@ async fn tokens_when_configured_are_required_besides_iam() {
     assert_eq!(
         (status, v["body"].as_str().unwrap()),
         (200, r#"[{"one":1}]"#)
+    );
+}
+
+/// The query function serves what `hepop serve` does: the web UI as text,
+/// a call search, and a call's PCAP as a binary (base64) body.
+#[tokio::test]
+async fn the_ui_calls_and_pcap_through_the_function() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let t = chrono::Utc::now().timestamp_micros() - 600_000_000;
+    let call = hep::sample::Call::new(3, 0);
+    let mut buf = lake::writer::WriteBuffer::new(Default::default());
+    for m in call.all(t) {
+        buf.append(&m);
+    }
+    for f in buf.take_due(std::time::Instant::now(), true) {
+        f.write(&store).await.unwrap();
+    }
+    let r = functions::query_router(store, Default::default(), &Default::default()).unwrap();
+
+    let (s, _, v) = get_path(&r, "/ui/", "", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["isBase64Encoded"], false);
+    assert!(v["body"].as_str().unwrap().contains("<title>HEPop</title>"));
+
+    let range = format!("from={}&to={}", t / 1000 - 1000, t / 1000 + 60_000);
+    let (s, _, v) = get_path(&r, "/api/v1/calls", &range, None).await;
+    assert_eq!(s, 200, "{v}");
+    let rows: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    assert_eq!(rows[0]["call_id"], call.call_id.as_str());
+
+    let (s, _, v) = get_path(
+        &r,
+        &format!("/api/v1/calls/{}/pcap", call.call_id),
+        &range,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["isBase64Encoded"], true);
+    use base64::Engine;
+    let pcap = base64::engine::general_purpose::STANDARD
+        .decode(v["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(&pcap[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
+    let c = packet::read::read(&pcap).unwrap();
+    assert_eq!(
+        c.packets.len(),
+        7 + 2,
+        "the SIP flow and its two RTCP reports"
     );
 }
