@@ -1,14 +1,14 @@
 // Sends HEP built by hep-js (the library the Bun prototype used) over UDP.
-// usage: node send-hepjs.js <host> <port> <count> <call-id-prefix> [<call-id for an RTCP report>]
+// usage: node send-hepjs.js <host> <port> <count> <call-id-prefix> [<call-id>]
 // With a fifth argument it also sends one RTCP sender report (HEP type 5, JSON
-// as heplify sends it) correlated with that Call-ID.
+// as heplify sends it) and one log line (HEP type 100) correlated with that Call-ID.
 const hepjs = require('hep-js');
 const dgram = require('dgram');
 
 const [host, port, count, prefix, rtcpFor] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5], process.argv[6]];
 const sock = dgram.createSocket('udp4');
 const now = Date.now();
-let pending = count + (rtcpFor ? 1 : 0);
+let pending = count + (rtcpFor ? 2 : 0);
 const sent = (err) => {
   if (err) { console.error(err); process.exit(1); }
   if (--pending === 0) sock.close();
@@ -30,6 +30,15 @@ if (rtcpFor) {
     correlation_id: rtcpFor,
   });
   sock.send(msg, 0, msg.length, port, host, sent);
+  const log = hepjs.encapsulate(`NOTICE: call ${rtcpFor} routed by hep-js`, {
+    type: 'HEP', version: 3, payload_type: 'LOG', payloadType: 100,
+    captureId: 2001, capturePass: 'myHep', hepNodeName: 'hepjs-node',
+    protocolFamily: 2, protocol: 17,
+    srcIp: '192.168.1.1', dstIp: '192.168.1.2', srcPort: 5060, dstPort: 5060,
+    timeSeconds: Math.floor(t / 1000), timeUseconds: (t % 1000) * 1000,
+    correlation_id: rtcpFor,
+  });
+  sock.send(log, 0, log.length, port, host, sent);
 }
 for (let i = 0; i < count; i++) {
   const callId = `${prefix}-${i}@127.0.0.1`;

@@ -70,6 +70,7 @@ function fail(message) {
     const raw = await page.$eval('#raw', (e) => e.textContent);
     if (!raw.includes('SIP/2.0') || !raw.includes('Call-ID:')) fail(`raw message: ${raw.slice(0, 200)}`);
     const rtcp = await page.$$eval('#rtcp-summary tbody tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+    const logs = await page.$$eval('#logs li', (items) => items.map((i) => i.textContent));
 
     // The PCAP, fetched with the token and saved.
     await page.click('#pcap');
@@ -85,7 +86,7 @@ function fail(message) {
 
     if (errors.length) fail(`page errors: ${errors}`);
     if (elsewhere.length) fail(`requests elsewhere: ${elsewhere}`);
-    console.log(JSON.stringify({ unauthorized, results, ladder, raw: raw.split('\n')[0], rtcp, download, sql }));
+    console.log(JSON.stringify({ unauthorized, results, ladder, raw: raw.split('\n')[0], rtcp, logs, download, sql }));
   } finally {
     await browser.close();
   }

@@ -1,7 +1,7 @@
 //! The web UI in a real browser (the system's headless Chromium, driven by
 //! Puppeteer from npm) against `hepop serve` with an API token, fed by
 //! producers HEPop did not write: sngrep replays a capture of a call and its
-//! B leg (X-CID), hep-js sends OPTIONS and an RTCP report of the call.
+//! B leg (X-CID), hep-js sends OPTIONS, an RTCP report and a log line of the call.
 mod support;
 
 use packet::{Packet, Transport};
@@ -86,7 +86,7 @@ fn search_open_a_call_download_its_pcap_and_query_in_the_browser() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    srv.wait_written(14 + 3 + 1);
+    srv.wait_written(14 + 3 + 2);
 
     let ui = dir("ui");
     npm_ci(&ui, "puppeteer-core");

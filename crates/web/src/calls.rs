@@ -146,7 +146,10 @@ pub fn search_sql(p: &SearchParams) -> Result<String, String> {
         hit.push(format!("(to_user = {0} OR ruri_user = {0})", lit(c)));
     }
     if let Some(c) = given(&p.call_id) {
-        hit.push(format!("(call_id = {0} OR aleg_id = {0})", lit(c)));
+        hit.push(format!(
+            "(call_id = {0} OR aleg_id = {0} OR correlation_id = {0})",
+            lit(c)
+        ));
     }
     if let Some(ip) = given(&p.ip) {
         hit.push(format!("(src_ip = {0} OR dst_ip = {0})", lit(ip)));
@@ -163,10 +166,14 @@ pub fn search_sql(p: &SearchParams) -> Result<String, String> {
            min(CASE WHEN status >= 200 AND cseq_method = 'INVITE' THEN status END) AS final_status, \
            first_value(src_ip ORDER BY time) AS src_ip, first_value(src_port ORDER BY time) AS src_port, \
            first_value(dst_ip ORDER BY time) AS dst_ip, first_value(dst_port ORDER BY time) AS dst_port, \
-           count(*) AS messages, max(aleg_id) AS aleg_id \
+           count(*) AS messages, \
+           max(coalesce(aleg_id, CASE WHEN correlation_id <> call_id THEN correlation_id END)) AS aleg_id \
            FROM hep_1 WHERE {range} AND call_id IN (SELECT call_id FROM hits) GROUP BY call_id), \
-         b_legs AS (SELECT aleg_id, array_agg(DISTINCT call_id) AS b_legs FROM hep_1 \
-           WHERE {range} AND aleg_id IN (SELECT call_id FROM calls) GROUP BY aleg_id) \
+         links AS (SELECT aleg_id AS a_leg, call_id FROM hep_1 \
+             WHERE {range} AND aleg_id IN (SELECT call_id FROM calls) \
+           UNION ALL SELECT correlation_id AS a_leg, call_id FROM hep_1 \
+             WHERE {range} AND correlation_id IN (SELECT call_id FROM calls) AND correlation_id <> call_id), \
+         b_legs AS (SELECT a_leg AS aleg_id, array_agg(DISTINCT call_id ORDER BY call_id) AS b_legs FROM links GROUP BY a_leg) \
          SELECT c.call_id, c.start_time, c.end_time, c.duration_ms, c.caller, c.callee, c.final_status, \
            c.src_ip, c.src_port, c.dst_ip, c.dst_port, c.messages, c.aleg_id, b.b_legs \
          FROM calls c LEFT JOIN b_legs b ON b.aleg_id = c.call_id {status_filter} \
@@ -199,13 +206,19 @@ pub fn id_forms(ids: &BTreeSet<String>) -> BTreeSet<String> {
     out
 }
 
-/// One step of leg discovery: the Call-IDs and A-leg ids of every message
-/// that is one of `legs` or names one of them as its A leg.
+/// The columns that name a leg: its own Call-ID, the A leg's from the
+/// configured header, and the HEP correlation id some agents set to it.
+pub const LEG_COLUMNS: [&str; 3] = ["call_id", "aleg_id", "correlation_id"];
+
+/// One step of leg discovery: the ids in [`LEG_COLUMNS`] of every message
+/// that is one of `legs` or names one of them.
 pub fn legs_sql(window: TimeRange, legs: &BTreeSet<String>) -> String {
     let ids = list(&id_forms(legs));
     format!(
-        "SELECT DISTINCT call_id, aleg_id FROM hep_1 WHERE {} AND (call_id IN ({ids}) OR aleg_id IN ({ids}))",
-        window.sql()
+        "SELECT DISTINCT {} FROM hep_1 WHERE {} AND ({})",
+        LEG_COLUMNS.join(", "),
+        window.sql(),
+        LEG_COLUMNS.map(|c| format!("{c} IN ({ids})")).join(" OR ")
     )
 }
 

@@ -326,12 +326,12 @@ async fn call_text(
 // The error is the HTTP response itself, returned as it is.
 #[allow(clippy::result_large_err)]
 async fn flow(s: &ApiState, call_id: &str, window: calls::TimeRange) -> Result<Value, Response> {
-    // Legs: the call, the calls naming it as their A leg, the A leg it names,
-    // and so on, until nothing new turns up.
+    // Legs: the call, the calls naming it as their A leg (header or HEP
+    // correlation id), the A leg it names, and so on, until nothing new turns up.
     let mut legs: std::collections::BTreeSet<String> = [call_id.to_owned()].into();
     loop {
         let (_, r) = rows(s, &calls::legs_sql(window, &legs)).await?;
-        let found = calls::texts(&r.batches, &["call_id", "aleg_id"]);
+        let found = calls::texts(&r.batches, &calls::LEG_COLUMNS);
         let before = legs.len();
         legs.extend(
             found

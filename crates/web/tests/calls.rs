@@ -1,7 +1,8 @@
 //! Call search and call flow over a lake holding an A leg, the B leg a
-//! B2BUA made of it (X-CID), a leg under the B2BUA suffix form of the A
-//! leg's Call-ID, and an unrelated call: what each endpoint finds, and
-//! the 400s that say what to change.
+//! B2BUA made of it (X-CID), a B leg whose agent set the HEP correlation id
+//! to the A leg's Call-ID, a leg under the B2BUA suffix form of the A leg's
+//! Call-ID, and an unrelated call: what each endpoint finds, and the 400s
+//! that say what to change.
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ struct Calls {
     app: axum::Router,
     a: Call,
     b: Call,
+    /// A B leg whose agent set the HEP correlation id to the A leg's Call-ID (no X-CID).
+    c: Call,
     suffix_leg: String,
     other: Call,
     /// The A leg's INVITE, µs.
@@ -49,11 +52,12 @@ async fn calls() -> Calls {
     let dir = tempfile::tempdir().unwrap();
     let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
     let t = chrono::Utc::now().timestamp_micros() - 3_600_000_000;
-    let (a, b, s, other) = (
+    let (a, b, s, other, c) = (
         Call::new(77, 0),
         Call::new(77, 1),
         Call::new(77, 2),
         Call::new(77, 3),
+        Call::new(77, 4),
     );
     let suffix_leg = format!("{}{B2B_SUFFIX}", a.call_id);
     let mut msgs = a.all(t);
@@ -72,6 +76,10 @@ async fn calls() -> Calls {
         "",
     ));
     msgs.extend(other.all(t + 1_000_000));
+    msgs.extend(c.sip_flow(t + 90_000).into_iter().map(|mut m| {
+        m.correlation_id = Some(a.call_id.clone());
+        m
+    }));
     let mut buf = WriteBuffer::new(WriterConfig::default());
     for m in &msgs {
         buf.append(m);
@@ -88,6 +96,7 @@ async fn calls() -> Calls {
         }),
         a,
         b,
+        c,
         suffix_leg,
         other,
         t,
@@ -148,6 +157,7 @@ async fn search_answers_one_row_per_call_newest_first() {
         ids(&v, "call_id"),
         [
             c.other.call_id.as_str(),
+            c.c.call_id.as_str(),
             c.suffix_leg.as_str(),
             c.b.call_id.as_str(),
             c.a.call_id.as_str()
@@ -169,8 +179,15 @@ async fn search_answers_one_row_per_call_newest_first() {
     assert_eq!(a["messages"], 7);
     assert_eq!(a["src_ip"], c.a.uac.to_string());
     assert!(a["duration_ms"].as_i64().unwrap() > 0);
-    assert_eq!(a["b_legs"], serde_json::json!([c.b.call_id]));
+    let mut b_legs = vec![c.b.call_id.clone(), c.c.call_id.clone()];
+    b_legs.sort();
+    assert_eq!(
+        a["b_legs"],
+        serde_json::json!(b_legs),
+        "by X-CID and by HEP correlation id"
+    );
     assert_eq!(row(&c.b.call_id)["aleg_id"], c.a.call_id.as_str());
+    assert_eq!(row(&c.c.call_id)["aleg_id"], c.a.call_id.as_str());
 
     // Filters: the caller, and a Call-ID that also finds the B legs naming it.
     let (_, v) = get(
@@ -186,7 +203,11 @@ async fn search_answers_one_row_per_call_newest_first() {
     .await;
     assert_eq!(
         ids(&v, "call_id"),
-        [c.b.call_id.as_str(), c.a.call_id.as_str()]
+        [
+            c.c.call_id.as_str(),
+            c.b.call_id.as_str(),
+            c.a.call_id.as_str()
+        ]
     );
     let (_, v) = get(
         &c.app,
@@ -217,12 +238,14 @@ async fn a_call_flow_gathers_every_leg_both_ways_with_rtcp_and_logs() {
     let want: BTreeSet<String> = [
         c.a.call_id.clone(),
         c.b.call_id.clone(),
+        c.c.call_id.clone(),
         c.suffix_leg.clone(),
     ]
     .into();
     for start in [
         c.a.call_id.as_str(),
         c.b.call_id.as_str(),
+        c.c.call_id.as_str(),
         c.suffix_leg.as_str(),
     ] {
         let (s, v) = get(&c.app, &format!("/api/v1/calls/{}?{range}", enc(start))).await;
@@ -230,7 +253,7 @@ async fn a_call_flow_gathers_every_leg_both_ways_with_rtcp_and_logs() {
         let legs: BTreeSet<String> = ids(&v["legs"], "").into_iter().collect::<BTreeSet<_>>();
         assert_eq!(legs, want, "from {start}");
         let msgs = v["messages"].as_array().unwrap();
-        assert_eq!(msgs.len(), 21, "7 SIP messages a leg");
+        assert_eq!(msgs.len(), 28, "7 SIP messages a leg");
         let times: Vec<&str> = msgs.iter().map(|m| m["time"].as_str().unwrap()).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
         assert!(
