@@ -2,6 +2,8 @@
 //! endpoint, imported with `hepop import` into an empty lake, gives the same
 //! SIP and RTCP rows: times, addresses, payloads, Call-IDs, and RTCP tied to
 //! its call through the capture's SDP.
+mod support;
+
 use std::process::Command;
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use hep::sample::Call;
 use lake::engine::{QueryEngine, QueryLimits};
 use lake::writer::{WriteBuffer, WriterConfig};
 use object_store::ObjectStore;
+use support::run_ok;
 use tower::ServiceExt;
 
 fn engine(store: Arc<dyn ObjectStore>) -> Arc<QueryEngine> {
@@ -81,17 +84,13 @@ async fn round_trip(convert: impl Fn(&std::path::Path) -> std::path::PathBuf) {
 
     let file = convert(&file);
     let imported = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hepop"))
-        .arg("import")
-        .arg(&file)
-        .arg("--data")
-        .arg(imported.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_hepop"))
+            .arg("import")
+            .arg(&file)
+            .arg("--data")
+            .arg(imported.path()),
+        "the command",
     );
     let said = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -134,16 +133,12 @@ async fn export_then_import_into_an_empty_lake_gives_the_same_rows() {
 async fn a_pcapng_from_editcap_imports_to_the_same_rows() {
     round_trip(|pcap| {
         let ng = pcap.with_extension("pcapng");
-        let out = Command::new("editcap")
-            .args(["-F", "pcapng"])
-            .arg(pcap)
-            .arg(&ng)
-            .output()
-            .expect("editcap is installed with tshark by ./scripts/test");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new("editcap")
+                .args(["-F", "pcapng"])
+                .arg(pcap)
+                .arg(&ng),
+            "editcap is installed with tshark by ./scripts/test",
         );
         assert_eq!(&std::fs::read(&ng).unwrap()[..4], &[0x0a, 0x0d, 0x0d, 0x0a]);
         ng

@@ -215,15 +215,14 @@ fn hep_js_producer() {
         assert!(ok, "npm ci in tests/producers failed");
     }
     let srv = Server::start(&[]);
-    let out = Command::new("node")
-        .arg(dir.join("send-hepjs.js"))
-        .args(["127.0.0.1", &srv.udp.port().to_string(), "25", "hepjs"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("node").arg(dir.join("send-hepjs.js")).args([
+            "127.0.0.1",
+            &srv.udp.port().to_string(),
+            "25",
+            "hepjs",
+        ]),
+        "the command",
     );
     srv.wait_written(25);
     let rows = srv.query("SELECT * FROM hep_1 WHERE call_id = 'hepjs-7@127.0.0.1'");
@@ -308,13 +307,9 @@ fn sngrep_producer_hep3_and_hep2() {
         } else {
             cmd.arg("-F");
         }
-        let out = cmd
-            .output()
-            .expect("sngrep is installed (the README's test command installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            &mut cmd,
+            "sngrep is installed (the README's test command installs it)",
         );
     }
     srv.wait_written(8);

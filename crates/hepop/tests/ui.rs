@@ -57,51 +57,38 @@ fn search_open_a_call_download_its_pcap_and_query_in_the_browser() {
     let work = tempfile::tempdir().unwrap();
     let pcap = work.path().join("call.pcap");
     std::fs::write(&pcap, capture(&msgs)).unwrap();
-    let out = Command::new("sngrep")
-        .args(["-N", "-q", "-I"])
-        .arg(&pcap)
-        .args(["-H", &format!("udp:127.0.0.1:{}", srv.udp.port()), "-F"])
-        .output()
-        .expect("sngrep is installed by ./scripts/test");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("sngrep")
+            .args(["-N", "-q", "-I"])
+            .arg(&pcap)
+            .args(["-H", &format!("udp:127.0.0.1:{}", srv.udp.port()), "-F"]),
+        "sngrep is installed by ./scripts/test",
     );
     let producers = dir("producers");
     npm_ci(&producers, "hep-js");
-    let out = Command::new("node")
-        .arg(producers.join("send-hepjs.js"))
-        .args([
-            "127.0.0.1",
-            &srv.udp.port().to_string(),
-            "3",
-            "hepjs-ui",
-            &a.call_id,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("node")
+            .arg(producers.join("send-hepjs.js"))
+            .args([
+                "127.0.0.1",
+                &srv.udp.port().to_string(),
+                "3",
+                "hepjs-ui",
+                &a.call_id,
+            ]),
+        "the command",
     );
     srv.wait_written(14 + 3 + 2);
 
     let ui = dir("ui");
     npm_ci(&ui, "puppeteer-core");
     let (from, to) = ((t - 60_000_000) / 1000, (t + 120_000_000) / 1000);
-    let out = Command::new("node")
-        .arg(ui.join("call_view.js"))
-        .args([&format!("http://{}", srv.http), token, &a.call_id])
-        .args([from.to_string(), to.to_string()])
-        .output()
-        .expect("node runs the UI driver");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("node")
+            .arg(ui.join("call_view.js"))
+            .args([&format!("http://{}", srv.http), token, &a.call_id])
+            .args([from.to_string(), to.to_string()]),
+        "node runs the UI driver",
     );
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     // The B leg names the A leg: a search by the A leg's Call-ID finds both.

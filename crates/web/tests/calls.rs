@@ -121,15 +121,7 @@ fn enc(s: &str) -> String {
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
-    let resp = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 26)
-        .await
-        .unwrap();
+    let (status, _, body) = get_bytes(app, uri).await;
     (status, serde_json::from_slice(&body).unwrap())
 }
 

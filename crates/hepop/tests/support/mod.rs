@@ -300,3 +300,19 @@ impl TestCert {
         s
     }
 }
+
+/// Runs `command` (`what` names it, and how it got installed) to the end;
+/// fails the test with its output unless it succeeded.
+pub fn run_ok(command: &mut Command, what: &str) -> std::process::Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        command,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
