@@ -28,53 +28,36 @@ fn addr(r: &Value, side: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// A row as a frame: its time, addresses and transport (RTCP rows have no
+/// `protocol`: UDP), and its payload as `payload` makes it. None when the
+/// row has no addresses (a HEP sender that gave none): it cannot be framed.
+fn framed(r: &Value, payload: impl Fn(&[u8]) -> Vec<u8>) -> Option<Row> {
+    Some(Row {
+        time_micros: r["time"].as_str().and_then(micros)?,
+        src: addr(r, "src")?,
+        dst: addr(r, "dst")?,
+        transport: if r["protocol"] == 6 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        },
+        payload: payload(r["payload"].as_str().unwrap_or_default().as_bytes()),
+    })
+}
+
 /// SIP messages, and RTCP reports rebuilt as packets (JSON reports) or as
-/// stored (anything else), in time order. Rows without addresses (a HEP
-/// sender that gave none) cannot be framed and are left out.
+/// stored (anything else), in time order.
 fn rows(flow: &Value) -> Vec<Row> {
     let list = |k: &str| flow[k].as_array().cloned().unwrap_or_default();
-    let mut out = Vec::new();
-    for m in list("messages") {
-        let (Some(t), Some(src), Some(dst)) = (
-            m["time"].as_str().and_then(micros),
-            addr(&m, "src"),
-            addr(&m, "dst"),
-        ) else {
-            continue;
-        };
-        out.push(Row {
-            time_micros: t,
-            src,
-            dst,
-            transport: if m["protocol"] == 6 {
-                Transport::Tcp
-            } else {
-                Transport::Udp
-            },
-            payload: m["payload"]
-                .as_str()
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec(),
-        });
-    }
-    for r in list("rtcp") {
-        let (Some(t), Some(src), Some(dst)) = (
-            r["time"].as_str().and_then(micros),
-            addr(&r, "src"),
-            addr(&r, "dst"),
-        ) else {
-            continue;
-        };
-        let stored = r["payload"].as_str().unwrap_or_default().as_bytes();
-        out.push(Row {
-            time_micros: t,
-            src,
-            dst,
-            transport: Transport::Udp,
-            payload: packet::rtcp::from_json(stored).unwrap_or_else(|| stored.to_vec()),
-        });
-    }
+    let sip = list("messages")
+        .into_iter()
+        .filter_map(|m| framed(&m, <[u8]>::to_vec));
+    let rtcp = list("rtcp").into_iter().filter_map(|r| {
+        framed(&r, |stored| {
+            packet::rtcp::from_json(stored).unwrap_or_else(|| stored.to_vec())
+        })
+    });
+    let mut out: Vec<Row> = sip.chain(rtcp).collect();
     out.sort_by_key(|r| r.time_micros);
     out
 }
