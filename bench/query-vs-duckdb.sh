@@ -2,7 +2,8 @@
 # Query speed for docs/PERFORMANCE.md: one hour of N realistic messages
 # (default 10 M) written as `hepop serve` writes them and compacted, then
 #  1. the same SQL through `hepop serve`'s /query and through DuckDB (PyPI)
-#     on the same files: medians of RUNS (default 7) and the ratio;
+#     on the same files: medians of RUNS (default 7) and the ratio; then the
+#     calls endpoints (search, flow, PCAP) on that hour;
 #  2. the bytes a warm Call-ID lookup reads in that hour (the request
 #     recorder test, lake/tests/read_cache.rs, at N messages);
 #  3. with LOCALSTACK_ENDPOINT set (tests/localstack/start.sh): the same set
@@ -37,6 +38,8 @@ server=$!
 for _ in $(seq 1 100); do grep -q '^hepop listening' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 http="$(grep -o 'http=[0-9.:]*' "$work/serve.out" | cut -d= -f2)"
 "$venv/bin/python" bench/query_vs_duckdb.py "$lake" "$http" "${RUNS:-7}"
+"$venv/bin/python" bench/query_vs_duckdb.py "$lake" --emit "$work/queries.json"
+"$venv/bin/python" bench/calls.py "$work/queries.json" "$http" "${RUNS:-7}"
 kill $server; server=""
 
 echo "== 2. bytes a warm Call-ID lookup reads, $n messages"
@@ -45,7 +48,6 @@ LOOKUP_HOUR_MESSAGES="$n" cargo test --release -q -p lake --test read_cache \
 
 if [ -n "${LOCALSTACK_ENDPOINT:-}" ]; then
   echo "== 3. the query function over LocalStack S3"
-  "$venv/bin/python" bench/query_vs_duckdb.py "$lake" --emit "$work/queries.json"
   cargo bench -q -p functions --bench query_s3 -- "$lake" "$work/queries.json" "${RUNS:-7}" | tee "$work/s3.out"
   bucket="$(grep -o 's3://[^ ]*' "$work/s3.out" | head -1)"
   cargo build --release -q -p functions --bin query

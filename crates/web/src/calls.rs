@@ -120,66 +120,163 @@ fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// The statement behind `GET /api/v1/calls`: one row per call with a
-/// message in range matching every filter given, newest first.
-pub fn search_sql(p: &SearchParams) -> Result<String, String> {
-    let range = parse_range(p.from.as_deref(), p.to.as_deref())?.sql();
-    let limit = match p.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => return Err(format!("limit={l:?}: a number from 1 to {MAX_LIMIT}")),
-        },
-    };
-    let status = match p.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => match s.parse::<u16>() {
-            Ok(n) if (100..700).contains(&n) => Some(n),
-            _ => return Err(format!("status={s:?}: a SIP status code, 100 to 699")),
-        },
-    };
-    let mut hit = vec![range.clone(), "call_id IS NOT NULL".to_string()];
-    if let Some(c) = given(&p.caller) {
-        hit.push(format!("from_user = {}", lit(c)));
+/// A checked search: what `GET /api/v1/calls` asks, in three statements
+/// that never join the hour with itself (a hash join over an hour of
+/// 10 M messages outgrew the query pool): [`Search::recent_sql`] picks the
+/// calls, [`Search::summary_sql`] sums them up, [`links_sql`] finds their B legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    pub range: TimeRange,
+    pub limit: usize,
+    pub status: Option<u16>,
+    /// Conditions on a message that make its call a hit.
+    hit: Vec<String>,
+}
+
+/// Messages the first step reads per call asked for: calls whose latest
+/// messages crowd the newest rows leave room for the others.
+const ROWS_PER_CALL: usize = 64;
+
+impl Search {
+    pub fn parse(p: &SearchParams) -> Result<Self, String> {
+        let range = parse_range(p.from.as_deref(), p.to.as_deref())?;
+        let limit = match p.limit.as_deref() {
+            None | Some("") => DEFAULT_LIMIT,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => return Err(format!("limit={l:?}: a number from 1 to {MAX_LIMIT}")),
+            },
+        };
+        let status = match p.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => match s.parse::<u16>() {
+                Ok(n) if (100..700).contains(&n) => Some(n),
+                _ => return Err(format!("status={s:?}: a SIP status code, 100 to 699")),
+            },
+        };
+        let mut hit = vec![range.sql(), "call_id IS NOT NULL".to_string()];
+        if let Some(c) = given(&p.caller) {
+            hit.push(format!("from_user = {}", lit(c)));
+        }
+        if let Some(c) = given(&p.callee) {
+            hit.push(format!("(to_user = {0} OR ruri_user = {0})", lit(c)));
+        }
+        if let Some(c) = given(&p.call_id) {
+            hit.push(format!(
+                "(call_id = {0} OR aleg_id = {0} OR correlation_id = {0})",
+                lit(c)
+            ));
+        }
+        if let Some(ip) = given(&p.ip) {
+            hit.push(format!("(src_ip = {0} OR dst_ip = {0})", lit(ip)));
+        }
+        if let Some(s) = status {
+            // A call whose INVITE got this answer; the summary keeps those whose final answer it is.
+            hit.push(format!("status = {s} AND cseq_method = 'INVITE'"));
+        }
+        Ok(Self {
+            range,
+            limit,
+            status,
+            hit,
+        })
     }
-    if let Some(c) = given(&p.callee) {
-        hit.push(format!("(to_user = {0} OR ruri_user = {0})", lit(c)));
+
+    /// Step 1: the newest matching messages (a top-k the scan prunes by time,
+    /// no aggregation); their distinct Call-IDs, newest first, are the calls.
+    pub fn recent_sql(&self) -> String {
+        format!(
+            "SELECT call_id, time FROM hep_1 WHERE {} ORDER BY time DESC LIMIT {}",
+            self.hit.join(" AND "),
+            (self.limit * ROWS_PER_CALL).min(MAX_LIMIT * ROWS_PER_CALL)
+        )
     }
-    if let Some(c) = given(&p.call_id) {
-        hit.push(format!(
-            "(call_id = {0} OR aleg_id = {0} OR correlation_id = {0})",
-            lit(c)
-        ));
+
+    /// Step 2: one row per picked call, over its messages in range, newest first.
+    pub fn summary_sql(&self, calls: &BTreeSet<String>) -> String {
+        let status = self
+            .status
+            .map(|s| format!("WHERE final_status = {s}"))
+            .unwrap_or_default();
+        format!(
+            "SELECT * FROM (SELECT call_id, min(time) AS start_time, max(time) AS end_time, \
+               (CAST(max(time) AS BIGINT) - CAST(min(time) AS BIGINT)) / 1000 AS duration_ms, \
+               first_value(from_user ORDER BY time) AS caller, \
+               first_value(coalesce(to_user, ruri_user) ORDER BY time) AS callee, \
+               min(CASE WHEN status >= 200 AND cseq_method = 'INVITE' THEN status END) AS final_status, \
+               first_value(src_ip ORDER BY time) AS src_ip, first_value(src_port ORDER BY time) AS src_port, \
+               first_value(dst_ip ORDER BY time) AS dst_ip, first_value(dst_port ORDER BY time) AS dst_port, \
+               count(*) AS messages, \
+               max(coalesce(aleg_id, CASE WHEN correlation_id <> call_id THEN correlation_id END)) AS aleg_id \
+             FROM hep_1 WHERE {} AND call_id IN ({}) GROUP BY call_id) {status} \
+             ORDER BY start_time DESC, call_id",
+            self.range.sql(),
+            list(calls)
+        )
     }
-    if let Some(ip) = given(&p.ip) {
-        hit.push(format!("(src_ip = {0} OR dst_ip = {0})", lit(ip)));
+}
+
+/// The distinct Call-IDs of step 1's rows, newest first, at most `limit`.
+pub fn pick_calls(batches: &[RecordBatch], limit: usize) -> BTreeSet<String> {
+    let mut picked = Vec::new();
+    for b in batches {
+        let col = arrow::compute::cast(&b.columns()[0], &arrow::datatypes::DataType::Utf8)
+            .expect("call_id casts to Utf8");
+        for id in col.as_string::<i32>().iter().flatten() {
+            if picked.len() < limit && !picked.iter().any(|p: &String| p == id) {
+                picked.push(id.to_owned());
+            }
+        }
     }
-    let status_filter = status
-        .map(|s| format!("WHERE c.final_status = {s}"))
-        .unwrap_or_default();
-    Ok(format!(
-        "WITH hits AS (SELECT DISTINCT call_id FROM hep_1 WHERE {hit}), \
-         calls AS (SELECT call_id, min(time) AS start_time, max(time) AS end_time, \
-           (CAST(max(time) AS BIGINT) - CAST(min(time) AS BIGINT)) / 1000 AS duration_ms, \
-           first_value(from_user ORDER BY time) AS caller, \
-           first_value(coalesce(to_user, ruri_user) ORDER BY time) AS callee, \
-           min(CASE WHEN status >= 200 AND cseq_method = 'INVITE' THEN status END) AS final_status, \
-           first_value(src_ip ORDER BY time) AS src_ip, first_value(src_port ORDER BY time) AS src_port, \
-           first_value(dst_ip ORDER BY time) AS dst_ip, first_value(dst_port ORDER BY time) AS dst_port, \
-           count(*) AS messages, \
-           max(coalesce(aleg_id, CASE WHEN correlation_id <> call_id THEN correlation_id END)) AS aleg_id \
-           FROM hep_1 WHERE {range} AND call_id IN (SELECT call_id FROM hits) GROUP BY call_id), \
-         links AS (SELECT aleg_id AS a_leg, call_id FROM hep_1 \
-             WHERE {range} AND aleg_id IN (SELECT call_id FROM calls) \
-           UNION ALL SELECT correlation_id AS a_leg, call_id FROM hep_1 \
-             WHERE {range} AND correlation_id IN (SELECT call_id FROM calls) AND correlation_id <> call_id), \
-         b_legs AS (SELECT a_leg AS aleg_id, array_agg(DISTINCT call_id ORDER BY call_id) AS b_legs FROM links GROUP BY a_leg) \
-         SELECT c.call_id, c.start_time, c.end_time, c.duration_ms, c.caller, c.callee, c.final_status, \
-           c.src_ip, c.src_port, c.dst_ip, c.dst_port, c.messages, c.aleg_id, b.b_legs \
-         FROM calls c LEFT JOIN b_legs b ON b.aleg_id = c.call_id {status_filter} \
-         ORDER BY c.start_time DESC, c.call_id LIMIT {limit}",
-        hit = hit.join(" AND "),
-    ))
+    picked.into_iter().collect()
+}
+
+/// Step 3: the messages of other calls naming one of `calls` as their A
+/// leg, by header or HEP correlation id.
+pub fn links_sql(range: TimeRange, calls: &BTreeSet<String>) -> String {
+    let ids = list(calls);
+    format!(
+        "SELECT DISTINCT call_id, aleg_id, correlation_id FROM hep_1 WHERE {} AND call_id IS NOT NULL \
+         AND (aleg_id IN ({ids}) OR (correlation_id IN ({ids}) AND correlation_id <> call_id))",
+        range.sql()
+    )
+}
+
+/// Each call's B legs, from step 3's rows, sorted.
+pub fn b_legs(
+    batches: &[RecordBatch],
+    calls: &BTreeSet<String>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for b in batches {
+        let text = |name: &str| {
+            arrow::compute::cast(
+                b.column_by_name(name).expect("selected"),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .expect("text casts to Utf8")
+        };
+        let (call, aleg, corr) = (text("call_id"), text("aleg_id"), text("correlation_id"));
+        let (call, aleg, corr) = (
+            call.as_string::<i32>(),
+            aleg.as_string::<i32>(),
+            corr.as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            for a in [aleg, corr]
+                .into_iter()
+                .filter(|c| c.is_valid(i))
+                .map(|c| c.value(i))
+            {
+                if calls.contains(a) && a != call.value(i) {
+                    out.entry(a.to_owned())
+                        .or_default()
+                        .insert(call.value(i).to_owned());
+                }
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,13 +467,14 @@ mod tests {
 
     #[test]
     fn values_cannot_end_their_literal() {
-        let sql = search_sql(&SearchParams {
+        let sql = Search::parse(&SearchParams {
             from: Some("0".into()),
             to: Some("1000".into()),
             caller: Some("x' OR '1'='1".into()),
             ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .recent_sql();
         assert!(sql.contains("from_user = 'x'' OR ''1''=''1'"), "{sql}");
         let ranged = |f: fn(&mut SearchParams)| {
             let mut p = SearchParams {
@@ -385,7 +483,7 @@ mod tests {
                 ..Default::default()
             };
             f(&mut p);
-            search_sql(&p)
+            Search::parse(&p).map(|s| s.summary_sql(&["c".to_string()].into()))
         };
         assert!(
             ranged(|p| p.limit = Some("0".into()))

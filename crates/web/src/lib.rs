@@ -219,10 +219,32 @@ async fn search_calls(
         Ok(p) => p,
         Err(e) => return bad_request(e.body_text()),
     };
-    match calls::search_sql(&p) {
-        Ok(sql) => run(&s, &sql, None).await,
-        Err(m) => bad_request(m),
+    let search = match calls::Search::parse(&p) {
+        Ok(search) => search,
+        Err(m) => return bad_request(m),
+    };
+    match search_rows(&s, &search).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(r) => r,
     }
+}
+
+// The error is the HTTP response itself, returned as it is.
+#[allow(clippy::result_large_err)]
+async fn search_rows(s: &ApiState, search: &calls::Search) -> Result<Value, Response> {
+    let (_, recent) = rows(s, &search.recent_sql()).await?;
+    let picked = calls::pick_calls(&recent.batches, search.limit);
+    if picked.is_empty() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    let (mut summary, _) = rows(s, &search.summary_sql(&picked)).await?;
+    let (_, links) = rows(s, &calls::links_sql(search.range, &picked)).await?;
+    let b_legs = calls::b_legs(&links.batches, &picked);
+    for row in &mut summary {
+        let legs = row["call_id"].as_str().and_then(|id| b_legs.get(id));
+        row["b_legs"] = legs.map_or(Value::Null, |l| serde_json::json!(l));
+    }
+    Ok(Value::Array(summary))
 }
 
 /// Runs one statement of a call view and gives its rows as JSON values.
