@@ -61,29 +61,6 @@ pub const PAGE_ROWS: usize = 4096;
 /// Uncompressed bytes per data page at most.
 pub const PAGE_BYTES: usize = 256 << 10;
 
-fn ascending(values: arrow::array::ArrayRef) -> SortColumn {
-    SortColumn {
-        values,
-        options: Some(SortOptions {
-            descending: false,
-            nulls_first: false,
-        }),
-    }
-}
-
-/// The order that puts a call's messages together, in time order.
-fn key_order(batch: &RecordBatch, hep_type: u8) -> Result<UInt32Array> {
-    let cols = sort_columns(hep_type)
-        .iter()
-        .map(|name| {
-            Ok(ascending(
-                batch.column(batch.schema().index_of(name)?).clone(),
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(lexsort_to_indices(&cols, None)?)
-}
-
 /// Ingest layout: the rows cut into slices of at most `slice_rows` by time,
 /// oldest first, each slice in storage order (by call). Returns the rows so
 /// ordered and where each slice ends.
@@ -97,29 +74,20 @@ pub fn time_slices(
     let mut ends = Vec::new();
     for start in (0..batch.num_rows()).step_by(slice_rows.max(1)) {
         let rows = by_time.slice(start, slice_rows.min(batch.num_rows() - start));
-        // Only the key columns are gathered to order the slice.
-        let key: Vec<_> = sort_columns(hep_type)
+        // The slice's key columns, gathered alone, give its order by call.
+        let key = sort_columns(hep_type)
             .iter()
             .map(|name| {
-                Ok(take(
-                    batch.column(batch.schema().index_of(name)?),
-                    &rows,
-                    None,
-                )?)
+                Ok(SortColumn {
+                    values: take(batch.column(batch.schema().index_of(name)?), &rows, None)?,
+                    options: Some(SortOptions {
+                        descending: false,
+                        nulls_first: false,
+                    }),
+                })
             })
-            .collect::<Result<_>>()?;
-        let key = RecordBatch::try_new(
-            Arc::new(
-                batch.schema().project(
-                    &sort_columns(hep_type)
-                        .iter()
-                        .map(|n| batch.schema().index_of(n))
-                        .collect::<Result<Vec<_>, _>>()?,
-                )?,
-            ),
-            key,
-        )?;
-        let local = key_order(&key, hep_type)?;
+            .collect::<Result<Vec<_>>>()?;
+        let local = lexsort_to_indices(&key, None)?;
         order.extend(local.values().iter().map(|&i| rows.value(i as usize)));
         ends.push(order.len());
     }
