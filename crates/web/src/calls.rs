@@ -188,7 +188,7 @@ impl Search {
         format!(
             "SELECT call_id, time FROM hep_1 WHERE {} ORDER BY time DESC LIMIT {}",
             self.hit.join(" AND "),
-            (self.limit * ROWS_PER_CALL).min(MAX_LIMIT * ROWS_PER_CALL)
+            self.limit * ROWS_PER_CALL
         )
     }
 
@@ -216,19 +216,26 @@ impl Search {
     }
 }
 
-/// The distinct Call-IDs of step 1's rows, newest first, at most `limit`.
+/// Column `name` of `b` as plain UTF-8 (query results hold text as views);
+/// None when the result has no such column.
+fn text_column(b: &RecordBatch, name: &str) -> Option<arrow::array::ArrayRef> {
+    let col = b.column_by_name(name)?;
+    Some(arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).expect("text casts to Utf8"))
+}
+
+/// The distinct Call-IDs of step 1's rows, the newest `limit` of them.
 pub fn pick_calls(batches: &[RecordBatch], limit: usize) -> BTreeSet<String> {
-    let mut picked = Vec::new();
+    let mut picked = BTreeSet::new();
     for b in batches {
-        let col = arrow::compute::cast(&b.columns()[0], &arrow::datatypes::DataType::Utf8)
-            .expect("call_id casts to Utf8");
+        let col = text_column(b, "call_id").expect("step 1 selects call_id");
         for id in col.as_string::<i32>().iter().flatten() {
-            if picked.len() < limit && !picked.iter().any(|p: &String| p == id) {
-                picked.push(id.to_owned());
+            if picked.len() == limit {
+                return picked;
             }
+            picked.insert(id.to_owned());
         }
     }
-    picked.into_iter().collect()
+    picked
 }
 
 /// Step 3: the messages of other calls naming one of `calls` as their A
@@ -249,13 +256,7 @@ pub fn b_legs(
 ) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for b in batches {
-        let text = |name: &str| {
-            arrow::compute::cast(
-                b.column_by_name(name).expect("selected"),
-                &arrow::datatypes::DataType::Utf8,
-            )
-            .expect("text casts to Utf8")
-        };
+        let text = |name: &str| text_column(b, name).expect("step 3 selects it");
         let (call, aleg, corr) = (text("call_id"), text("aleg_id"), text("correlation_id"));
         let (call, aleg, corr) = (
             call.as_string::<i32>(),
@@ -349,11 +350,9 @@ pub fn texts(batches: &[RecordBatch], columns: &[&str]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for b in batches {
         for c in columns {
-            let Some(col) = b.column_by_name(c) else {
+            let Some(col) = text_column(b, c) else {
                 continue;
             };
-            let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
-                .expect("text columns cast to Utf8");
             let col = col.as_string::<i32>();
             out.extend(
                 (0..col.len())

@@ -382,19 +382,15 @@ async fn flow(s: &ApiState, call_id: &str, window: calls::TimeRange) -> Result<V
     // A lake that never received RTCP or logs has no such table.
     let (_, r) = rows(s, calls::CORRELATED_TABLES_SQL).await?;
     let present = calls::texts(&r.batches, &["table_name"]);
-    let correlated = |table: &'static str| {
-        let present = present.contains(table);
-        let sql = calls::correlated_sql(table, window, &legs);
-        async move {
-            if present {
-                rows(s, &sql).await.map(|(v, _)| v)
-            } else {
-                Ok(Vec::new())
-            }
+    let mut correlated = [Vec::new(), Vec::new()];
+    for (table, out) in ["hep_5", "hep_100"].into_iter().zip(&mut correlated) {
+        if present.contains(table) {
+            *out = rows(s, &calls::correlated_sql(table, window, &legs))
+                .await?
+                .0;
         }
-    };
-    let rtcp = correlated("hep_5").await?;
-    let logs = correlated("hep_100").await?;
+    }
+    let [rtcp, logs] = correlated;
     Ok(serde_json::json!({
         "call_id": call_id,
         "legs": legs,
