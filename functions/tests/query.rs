@@ -14,15 +14,7 @@ use tower::ServiceExt;
 const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
 
 fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Returns the status, the whole serialised Lambda response and its body.

@@ -121,15 +121,7 @@ fn send_tcp(to: SocketAddr, ps: &[Vec<u8>]) {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Calls the query function's router the way lambda_http does, with an API Gateway v2 event.
