@@ -5,7 +5,7 @@
 #     on the same files: medians of RUNS (default 7) and the ratio; then the
 #     calls endpoints (search, flow, PCAP) on that hour;
 #  2. the bytes a warm Call-ID lookup reads in that hour (the request
-#     recorder test, lake/tests/read_cache.rs, at N messages);
+#     recorder test, lake/tests/it/read_cache.rs, at N messages);
 #  3. with LOCALSTACK_ENDPOINT set (tests/localstack/start.sh): the same set
 #     through the query function's router over LocalStack S3, cold and warm,
 #     and the query function's cold start (release bootstrap).
@@ -43,8 +43,8 @@ http="$(grep -o 'http=[0-9.:]*' "$work/serve.out" | cut -d= -f2)"
 kill $server; server=""
 
 echo "== 2. bytes a warm Call-ID lookup reads, $n messages"
-LOOKUP_HOUR_MESSAGES="$n" cargo test --release -q -p lake --test read_cache \
-  a_warm_call_id_lookup -- --nocapture 2>&1 | grep -E 'messages:|test result'
+LOOKUP_HOUR_MESSAGES="$n" cargo test --release -q -p lake --test it \
+  read_cache::a_warm_call_id_lookup -- --nocapture 2>&1 | grep -E 'messages:|test result'
 
 if [ -n "${LOCALSTACK_ENDPOINT:-}" ]; then
   echo "== 3. the query function over LocalStack S3"

@@ -3,7 +3,7 @@
 //! garbage. Every answer is 200 or 400 (with a message) within the timeout
 //! plus a little, nothing panics, and the process's peak memory stays near
 //! the query pool's size (a 2 GB `repeat` would show).
-#[path = "../../lake/tests/support/mod.rs"]
+#[path = "../../lake/tests/it/support.rs"]
 mod support;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! endpoint, imported with `hepop import` into an empty lake, gives the same
 //! SIP and RTCP rows: times, addresses, payloads, Call-IDs, and RTCP tied to
 //! its call through the capture's SDP.
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! End-to-end: start `hepop serve` on ephemeral ports with a temporary lake,
 //! send HEP over UDP and TCP (ours, hep-js's, sngrep's), query over HTTP.
-mod support;
+use crate::support;
 
 use support::*;
 

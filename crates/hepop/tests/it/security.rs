@@ -1,7 +1,7 @@
 //! Secure by default, end to end against the real binary: bearer tokens on
 //! the API (and /metrics), loopback-only HTTP without one, HTTPS, HEP auth
 //! keys stored by name, HEP over TLS beside plain TCP, bad settings refused.
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -2,7 +2,7 @@
 //! Puppeteer from npm) against `hepop serve` with an API token, fed by
 //! producers HEPop did not write: sngrep replays a capture of a call and its
 //! B leg (X-CID), hep-js sends OPTIONS, an RTCP report and a log line of the call.
-mod support;
+use crate::support;
 
 use packet::{Packet, Transport};
 use support::*;

@@ -1,7 +1,6 @@
 //! The query API over HTTP: the JSON shape of rows, every route's answers
 //! and errors, and the response limit.
-#[path = "../../lake/tests/support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Compaction: every row visible exactly once through any interleaving of
 //! writes, compactions, crashes and time; bounded jobs; quarantine; retention.
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

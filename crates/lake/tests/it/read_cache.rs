@@ -3,7 +3,7 @@
 //! pages that can hold the call, and lists nothing. The hour has
 //! LOOKUP_HOUR_MESSAGES messages (1 000 000 here; bench/query-vs-duckdb.sh runs
 //! it with 10 M in release and docs/PERFORMANCE.md has that figure).
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

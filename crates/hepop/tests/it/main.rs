@@ -1,0 +1,7 @@
+//! `hepop`'s end-to-end tests against the real binary, one binary (see
+//! crates/lake/tests/it).
+mod import;
+mod security;
+mod server;
+mod support;
+mod ui;

@@ -1,0 +1,3 @@
+//! The relay's integration tests, one binary (see crates/lake/tests/it).
+mod crash;
+mod relay;
