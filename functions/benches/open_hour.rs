@@ -73,7 +73,7 @@ fn main() {
                 async move {
                     let at = now - span + (k as i64 * span) / records as i64;
                     let msgs = Call::new(99, k).all(at);
-                    let files = lake::writer::files_named(&msgs, &FileName::kinesis("shardId-000000000000", &format!("{k:056}")), &lake::rows::default_aleg_headers());
+                    let files = lake::writer::files_named(&msgs, &FileName::kinesis_batch("shardId-000000000000", &format!("{k:056}"), &format!("{k:056}"), k as i64), &lake::rows::default_aleg_headers());
                     for f in &files {
                         f.write(&store).await.unwrap();
                     }

@@ -1,11 +1,12 @@
 //! Kinesis event → HEP messages → Parquet in the lake.
 //!
-//! Idempotent by construction: the rows of Kinesis record (shard, sequence
-//! number) go to objects named `k-<shard>-<sequence>.parquet` in their
-//! partitions. A retried batch, or one bisected on error, rewrites the same
-//! objects with the same rows: never a duplicate. A record that can never
-//! decode goes to `_quarantine/` and counts as processed, so it cannot block
-//! its shard.
+//! One file per batch and partition: the rows of an attempt over records
+//! `first..=last` of a shard go to `kb-<shard>-<first>-<last>-<started>.parquet`
+//! in their partitions. A retried batch, whole, bisected or from a checkpoint
+//! in the middle, writes files that supersede this attempt's, so readers
+//! never see a row twice ([`lake::spans`]). A record that can never decode
+//! goes to `_quarantine/` and counts as processed, so it cannot block its
+//! shard.
 use std::sync::Arc;
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
@@ -14,7 +15,8 @@ use futures::StreamExt;
 use hep::{HepMessage, TimeWindow};
 use lake::paths::{FileName, Quarantined};
 use lake::rows::{AlegHeaders, default_aleg_headers, parse_aleg_headers};
-use object_store::ObjectStore;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 /// How the ingest function treats what it receives.
 #[derive(Debug, Clone)]
@@ -65,6 +67,7 @@ impl IngestConfig {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IngestReport {
+    /// Records in the event.
     pub records: usize,
     pub messages: usize,
     pub invalid_messages: usize,
@@ -72,10 +75,23 @@ pub struct IngestReport {
     pub time_replaced: usize,
     pub quarantined: usize,
     pub files: usize,
+    /// Records reported for retry.
     pub failed: usize,
 }
 
-/// Records processed at once: S3 PUTs are latency-bound.
+impl IngestReport {
+    /// Adds what one shard's attempt did (everything but `records`, counted once).
+    fn add(&mut self, o: &IngestReport) {
+        self.messages += o.messages;
+        self.invalid_messages += o.invalid_messages;
+        self.time_replaced += o.time_replaced;
+        self.quarantined += o.quarantined;
+        self.files += o.files;
+        self.failed += o.failed;
+    }
+}
+
+/// Files (one per partition) written at once: S3 PUTs are latency-bound.
 const CONCURRENCY: usize = 16;
 
 fn shard_of(r: &KinesisEventRecord) -> String {
@@ -85,16 +101,6 @@ fn shard_of(r: &KinesisEventRecord) -> String {
         .and_then(|id| id.split(':').next())
         .unwrap_or("shard")
         .to_owned()
-}
-
-/// What happened to one record.
-#[derive(Default)]
-struct Outcome {
-    messages: usize,
-    invalid: usize,
-    time_replaced: usize,
-    quarantined: bool,
-    files: usize,
 }
 
 /// Keeps an unusable record out of the way: its bytes and why, under `_quarantine/kinesis/<shard>/<seq>`.
@@ -121,93 +127,131 @@ async fn quarantine(
     put(false, data.to_vec()).await
 }
 
-async fn process(
-    store: &Arc<dyn ObjectStore>,
-    cfg: &IngestConfig,
+/// One record's messages, or why none could be taken from it.
+fn decode_record(
     r: &KinesisEventRecord,
-) -> Result<Outcome, String> {
-    let seq = &r.kinesis.sequence_number;
-    let shard = shard_of(r);
-    let data: &[u8] = &r.kinesis.data.0;
-    let mut out = Outcome::default();
-    let packets = match kinesis_record::messages(data) {
-        Ok(p) => p,
-        Err(e) => {
-            quarantine(store, &shard, seq, data, &e.to_string()).await?;
-            out.quarantined = true;
-            return Ok(out);
-        }
-    };
+    cfg: &IngestConfig,
+    report: &mut IngestReport,
+) -> Result<Vec<HepMessage>, String> {
+    let packets = kinesis_record::messages(&r.kinesis.data.0).map_err(|e| e.to_string())?;
     // The record's arrival time stands in for a missing or unbelievable
-    // capture time: deterministic, so a retried record rewrites the same rows.
+    // capture time: deterministic, so a retried record gives the same rows.
     let arrival = r.kinesis.approximate_arrival_timestamp.0.timestamp_micros();
+    let mut invalid = 0;
     let msgs: Vec<HepMessage> = packets
         .iter()
         .filter_map(|p| match hep::decode(p) {
             Ok(mut m) => {
-                out.time_replaced += m.settle_time(arrival, &cfg.window) as usize;
+                report.time_replaced += m.settle_time(arrival, &cfg.window) as usize;
                 Some(m)
             }
             Err(_) => {
-                out.invalid += 1;
+                invalid += 1;
                 None
             }
         })
         .collect();
-    if msgs.is_empty() && out.invalid > 0 {
-        // Nothing usable at all: keep the evidence.
-        quarantine(
-            store,
-            &shard,
-            seq,
-            data,
-            &format!("none of {} HEP messages decodes", out.invalid),
-        )
-        .await?;
-        out.quarantined = true;
-        return Ok(out);
+    report.invalid_messages += invalid;
+    if msgs.is_empty() && invalid > 0 {
+        return Err(format!("none of {invalid} HEP messages decodes"));
     }
-    out.messages = msgs.len();
-    for file in lake::writer::files_named(&msgs, &FileName::kinesis(&shard, seq), &cfg.aleg_headers)
-    {
-        file.write(store).await.map_err(|e| e.to_string())?;
-        out.files += 1;
-    }
-    Ok(out)
+    Ok(msgs)
 }
 
+/// One attempt over one shard's records (a batch holds one shard's): one
+/// file per partition, named by the records' span and the attempt's start.
+/// All or nothing: on any failure the whole span is retried, and the retry's
+/// files supersede whatever this attempt wrote ([`lake::spans`]).
+async fn ingest_shard(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &IngestConfig,
+    shard: &str,
+    records: &[&KinesisEventRecord],
+    started_micros: i64,
+    report: &mut IngestReport,
+) -> Result<(), String> {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Ok(());
+    };
+    let mut msgs = Vec::new();
+    for r in records {
+        match decode_record(r, cfg, report) {
+            Ok(m) => msgs.extend(m),
+            Err(why) => {
+                let seq = &r.kinesis.sequence_number;
+                quarantine(store, shard, seq, &r.kinesis.data.0, &why).await?;
+                report.quarantined += 1;
+            }
+        }
+    }
+    report.messages += msgs.len();
+    let name = FileName::kinesis_batch(
+        shard,
+        &first.kinesis.sequence_number,
+        &last.kinesis.sequence_number,
+        started_micros,
+    );
+    let files = lake::writer::files_named(&msgs, &name, &cfg.aleg_headers);
+    let written: Vec<(&Path, Result<(), String>)> = futures::stream::iter(&files)
+        .map(|f| async move { (&f.path, f.write(store).await.map_err(|e| e.to_string())) })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    if let Some(e) = written.iter().find_map(|(_, r)| r.clone().err()) {
+        // The retry supersedes these files anyway; removing them (best effort)
+        // keeps a batch the mapping gives up on from leaving some rows behind.
+        for (path, _) in written.iter().filter(|(_, r)| r.is_ok()) {
+            let _ = store.delete(path).await;
+        }
+        return Err(e);
+    }
+    report.files += files.len();
+    Ok(())
+}
+
+/// Ingests a Kinesis event as an attempt starting now.
 pub async fn handle(
     store: &Arc<dyn ObjectStore>,
     cfg: &IngestConfig,
     event: &KinesisEvent,
 ) -> (KinesisEventResponse, IngestReport) {
-    let outcomes: Vec<(String, Result<Outcome, String>)> = futures::stream::iter(&event.records)
-        .map(|r| async move {
-            (
-                r.kinesis.sequence_number.clone(),
-                process(store, cfg, r).await,
-            )
-        })
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    let now = chrono::Utc::now().timestamp_micros();
+    handle_attempt(store, cfg, event, now).await
+}
+
+/// Ingests a Kinesis event; `started_micros` names this attempt: attempts of
+/// a shard must start in this clock's order (each after the previous ended).
+pub async fn handle_attempt(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &IngestConfig,
+    event: &KinesisEvent,
+    started_micros: i64,
+) -> (KinesisEventResponse, IngestReport) {
     let mut report = IngestReport {
         records: event.records.len(),
         ..Default::default()
     };
     let mut response = KinesisEventResponse::default();
-    for (seq, o) in outcomes {
-        match o {
-            Ok(o) => {
-                report.messages += o.messages;
-                report.invalid_messages += o.invalid;
-                report.time_replaced += o.time_replaced;
-                report.quarantined += o.quarantined as usize;
-                report.files += o.files;
-            }
+    // The event source mapping sends one shard per batch; group anyway, in order.
+    let mut shards: Vec<(String, Vec<&KinesisEventRecord>)> = Vec::new();
+    for r in &event.records {
+        let shard = shard_of(r);
+        match shards.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, rs)) => rs.push(r),
+            None => shards.push((shard, vec![r])),
+        }
+    }
+    for (shard, records) in shards {
+        let mut attempt = IngestReport::default();
+        let outcome =
+            ingest_shard(store, cfg, &shard, &records, started_micros, &mut attempt).await;
+        match outcome {
+            Ok(()) => report.add(&attempt),
             Err(e) => {
-                tracing::error!(%seq, error = %e, "record failed; reported for retry");
-                report.failed += 1;
+                // The first record failed: the mapping retries the shard's batch from it.
+                let seq = records[0].kinesis.sequence_number.clone();
+                tracing::error!(%shard, %seq, error = %e, "batch failed; reported for retry");
+                report.failed += records.len();
                 let mut f = KinesisBatchItemFailure::default();
                 f.item_identifier = Some(seq);
                 response.batch_item_failures.push(f);

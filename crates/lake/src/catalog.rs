@@ -7,8 +7,10 @@
 //! A writer never touches the log; a compaction appends entry `n + 1` with a
 //! create-if-absent PUT, so two compactors can never both extend entry `n`.
 //!
-//! Visibility rule: a data file is visible when its name is not retired and,
-//! if it is a compaction output, it is live in the newest snapshot.
+//! Visibility rule: a data file is visible when its name is not retired,
+//! if it is a compaction output, it is live in the newest snapshot, and if
+//! it holds an ingest attempt's rows, no later attempt superseded it
+//! ([`crate::spans`]).
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::paths::{self, COMPACTIONS_DIR, FileName, MarkerName, Partition};
 use crate::schema::parse_table_name;
+use crate::spans::{self, Frontier};
 use crate::{LakeError, Result};
 
 /// Names retired by one commit, and when: they may be deleted a grace period later.
@@ -146,11 +149,38 @@ impl PartitionListing {
     /// The files a reader must read: each stored row exactly once.
     pub fn visible(&self) -> Vec<ObjectMeta> {
         let retired = self.snapshot.retired_set();
-        self.files
+        let admitted: Vec<&ObjectMeta> = self
+            .files
             .iter()
             .filter(|f| self.snapshot.admits(&retired, file_name(f)))
+            .collect();
+        // Only Kinesis ingest files can be superseded (names starting with `k`).
+        let kinesis = |n: &&str| n.starts_with('k');
+        let candidates = admitted.iter().map(|f| file_name(f)).filter(kinesis);
+        let known = self
+            .files
+            .iter()
+            .map(file_name)
+            .chain(retired.iter().copied());
+        let hidden = spans::superseded(candidates, known.filter(kinesis));
+        admitted
+            .into_iter()
+            .filter(|f| !hidden.contains(file_name(f)))
             .cloned()
             .collect()
+    }
+
+    /// Takes note, in `frontier`, of every Kinesis attempt this partition shows.
+    pub fn observe(&self, frontier: &mut Frontier) {
+        let retired = self.snapshot.retired.iter().flat_map(|r| &r.names);
+        for name in self
+            .files
+            .iter()
+            .map(file_name)
+            .chain(retired.map(String::as_str))
+        {
+            frontier.observe(name);
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod paths;
 pub mod read_cache;
 pub mod rows;
 pub mod schema;
+pub mod spans;
 mod sql_limits;
 pub mod store;
 pub mod table;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! hep_<type>/date=YYYY-MM-DD/hour=HH/<writer>-<micros>-<seq>.parquet   cut by `hepop serve`
-//! hep_<type>/date=YYYY-MM-DD/hour=HH/k-<shard>-<sequence>.parquet      rows of one Kinesis record
+//! hep_<type>/date=YYYY-MM-DD/hour=HH/kb-<shard>-<first>-<last>-<µs>.parquet  rows of one ingest attempt
+//! hep_<type>/date=YYYY-MM-DD/hour=HH/k-<shard>-<sequence>.parquet      rows of one Kinesis record (before batches)
 //! hep_<type>/date=YYYY-MM-DD/hour=HH/c-<id>-<n>.parquet                compaction output n of job <id>
 //! hep_<type>/date=YYYY-MM-DD/hour=HH/_compactions/<seq>.json           compaction log (20 digits)
 //! hep_<type>/date=YYYY-MM-DD/hour=HH/_compactions/<id>.json            compaction marker, before the log
@@ -140,7 +141,17 @@ pub enum FileName {
         seq: u64,
     },
     /// The rows of one Kinesis record: a retried record rewrites the same name.
+    /// Written before ingest wrote one file per batch; still read.
     Kinesis { shard: String, sequence: String },
+    /// The rows, in this partition, of one ingest attempt over records
+    /// `first..=last` of `shard`, started at `started` (µs, the ingest's clock).
+    /// A later attempt over any of those records supersedes it (see [`crate::spans`]).
+    KinesisBatch {
+        shard: String,
+        first: String,
+        last: String,
+        started: i64,
+    },
     /// Output `n` of compaction job `id` (32 hex digits).
     Compacted { id: String, n: u32 },
 }
@@ -154,6 +165,12 @@ impl fmt::Display for FileName {
                 seq,
             } => write!(f, "{writer}-{micros}-{seq}{PARQUET}"),
             Self::Kinesis { shard, sequence } => write!(f, "k-{shard}-{sequence}{PARQUET}"),
+            Self::KinesisBatch {
+                shard,
+                first,
+                last,
+                started,
+            } => write!(f, "kb-{shard}-{first}-{last}-{started}{PARQUET}"),
             Self::Compacted { id, n } => write!(f, "c-{id}-{n}{PARQUET}"),
         }
     }
@@ -178,7 +195,7 @@ pub fn check_writer_id(writer: &str) -> Result<(), String> {
             "writer id {writer:?}: use letters, digits, '_' and '.' only"
         ));
     }
-    if writer == "c" || writer == "k" {
+    if writer == "c" || writer == "k" || writer == "kb" {
         return Err(format!(
             "writer id {writer:?} is reserved (compaction outputs, Kinesis files)"
         ));
@@ -215,9 +232,31 @@ impl FileName {
         }
     }
 
+    pub fn kinesis_batch(shard: &str, first: &str, last: &str, started: i64) -> Self {
+        Self::KinesisBatch {
+            shard: shard.to_owned(),
+            first: first.to_owned(),
+            last: last.to_owned(),
+            started,
+        }
+    }
+
     /// Parses a file name; None for anything that is not a data file of the lake.
     pub fn parse(name: &str) -> Option<Self> {
         let stem = name.strip_suffix(PARQUET)?;
+        if let Some(rest) = stem.strip_prefix("kb-") {
+            let mut parts = rest.rsplitn(4, '-');
+            let (started, last, first, shard) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            if !shard.is_empty() && is_digits(first) && is_digits(last) && is_digits(started) {
+                return Some(Self::kinesis_batch(
+                    shard,
+                    first,
+                    last,
+                    started.parse().ok()?,
+                ));
+            }
+        }
         if let Some(rest) = stem.strip_prefix("c-") {
             let (id, n) = rest.rsplit_once('-')?;
             if is_job_id(id) && is_digits(n) {
@@ -442,6 +481,13 @@ mod tests {
                 }),
             ("shardId-[0-9]{12}|[A-Za-z0-9-]{1,20}", "[0-9]{1,56}")
                 .prop_map(|(s, q)| FileName::kinesis(&s, &q)),
+            (
+                "shardId-[0-9]{12}|[A-Za-z0-9-]{1,20}",
+                "[0-9]{1,56}",
+                "[0-9]{1,56}",
+                0i64..i64::MAX
+            )
+                .prop_map(|(s, f, l, t)| FileName::kinesis_batch(&s, &f, &l, t)),
             ("[0-9a-f]{32}", any::<u32>()).prop_map(|(id, n)| FileName::compacted(&id, n)),
         ]
     }

@@ -68,8 +68,7 @@ impl FailedBatch {
 
 /// Kinesis sequence numbers are decimal integers of up to 128 bits, as strings.
 pub fn sequence_le(a: &str, b: &str) -> bool {
-    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
-    (a.len(), a) <= (b.len(), b)
+    lake::spans::Seq(a) <= lake::spans::Seq(b)
 }
 
 /// The records of `batch`, read back from the stream, as the event Lambda sent.

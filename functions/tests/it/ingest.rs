@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::array::{Array, TimestampMicrosecondArray};
 use aws_lambda_events::encodings::SecondTimestamp;
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use functions::ingest::{IngestConfig, handle};
+use functions::ingest::{IngestConfig, handle, handle_attempt};
 use hep::TimeWindow;
 use hep::sample::Call;
 use lake::catalog::list_partition;
@@ -89,5 +89,95 @@ async fn times_outside_the_window_are_stored_at_the_records_arrival() {
     assert_eq!(
         original_times(&store, Partition::for_micros(1, y2100)).await,
         vec![None]
+    );
+}
+
+/// `n` records of shard 3 from sequence number `first` on (sparse), each
+/// holding one call's SIP flow, arrived now.
+fn records(first: usize, n: usize, arrival: i64) -> Vec<KinesisEventRecord> {
+    (first..first + n)
+        .map(|k| {
+            let mut b = kinesis_record::RecordBuilder::new();
+            for m in Call::new(9, k as u64).sip_flow(arrival - 1_000_000) {
+                b.push(&hep::encode_v3(&m).unwrap()).unwrap();
+            }
+            let seq = format!("{}", 1_000 + k * 37);
+            let mut r = KinesisEventRecord::default();
+            r.event_id = Some(format!("shardId-000000000003:{seq}"));
+            r.kinesis.sequence_number = seq;
+            *r.kinesis.data = b.finish().remove(0);
+            r.kinesis.approximate_arrival_timestamp =
+                SecondTimestamp(chrono::DateTime::from_timestamp_micros(arrival).unwrap());
+            r
+        })
+        .collect()
+}
+
+/// Call-IDs of every SIP row a reader sees in `p`, with how often each is seen.
+async fn calls_seen(
+    store: &Arc<dyn ObjectStore>,
+    p: Partition,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for f in list_partition(store, p).await.unwrap().visible() {
+        for b in lake::parquet_io::read_all(store, &f.location)
+            .await
+            .unwrap()
+        {
+            let c = arrow::compute::cast(
+                b.column(b.schema().index_of("call_id").unwrap()),
+                &arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            for v in c
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap()
+            {
+                *seen.entry(v.unwrap().to_owned()).or_default() += 1;
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn one_file_per_batch_and_retries_in_any_shape_store_each_row_once() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let cfg = IngestConfig::default();
+    let arrival = chrono::Utc::now().timestamp_micros();
+    let p = Partition::for_micros(1, arrival - 1_000_000);
+    let all = records(0, 12, arrival);
+    let event = |rs: &[KinesisEventRecord]| {
+        let mut e = KinesisEvent::default();
+        e.records = rs.to_vec();
+        e
+    };
+    let per_call = {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        handle_attempt(&store, &cfg, &event(&all[..1]), 1).await;
+        calls_seen(&store, p).await.into_values().next().unwrap()
+    };
+    // Ten records in one attempt: one file (all SIP, one hour), not ten.
+    let (resp, report) = handle_attempt(&store, &cfg, &event(&all[..10]), 100).await;
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!((report.records, report.files), (10, 1), "{report:?}");
+    // Its answer was lost: the mapping bisects (0..5, then 5..10), then a
+    // retry from the checkpoint in the middle comes longer (5..12), and the
+    // same batch comes whole again.
+    for (n, (from, to)) in [(0, 5), (5, 10), (5, 12), (5, 12)].into_iter().enumerate() {
+        let (resp, _) = handle_attempt(&store, &cfg, &event(&all[from..to]), 200 + n as i64).await;
+        assert!(resp.batch_item_failures.is_empty());
+    }
+    let seen = calls_seen(&store, p).await;
+    assert_eq!(seen.len(), 12, "{seen:?}");
+    assert!(
+        seen.values().all(|&n| n == per_call),
+        "each call's {per_call} messages once: {seen:?}"
+    );
+    assert_eq!(
+        list_partition(&store, p).await.unwrap().visible().len(),
+        2,
+        "the attempts over 0..5 and 5..12"
     );
 }

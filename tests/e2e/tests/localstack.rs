@@ -392,9 +392,14 @@ async fn compaction_on_s3_while_queries_run() {
     let mut records = Vec::new();
     // Arrival is now: the capture times (three hours ago) are inside the accepted window.
     let arrival = chrono::Utc::now().timestamp() as f64;
-    for k in 0..12u64 {
+    // Record 12, of the current hour, shows the checkpoint passed the others: they are settled.
+    for k in 0..13u64 {
         let mut b = kinesis_record::RecordBuilder::new();
-        for p in packets(100 + k, 10, start + k as i64 * 1_000_000) {
+        let sent = match k {
+            12 => chrono::Utc::now().timestamp_micros(),
+            _ => start + k as i64 * 1_000_000,
+        };
+        for p in packets(100 + k, 10, sent) {
             b.push(&p).unwrap();
         }
         for data in b.finish() {
@@ -407,8 +412,12 @@ async fn compaction_on_s3_while_queries_run() {
             }));
         }
     }
-    let event: KinesisEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-    assert_eq!(ingest_all(&store, &[event]).await, 1200);
+    // One record per batch, as a quiet stream delivers them: thirteen attempts.
+    let events: Vec<KinesisEvent> = records
+        .into_iter()
+        .map(|r| serde_json::from_value(json!({ "Records": [r] })).unwrap())
+        .collect();
+    assert_eq!(ingest_all(&store, &events).await, 1300);
     let hour = chrono::DateTime::from_timestamp_micros(start)
         .unwrap()
         .format("%Y-%m-%dT%H:00:00")

@@ -42,6 +42,7 @@ use crate::paths::{
     FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, job_started_micros, new_job_id,
 };
 use crate::schema::{conform, schema_for, sort_columns};
+use crate::spans::Frontier;
 use crate::{LakeError, Result};
 
 /// Which hours a run visits.
@@ -98,6 +99,9 @@ fn micros(d: std::time::Duration) -> i64 {
     d.as_micros() as i64
 }
 
+/// How long a run compacts a partition from the listing it took first (LISTs are billed).
+const REUSE_LISTING_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One compaction run over the lake: retention, then every partition of
 /// the sweep. Stops starting jobs at `deadline`.
 pub async fn run(
@@ -133,6 +137,10 @@ pub async fn run(
         Sweep::Recent => Some(now_micros.div_euclid(MICROS_PER_HOUR) - cfg.recent_hours),
         Sweep::Full => oldest_kept,
     };
+    // Every partition is listed before any is compacted: the listings show how
+    // far each Kinesis shard's checkpoint has moved (which ingest files are settled).
+    let mut listings = Vec::new();
+    let mut frontier = Frontier::default();
     for &t in &tables {
         let parts = match partitions(store, t, lo, None).await {
             Ok(p) => p,
@@ -143,19 +151,44 @@ pub async fn run(
         };
         for p in parts {
             report.partitions += 1;
-            if let Err(e) = compact_partition(store, p, cfg, clock, deadline, &mut report).await {
-                tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
-                report.errors.push(format!("{p}: {e}"));
+            match list_partition(store, p).await {
+                Ok(l) => {
+                    l.observe(&mut frontier);
+                    listings.push((l, Instant::now()));
+                }
+                Err(e) => report.errors.push(format!("{p}: {e}")),
             }
+        }
+    }
+    for (listing, listed_at) in listings {
+        let p = listing.partition;
+        // A listing taken long ago (a long run) is taken again rather than trusted.
+        let fresh = (listed_at.elapsed() < REUSE_LISTING_FOR).then_some(listing);
+        let r = compact_partition(
+            store,
+            p,
+            fresh,
+            &frontier,
+            cfg,
+            clock,
+            deadline,
+            &mut report,
+        );
+        if let Err(e) = r.await {
+            tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
+            report.errors.push(format!("{p}: {e}"));
         }
     }
     report
 }
 
 /// Compacts one partition as far as its plan goes. Safe to run again at any time.
+#[allow(clippy::too_many_arguments)]
 async fn compact_partition(
     store: &Arc<dyn ObjectStore>,
     p: Partition,
+    mut listed: Option<PartitionListing>,
+    frontier: &Frontier,
     cfg: &CompactionConfig,
     clock: Clock,
     deadline: Option<Instant>,
@@ -163,13 +196,17 @@ async fn compact_partition(
 ) -> Result<()> {
     // A quarantined input changes the plan: list and plan again.
     for _ in 0..4 {
-        let listing = list_partition(store, p).await?;
+        let listing = match listed.take() {
+            Some(l) => l,
+            None => list_partition(store, p).await?,
+        };
         report.deleted += clean_up(store, &listing, cfg, clock.now()).await?;
         let mut replan = false;
         let mut committed = false;
         // The entry this run last saw or wrote: the next commit tries to extend it without listing.
         let mut base = listing.snapshot.clone();
-        let mut jobs: std::collections::VecDeque<Job> = plan(&listing, cfg, clock.now()).into();
+        let mut jobs: std::collections::VecDeque<Job> =
+            plan(&listing, cfg, clock.now(), frontier).into();
         while let Some(job) = jobs.pop_front() {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use object_store::ObjectMeta;
 
-use crate::catalog::PartitionListing;
-use crate::paths::Partition;
+use crate::catalog::{PartitionListing, file_name};
+use crate::paths::{FileName, Partition};
+use crate::spans::Frontier;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactionConfig {
@@ -35,6 +36,10 @@ pub struct CompactionConfig {
     pub recent_hours: i64,
     /// Whole hours older than this are deleted (None keeps everything).
     pub retention: Option<Duration>,
+    /// A Kinesis ingest file this old is settled whatever the frontier says:
+    /// no record stays in the stream longer (the stream's retention, 7 days by
+    /// default, and a margin). It matters for a shard that stopped (resharded).
+    pub kinesis_retry_horizon: Duration,
 }
 
 impl Default for CompactionConfig {
@@ -52,6 +57,7 @@ impl Default for CompactionConfig {
             orphan_after: Duration::from_secs(3600),
             recent_hours: 3,
             retention: Some(Duration::from_secs(30 * 86_400)),
+            kinesis_retry_horizon: Duration::from_secs(8 * 86_400),
         }
     }
 }
@@ -117,8 +123,15 @@ impl Job {
 /// the tier's target are merged: in an open hour (tier 1) the young files,
 /// once settled, into young-size files; in a closed hour (tier 2) every
 /// small file into target-size files. Each job is bounded in bytes and
-/// files; a huge hour converges over several jobs and runs.
-pub fn plan(listing: &PartitionListing, cfg: &CompactionConfig, now_micros: i64) -> Vec<Job> {
+/// files; a huge hour converges over several jobs and runs. A Kinesis
+/// ingest file waits until its records are settled (`frontier`): until then a
+/// later attempt may supersede it, which a merged copy of its rows could not be.
+pub fn plan(
+    listing: &PartitionListing,
+    cfg: &CompactionConfig,
+    now_micros: i64,
+    frontier: &Frontier,
+) -> Vec<Job> {
     let closed = cfg.is_closed(listing.partition, now_micros);
     let target = if closed {
         cfg.target_file_bytes
@@ -126,11 +139,20 @@ pub fn plan(listing: &PartitionListing, cfg: &CompactionConfig, now_micros: i64)
         cfg.young_file_bytes
     };
     let settled = now_micros - cfg.young_after.as_micros() as i64;
+    let beyond_retries = now_micros - cfg.kinesis_retry_horizon.as_micros() as i64;
+    let final_rows = |f: &ObjectMeta| match FileName::parse(file_name(f)) {
+        Some(name @ FileName::KinesisBatch { started, .. }) => {
+            started <= beyond_retries || frontier.settled(&name)
+        }
+        _ => true,
+    };
     let mut candidates: Vec<ObjectMeta> = listing
         .visible()
         .into_iter()
         .filter(|f| {
-            f.size < target / 2 && (closed || f.last_modified.timestamp_micros() <= settled)
+            f.size < target / 2
+                && (closed || f.last_modified.timestamp_micros() <= settled)
+                && final_rows(f)
         })
         .collect();
     candidates.sort_by(|a, b| (a.last_modified, &a.location).cmp(&(b.last_modified, &b.location)));
@@ -216,13 +238,51 @@ mod tests {
             (cfg.young_file_bytes, now - young - 3),
             (10, now - young + 1),
         ]);
-        assert_eq!(sizes(&plan(&l, &cfg, now)), vec![vec![1000, 2000]]);
         assert_eq!(
-            plan(&l, &cfg, now)[0].target_file_bytes,
+            sizes(&plan(&l, &cfg, now, &Frontier::default())),
+            vec![vec![1000, 2000]]
+        );
+        assert_eq!(
+            plan(&l, &cfg, now, &Frontier::default())[0].target_file_bytes,
             cfg.young_file_bytes
         );
         // One small file alone is left alone.
-        assert!(plan(&listing(&[(1000, start)]), &cfg, now).is_empty());
+        assert!(plan(&listing(&[(1000, start)]), &cfg, now, &Frontier::default()).is_empty());
+    }
+
+    #[test]
+    fn ingest_attempts_wait_until_their_records_are_settled() {
+        let cfg = CompactionConfig::default();
+        let start = HOUR * MICROS_PER_HOUR;
+        let now = start + 2 * MICROS_PER_HOUR;
+        let mut l = listing(&[]);
+        let attempt = |first: u32, last: u32, started: i64| {
+            FileName::kinesis_batch("s", &first.to_string(), &last.to_string(), started)
+        };
+        l.files = [attempt(1, 5, start), attempt(6, 9, start + 1)]
+            .iter()
+            .map(|n| ObjectMeta {
+                location: l.partition.file(n),
+                last_modified: DateTime::from_timestamp_micros(start).unwrap(),
+                size: 100,
+                e_tag: None,
+                version: None,
+            })
+            .collect();
+        let mut frontier = Frontier::default();
+        l.observe(&mut frontier);
+        assert!(
+            plan(&l, &cfg, now, &frontier).is_empty(),
+            "6..=9 may come again: only 1..=5 is settled, and one file makes no job"
+        );
+        frontier.observe(&attempt(10, 12, start + 2).to_string());
+        assert_eq!(sizes(&plan(&l, &cfg, now, &frontier)), vec![vec![100, 100]]);
+        // Past the stream's retention nothing comes again, whatever the frontier.
+        let later = start + cfg.kinesis_retry_horizon.as_micros() as i64 + 2;
+        assert_eq!(
+            sizes(&plan(&l, &cfg, later, &Frontier::default())),
+            vec![vec![100, 100]]
+        );
     }
 
     #[test]
@@ -240,7 +300,7 @@ mod tests {
             .enumerate()
             .map(|(i, &s)| (s, start + i as i64))
             .collect();
-        let jobs = plan(&listing(&files), &cfg, now);
+        let jobs = plan(&listing(&files), &cfg, now, &Frontier::default());
         assert_eq!(
             sizes(&jobs),
             vec![vec![4000, 4000], vec![4000, 1, 1], vec![1, 1, 4999]],
