@@ -20,12 +20,25 @@ impl Record {
     }
 }
 
+/// When a record closes, and over how many partition keys records spread.
+/// Both follow the traffic: a quiet relay sends about one record a second to
+/// one key (one shard: one ingest invocation per batching window, whatever
+/// the stream's shard count), a busy one closes records as soon as they are
+/// worth sending and spreads them over as many keys as its volume needs.
 #[derive(Debug, Clone)]
 pub struct BatcherConfig {
-    /// Close a record once this much uncompressed HEP is in it (it compresses to well under 1 MiB).
+    /// A record closes once this much uncompressed HEP is in it (it compresses to well under 1 MiB).
     pub max_raw_bytes: usize,
-    /// Close a record this long after its first packet.
+    /// A record holding `full_raw_bytes` closes this long after its first packet...
     pub linger: Duration,
+    pub full_raw_bytes: usize,
+    /// ...and any record this long after it: the latency bound.
+    pub max_linger: Duration,
+    /// Uncompressed bytes a second one partition key carries before records
+    /// spread over another (a shard takes 1 MB/s of compressed records).
+    pub raw_bytes_per_key: usize,
+    /// Records spread over at least this many keys whatever the rate.
+    pub min_keys: usize,
 }
 
 impl Default for BatcherConfig {
@@ -33,24 +46,57 @@ impl Default for BatcherConfig {
         Self {
             max_raw_bytes: 4 << 20,
             linger: Duration::from_millis(200),
+            full_raw_bytes: 64 << 10,
+            max_linger: Duration::from_secs(1),
+            raw_bytes_per_key: 2 << 20,
+            min_keys: 1,
         }
     }
 }
+
+impl BatcherConfig {
+    /// Why these settings cannot work, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_linger < self.linger {
+            return Err(format!(
+                "max linger ({:?}) must be at least the linger ({:?})",
+                self.max_linger, self.linger
+            ));
+        }
+        if self.raw_bytes_per_key == 0 || self.max_raw_bytes == 0 {
+            return Err("record and key sizes must be more than 0".into());
+        }
+        if !(1..=MAX_KEYS).contains(&self.min_keys) {
+            return Err(format!("the least number of keys must be 1 to {MAX_KEYS}"));
+        }
+        Ok(())
+    }
+}
+
+/// Keys spread over at most this many (a busy relay over many shards).
+const MAX_KEYS: usize = 64;
+/// The rate behind the key count is measured over this long.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 pub struct Batcher {
     cfg: BatcherConfig,
     builder: RecordBuilder,
     opened: Option<Instant>,
     keys: PartitionKeys,
+    /// Raw bytes since `window_start`, for the key count.
+    window_bytes: usize,
+    window_start: Option<Instant>,
 }
 
 impl Batcher {
     pub fn new(cfg: BatcherConfig, seed: u64) -> Self {
         Self {
+            keys: PartitionKeys::new(seed, cfg.min_keys),
             cfg,
             builder: RecordBuilder::new(),
             opened: None,
-            keys: PartitionKeys(seed),
+            window_bytes: 0,
+            window_start: None,
         }
     }
 
@@ -58,23 +104,31 @@ impl Batcher {
         self.builder.len()
     }
 
-    /// Adds a packet (already validated, ≤ 64 KiB); returns records when one filled up.
+    /// Partition keys records go to now.
+    pub fn keys_in_use(&self) -> usize {
+        self.keys.used
+    }
+
+    /// Adds a packet (already validated, ≤ 64 KiB); returns records when one closed.
     pub fn push(&mut self, packet: &[u8], now: Instant) -> Vec<Record> {
         self.opened.get_or_insert(now);
         self.builder
             .push(packet)
             .expect("validated HEP packets are at most 64 KiB");
-        if self.builder.raw_bytes() >= self.cfg.max_raw_bytes {
+        self.measure(packet.len(), now);
+        if self.builder.raw_bytes() >= self.cfg.max_raw_bytes || self.full_and_lingered(now) {
             self.flush()
         } else {
             Vec::new()
         }
     }
 
-    /// Records whose linger time has passed.
+    /// Records whose time has come.
     pub fn poll(&mut self, now: Instant) -> Vec<Record> {
+        self.measure(0, now);
         match self.opened {
-            Some(t) if now.duration_since(t) >= self.cfg.linger => self.flush(),
+            Some(t) if now.duration_since(t) >= self.cfg.max_linger => self.flush(),
+            Some(_) if self.full_and_lingered(now) => self.flush(),
             _ => Vec::new(),
         }
     }
@@ -90,15 +144,58 @@ impl Batcher {
             })
             .collect()
     }
+
+    fn full_and_lingered(&self, now: Instant) -> bool {
+        self.builder.raw_bytes() >= self.cfg.full_raw_bytes
+            && self
+                .opened
+                .is_some_and(|t| now.duration_since(t) >= self.cfg.linger)
+    }
+
+    /// Counts raw bytes; each window, sets the key count to what the rate needs.
+    fn measure(&mut self, bytes: usize, now: Instant) {
+        let start = *self.window_start.get_or_insert(now);
+        self.window_bytes += bytes;
+        let elapsed = now.duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            let per_sec = self.window_bytes as f64 / elapsed.as_secs_f64();
+            let keys = (per_sec / self.cfg.raw_bytes_per_key as f64).ceil() as usize;
+            self.keys.used = keys.clamp(self.cfg.min_keys.clamp(1, MAX_KEYS), MAX_KEYS);
+            self.window_bytes = 0;
+            self.window_start = Some(now);
+        }
+    }
 }
 
-/// Keys that hash uniformly over the stream's key space, so records spread over all shards.
-struct PartitionKeys(u64);
+/// A relay's partition keys: fixed per relay (from its seed), used in turn.
+/// Each hashes to a uniformly random point of the stream's key space, so
+/// relays (and a busy relay's keys) spread over all shards.
+struct PartitionKeys {
+    keys: Vec<String>,
+    used: usize,
+    next: usize,
+}
 
 impl PartitionKeys {
+    fn new(seed: u64, used: usize) -> Self {
+        let keys = (0..MAX_KEYS as u64)
+            .map(|i| {
+                format!(
+                    "{:016x}",
+                    mix(seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                )
+            })
+            .collect();
+        Self {
+            keys,
+            used: used.clamp(1, MAX_KEYS),
+            next: 0,
+        }
+    }
+
     fn next(&mut self) -> String {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        format!("{:016x}", mix(self.0))
+        self.next = (self.next + 1) % self.used;
+        self.keys[self.next].clone()
     }
 }
 
@@ -136,31 +233,78 @@ mod tests {
     }
 
     #[test]
-    fn flushes_on_size_and_linger() {
+    fn closes_on_size_and_linger_and_keeps_a_quiet_relay_on_one_key() {
         let t0 = Instant::now();
-        let mut b = Batcher::new(
-            BatcherConfig {
-                max_raw_bytes: 10_000,
-                linger: Duration::from_millis(200),
-            },
-            1,
-        );
+        let cfg = BatcherConfig {
+            max_raw_bytes: 10_000,
+            ..Default::default()
+        };
+        let mut b = Batcher::new(cfg.clone(), 1);
         let mut records = Vec::new();
         for i in 0..100 {
             records.extend(b.push(&packet(i), t0));
         }
         assert!(!records.is_empty(), "size limit closes records");
-        assert!(b.poll(t0 + Duration::from_millis(100)).is_empty());
-        records.extend(b.poll(t0 + Duration::from_millis(200)));
+        // Under full_raw_bytes: only the max linger closes it.
+        assert!(b.poll(t0 + cfg.linger).is_empty());
+        records.extend(b.poll(t0 + cfg.max_linger));
         assert_eq!(b.buffered(), 0);
         let back: Vec<Vec<u8>> = records
             .iter()
             .flat_map(|r| kinesis_record::messages(&r.data).unwrap())
             .collect();
         assert_eq!(back, (0..100).map(packet).collect::<Vec<_>>());
-        // Keys differ record to record.
+        // A few KB a second: one key, one shard.
         let keys: std::collections::HashSet<_> = records.iter().map(|r| &r.partition_key).collect();
-        assert_eq!(keys.len(), records.len());
+        assert_eq!((keys.len(), b.keys_in_use()), (1, 1));
+    }
+
+    #[test]
+    fn a_busy_relay_closes_full_records_early_and_spreads_over_keys() {
+        let cfg = BatcherConfig::default();
+        let mut b = Batcher::new(cfg.clone(), 7);
+        let t0 = Instant::now();
+        let p = packet(1);
+        // 3 s at about 20 MB/s: records close at the linger (full), never wait for the max.
+        let per_ms = 20_000 / p.len();
+        let mut records = Vec::new();
+        for ms in 0..3000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            for _ in 0..per_ms {
+                records.extend(b.push(&p, now));
+            }
+            records.extend(b.poll(now));
+        }
+        let want = (20_000_000f64 / cfg.raw_bytes_per_key as f64).ceil() as usize;
+        assert!(
+            (want - 1..=want + 1).contains(&b.keys_in_use()),
+            "{} keys for 20 MB/s",
+            b.keys_in_use()
+        );
+        let keys: std::collections::HashSet<_> = records.iter().map(|r| &r.partition_key).collect();
+        assert!(keys.len() >= want - 1, "{} keys used", keys.len());
+        // Each record closed on size or at the linger with a full record, long before the max linger.
+        let per_sec = records.len() as f64 / 3.0;
+        assert!(
+            per_sec >= 0.8 / cfg.linger.as_secs_f64(),
+            "{per_sec} records/s"
+        );
+        // Quiet again: back to one key after a window.
+        let later = t0 + Duration::from_secs(10);
+        b.push(&p, later);
+        b.poll(later + RATE_WINDOW);
+        assert_eq!(b.keys_in_use(), 1);
+    }
+
+    #[test]
+    fn a_max_linger_under_the_linger_is_refused() {
+        let d = BatcherConfig::default();
+        assert!(d.check().is_ok());
+        let bad = BatcherConfig {
+            max_linger: d.linger / 2,
+            ..d
+        };
+        assert!(bad.check().is_err());
     }
 
     #[test]

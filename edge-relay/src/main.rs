@@ -30,9 +30,21 @@ struct Args {
     /// Endpoint override, e.g. http://127.0.0.1:4566 for LocalStack.
     #[arg(long, env = "KINESIS_ENDPOINT")]
     endpoint: Option<String>,
-    /// A record is sent at most this long after its first message.
-    #[arg(long, env = "RELAY_LINGER_MS", default_value_t = 200)]
+    /// A record holding --full-record-kb is sent this long after its first message...
+    #[arg(long, env = "RELAY_LINGER_MS", default_value_t = BatcherConfig::default().linger.as_millis() as u64)]
     linger_ms: u64,
+    /// ...any record this long after it (a quiet relay: about one record a second).
+    #[arg(long, env = "RELAY_MAX_LINGER_MS", default_value_t = BatcherConfig::default().max_linger.as_millis() as u64)]
+    max_linger_ms: u64,
+    /// Uncompressed KiB that make a record worth sending at the linger.
+    #[arg(long, env = "RELAY_FULL_RECORD_KB", default_value_t = BatcherConfig::default().full_raw_bytes >> 10)]
+    full_record_kb: usize,
+    /// Uncompressed MiB a second one partition key carries before records spread over another (one shard takes 1 MB/s compressed).
+    #[arg(long, env = "RELAY_MB_PER_KEY", default_value_t = BatcherConfig::default().raw_bytes_per_key >> 20)]
+    mb_per_key: usize,
+    /// Records spread over at least this many partition keys (a relay known to be busy).
+    #[arg(long, env = "RELAY_MIN_KEYS", default_value_t = BatcherConfig::default().min_keys)]
+    min_keys: usize,
     /// Memory for records waiting on Kinesis, MiB (counted in bytes); beyond it, or while Kinesis fails, batches go to the spool.
     #[arg(long, env = "RELAY_MEMORY_MB", default_value_t = 256)]
     memory_mb: usize,
@@ -66,6 +78,15 @@ async fn main() -> anyhow::Result<()> {
         a.udp_buffer >= 1 << 16,
         "--udp-buffer must be at least 65536 bytes (one HEP packet)"
     );
+    let batcher = BatcherConfig {
+        linger: Duration::from_millis(a.linger_ms),
+        max_linger: Duration::from_millis(a.max_linger_ms),
+        full_raw_bytes: a.full_record_kb << 10,
+        raw_bytes_per_key: a.mb_per_key << 20,
+        min_keys: a.min_keys,
+        ..Default::default()
+    };
+    batcher.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     // Bad security settings stop the start before anything listens.
     let auth_keys = a.hep.auth_keys()?;
     let tls = a
@@ -81,10 +102,7 @@ async fn main() -> anyhow::Result<()> {
         auth_keys,
         tls,
         stream_limits,
-        batcher: BatcherConfig {
-            linger: Duration::from_millis(a.linger_ms),
-            ..Default::default()
-        },
+        batcher,
         retry: RetryConfig {
             give_up_after: Duration::from_secs(a.give_up_secs),
             ..Default::default()

@@ -32,6 +32,14 @@ pub fn config_from_env() -> anyhow::Result<CompactionConfig> {
         grace: secs("HEPOP_COMPACT_GRACE_SECS", d.grace)?,
         max_job_bytes: num("HEPOP_COMPACT_MAX_JOB_BYTES", d.max_job_bytes)?,
         memory_bytes: num("HEPOP_COMPACT_MEMORY_MB", d.memory_bytes >> 20)? << 20,
+        // Past the stream's retention (and a day) no ingest attempt comes again.
+        kinesis_retry_horizon: Duration::from_secs(
+            (num(
+                "HEPOP_KINESIS_RETENTION_HOURS",
+                d.kinesis_retry_horizon.as_secs() / 3600 - 24,
+            )? + 24)
+                * 3600,
+        ),
         ..d
     }
     .with_retention_days(retention_days);

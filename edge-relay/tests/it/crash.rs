@@ -35,7 +35,14 @@ fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
             "--region",
             "us-east-1",
         ])
-        .args(["--give-up-secs", "1", "--linger-ms", "20"])
+        .args([
+            "--give-up-secs",
+            "1",
+            "--linger-ms",
+            "20",
+            "--max-linger-ms",
+            "20",
+        ])
         .arg("--spool-dir")
         .arg(spool)
         .env("AWS_ACCESS_KEY_ID", "test")

@@ -88,6 +88,8 @@ fn config(spool: &std::path::Path, give_up: Duration, memory_bytes: usize) -> Re
         batcher: BatcherConfig {
             max_raw_bytes: 256 << 10,
             linger: Duration::from_millis(50),
+            max_linger: Duration::from_millis(50),
+            ..Default::default()
         },
         retry: RetryConfig {
             base: Duration::from_millis(20),
@@ -277,6 +279,7 @@ async fn a_slow_healthy_kinesis_sends_nothing_to_disk() {
     let spool = tempfile::tempdir().unwrap();
     let mut cfg = config(spool.path(), Duration::from_secs(20), 256 << 20);
     cfg.batcher.linger = Duration::from_millis(1);
+    cfg.batcher.max_linger = Duration::from_millis(1);
     let relay = start_with(sink.clone(), cfg, spool).await;
     let sent = packets(50, 600, "k");
     send_udp(relay.udp, &sent, 10).await;

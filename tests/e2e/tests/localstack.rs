@@ -68,6 +68,9 @@ async fn start_relay(kinesis_endpoint: &str, stream: &str, give_up: Duration) ->
         batcher: BatcherConfig {
             max_raw_bytes: 32 << 10,
             linger: Duration::from_millis(100),
+            max_linger: Duration::from_millis(100),
+            min_keys: 8,
+            ..Default::default()
         },
         retry: RetryConfig {
             base: Duration::from_millis(50),
