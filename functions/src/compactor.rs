@@ -1,6 +1,6 @@
-//! Scheduled compaction: every minute the recent hours (young files into
-//! mid-size ones, closed hours into target-size ones, retention), every hour
-//! a full sweep for late data into old hours. Stops starting jobs well
+//! Scheduled compaction: every few minutes the recent hours (young files into
+//! mid-size ones, closed hours into target-size ones, retention), daily a
+//! full sweep for late data into old hours (the template's schedules). Stops starting jobs well
 //! before the invocation's deadline; a job is bounded in bytes, so it ends.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +32,7 @@ pub fn config_from_env() -> anyhow::Result<CompactionConfig> {
         grace: secs("HEPOP_COMPACT_GRACE_SECS", d.grace)?,
         max_job_bytes: num("HEPOP_COMPACT_MAX_JOB_BYTES", d.max_job_bytes)?,
         memory_bytes: num("HEPOP_COMPACT_MEMORY_MB", d.memory_bytes >> 20)? << 20,
+        recent_hours: num("HEPOP_COMPACT_RECENT_HOURS", d.recent_hours as u64)? as i64,
         // Past the stream's retention (and a day) no ingest attempt comes again.
         kinesis_retry_horizon: Duration::from_secs(
             (num(

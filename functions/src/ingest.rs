@@ -192,8 +192,13 @@ async fn ingest_shard(
         started_micros,
     );
     let files = lake::writer::files_named(&msgs, &name, &cfg.aleg_headers);
-    let written: Vec<(&Path, Result<(), String>)> = futures::stream::iter(&files)
-        .map(|f| async move { (&f.path, f.write(store).await.map_err(|e| e.to_string())) })
+    // By index: a closure taking `&PendingFile` would make this future not Send.
+    let files = &files;
+    let written: Vec<(&Path, Result<(), String>)> = futures::stream::iter(0..files.len())
+        .map(|i| async move {
+            let f = &files[i];
+            (&f.path, f.write(store).await.map_err(|e| e.to_string()))
+        })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;

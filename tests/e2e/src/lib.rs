@@ -42,6 +42,22 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// LocalStack accepts unsigned S3 calls: creating a bucket is one PUT.
+pub fn create_bucket(name: &str) {
+    let ep = endpoint();
+    let hostport = ep.trim_start_matches("http://");
+    let mut s =
+        TcpStream::connect(hostport).expect("LocalStack is running (./scripts/test starts it)");
+    write!(
+        s,
+        "PUT /{name} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
+}
+
 pub async fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
     edge_relay::sink::KinesisSink::client(Some("us-east-1".into()), Some(endpoint.into())).await
 }

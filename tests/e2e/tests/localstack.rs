@@ -3,7 +3,7 @@
 //! handler fed the stream's real records as a Kinesis event → S3 → the
 //! query handler fed API Gateway v2 events. Run by `./scripts/test`, which
 //! starts LocalStack; ignored by a plain `cargo test`.
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,24 +24,9 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use e2e::{
-    Proxy, aws_env, create_stream, endpoint, kinesis, read_stream, relay_metric, unique, until,
+    Proxy, aws_env, create_bucket, create_stream, endpoint, kinesis, read_stream, relay_metric,
+    unique, until,
 };
-
-/// LocalStack accepts unsigned S3 calls: creating a bucket is one PUT.
-fn create_bucket(name: &str) {
-    let ep = endpoint();
-    let hostport = ep.trim_start_matches("http://");
-    let mut s =
-        TcpStream::connect(hostport).expect("LocalStack is running (./scripts/test starts it)");
-    write!(
-        s,
-        "PUT /{name} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
-}
 
 fn lake(bucket: &str) -> Arc<dyn ObjectStore> {
     lake::store::open(&format!("s3://{bucket}/lake")).unwrap()

@@ -48,9 +48,10 @@ use crate::{LakeError, Result};
 /// Which hours a run visits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sweep {
-    /// The last `recent_hours`: what ingest is writing now.
+    /// The open hour and the `recent_hours` before it: what ingest is writing
+    /// now. Listed directly, no directory LIST; no retention.
     Recent,
-    /// Every hour (late data into old hours): run now and then.
+    /// Every hour (late data into old hours), and retention: run now and then.
     Full,
 }
 
@@ -102,8 +103,8 @@ fn micros(d: std::time::Duration) -> i64 {
 /// How long a run compacts a partition from the listing it took first (LISTs are billed).
 const REUSE_LISTING_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// One compaction run over the lake: retention, then every partition of
-/// the sweep. Stops starting jobs at `deadline`.
+/// One compaction run over the lake: retention (in a full sweep), then
+/// every partition of the sweep. Stops starting jobs at `deadline`.
 pub async fn run(
     store: &Arc<dyn ObjectStore>,
     cfg: &CompactionConfig,
@@ -121,7 +122,8 @@ pub async fn run(
         }
     };
     let mut oldest_kept = None;
-    if let Some(retention) = cfg.retention {
+    // Only a full sweep: finding expired hours LISTs each table's dates (billed on S3).
+    if let (Some(retention), Sweep::Full) = (cfg.retention, sweep) {
         // Hour h has expired when (h + 1) hours <= now - retention.
         let kept = (now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR);
         match expire(store, &tables, kept - 1).await {
@@ -133,16 +135,21 @@ pub async fn run(
         }
         oldest_kept = Some(kept);
     }
-    let lo = match sweep {
-        Sweep::Recent => Some(now_micros.div_euclid(MICROS_PER_HOUR) - cfg.recent_hours),
-        Sweep::Full => oldest_kept,
-    };
+    let now_hour = now_micros.div_euclid(MICROS_PER_HOUR);
     // Every partition is listed before any is compacted: the listings show how
     // far each Kinesis shard's checkpoint has moved (which ingest files are settled).
     let mut listings = Vec::new();
     let mut frontier = Frontier::default();
     for &t in &tables {
-        let parts = match partitions(store, t, lo, None).await {
+        let parts = match sweep {
+            // The hours are known: no directory LISTs (billed like PUTs on S3). Hours
+            // ahead of the clock (capture times up to an hour ahead) wait for a full sweep.
+            Sweep::Recent => Ok((now_hour - cfg.recent_hours..=now_hour)
+                .map(|hour| Partition { hep_type: t, hour })
+                .collect()),
+            Sweep::Full => partitions(store, t, oldest_kept, None).await,
+        };
+        let parts = match parts {
             Ok(p) => p,
             Err(e) => {
                 report.errors.push(format!("listing hep_{t}: {e}"));

@@ -17,7 +17,7 @@ use lake::writer::files_named;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use proptest::prelude::*;
-use support::{Instrumented, micros, sip, write as write_server};
+use support::{Instrumented, Op, micros, sip, write as write_server};
 
 const SHARD: &str = "shardId-000000000000";
 /// The shard of files named per record (the first ingest): not the model's stream.
@@ -1082,4 +1082,34 @@ async fn files_of_the_first_schema_are_queried_and_merged() {
         "merged into today's schema"
     );
     assert_eq!(visible_ids(&store, p).await.len(), 11);
+}
+
+/// A recent run costs one LIST of the tables and one per partition of its
+/// hours, and the logs' GETs: no directory LISTs, no retention (S3 bills
+/// LISTs like PUTs, and it runs every few minutes).
+#[tokio::test]
+async fn a_recent_run_lists_its_hours_directly() {
+    let (inst, store) = instrumented();
+    let t = now();
+    write_server(&store, &[msg(1, t), msg(2, t - MICROS_PER_HOUR)]).await;
+    let cfg = CompactionConfig {
+        recent_hours: 1,
+        ..Default::default()
+    };
+    inst.take_ops();
+    let r = run(&store, &cfg, t, Sweep::Recent, None).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    let ops = inst.take_ops();
+    let delimited: Vec<_> = ops
+        .iter()
+        .filter(|o| matches!(o, Op::ListDelim(_)))
+        .collect();
+    let listed = ops.iter().filter(|o| matches!(o, Op::List(_))).count();
+    assert_eq!(
+        delimited,
+        [&Op::ListDelim(String::new())],
+        "only the tables: {ops:?}"
+    );
+    assert_eq!((listed, r.partitions), (2, 2), "{ops:?}");
+    assert_eq!(r.expired_hours, 0);
 }
