@@ -65,7 +65,7 @@ impl Default for QueryLimits {
             metadata_cache_bytes: 256 << 20,
             bloom_cache_bytes: 64 << 20,
             file_stats_entries: 50_000,
-            listing_ttl: Duration::from_secs(2),
+            listing_ttl: Duration::from_secs(1),
         }
     }
 }
