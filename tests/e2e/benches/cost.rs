@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use axum::body::Body;
 use edge_relay::batcher::BatcherConfig;
 use edge_relay::relay::RelayConfig;
@@ -80,15 +79,7 @@ impl Deployment {
             let at = t
                 .find(&format!("\n  {name}:\n"))
                 .unwrap_or_else(|| panic!("parameter {name}"));
-            let rest = &t[at..];
-            let d = rest.find("Default: ").expect("a default") + "Default: ".len();
-            rest[d..]
-                .lines()
-                .next()
-                .unwrap()
-                .trim()
-                .trim_matches('"')
-                .to_owned()
+            value_after(&t[at..], "Default: ")
         };
         let every = |v: String| -> u64 {
             // rate(N minute[s]|hour[s]|day[s]) in minutes
@@ -103,23 +94,10 @@ impl Deployment {
             }
         };
         // A function's variable: `NAME: "value"`.
-        let env = |name: &str| -> String {
-            let at = t
-                .find(&format!("{name}: "))
-                .unwrap_or_else(|| panic!("{name} in the template"));
-            t[at + name.len() + 2..]
-                .lines()
-                .next()
-                .unwrap()
-                .trim()
-                .trim_matches('"')
-                .to_owned()
-        };
+        let env = |name: &str| value_after(&t, &format!("{name}: "));
         let memory = |function: &str| -> u64 {
             let at = t.find(&format!("\n  {function}:\n")).unwrap();
-            let rest = &t[at..];
-            let m = rest.find("MemorySize: ").unwrap() + "MemorySize: ".len();
-            rest[m..].lines().next().unwrap().trim().parse().unwrap()
+            value_after(&t[at..], "MemorySize: ").parse().unwrap()
         };
         Deployment {
             ingest_memory_mb: memory("IngestFunction"),
@@ -136,6 +114,15 @@ impl Deployment {
             log_bytes_per_invocation: 600,
         }
     }
+}
+
+/// The rest of the line after the first `marker` in `text`, unquoted.
+fn value_after(text: &str, marker: &str) -> String {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} in the template"));
+    let line = text[at + marker.len()..].lines().next().unwrap_or_default();
+    line.trim().trim_matches('"').to_owned()
 }
 
 /// S3 requests by billing class.
@@ -195,16 +182,7 @@ async fn poll_shard(
     out: Arc<Mutex<Mapping>>,
 ) {
     let arn = format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}");
-    let mut it = client
-        .get_shard_iterator()
-        .stream_name(&stream)
-        .shard_id(&shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator()
-        .map(str::to_owned);
+    let mut it = e2e::oldest(&client, &stream, &shard).await;
     // Records waiting for an invocation, with their data's size.
     let mut buffer: Vec<(Value, usize)> = Vec::new();
     let mut first_at = None::<Instant>;
@@ -250,29 +228,21 @@ async fn poll_shard(
             }
             let batch: Vec<Value> = buffer.drain(..n).map(|(v, _)| v).collect();
             let event: KinesisEvent = serde_json::from_value(json!({ "Records": batch })).unwrap();
-            let mut m = Mapping::default();
-            for r in &event.records {
-                let len = r.kinesis.data.0.len() as u64;
-                m.records += 1;
-                m.record_bytes += len;
-                m.billed_record_bytes += len.div_ceil(1024) * 1024;
-            }
             let t = Instant::now();
             let (resp, report) = functions::ingest::handle(&store, &cfg, &event).await;
             let ms = t.elapsed().as_micros().div_ceil(1000) as u64;
             assert!(resp.batch_item_failures.is_empty(), "{report:?}");
-            m.invocations = 1;
-            m.billed_ms = ms;
-            m.messages = report.messages as u64;
-            m.files = report.files as u64;
             let mut o = out.lock().unwrap();
-            o.invocations += m.invocations;
-            o.billed_ms += m.billed_ms;
-            o.records += m.records;
-            o.record_bytes += m.record_bytes;
-            o.billed_record_bytes += m.billed_record_bytes;
-            o.messages += m.messages;
-            o.files += m.files;
+            o.invocations += 1;
+            o.billed_ms += ms;
+            o.messages += report.messages as u64;
+            o.files += report.files as u64;
+            for r in &event.records {
+                let len = r.kinesis.data.0.len() as u64;
+                o.records += 1;
+                o.record_bytes += len;
+                o.billed_record_bytes += len.div_ceil(1024) * 1024;
+            }
             first_at = (!buffer.is_empty()).then(Instant::now);
         }
         if stopping && buffer.is_empty() {

@@ -90,6 +90,20 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards:
     }
 }
 
+/// An iterator from the oldest record of a shard.
+pub async fn oldest(client: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> Option<String> {
+    client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator()
+        .map(str::to_owned)
+}
+
 /// Every record of the stream, grouped by shard, as Lambda's Kinesis event would carry them.
 pub async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<KinesisEvent> {
     let shards = client
@@ -101,16 +115,7 @@ pub async fn read_stream(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<
     let mut events = Vec::new();
     for shard in shards.shards() {
         let sid = shard.shard_id();
-        let mut it = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(sid)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .map(str::to_owned);
+        let mut it = oldest(client, stream, sid).await;
         let mut records = Vec::new();
         while let Some(i) = it {
             let out = client

@@ -49,9 +49,9 @@ use crate::{LakeError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sweep {
     /// The open hour and the `recent_hours` before it: what ingest is writing
-    /// now. Listed directly, no directory LIST; no retention.
+    /// now. Listed directly: no directory LIST.
     Recent,
-    /// Every hour (late data into old hours), and retention: run now and then.
+    /// Every hour (late data into old hours): run now and then.
     Full,
 }
 
@@ -103,8 +103,8 @@ fn micros(d: std::time::Duration) -> i64 {
 /// How long a run compacts a partition from the listing it took first (LISTs are billed).
 const REUSE_LISTING_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// One compaction run over the lake: retention (in a full sweep), then
-/// every partition of the sweep. Stops starting jobs at `deadline`.
+/// One compaction run over the lake: retention, then every partition of
+/// the sweep. Stops starting jobs at `deadline`.
 pub async fn run(
     store: &Arc<dyn ObjectStore>,
     cfg: &CompactionConfig,
@@ -122,8 +122,7 @@ pub async fn run(
         }
     };
     let mut oldest_kept = None;
-    // Only a full sweep: finding expired hours LISTs each table's dates (billed on S3).
-    if let (Some(retention), Sweep::Full) = (cfg.retention, sweep) {
+    if let Some(retention) = cfg.retention {
         // Hour h has expired when (h + 1) hours <= now - retention.
         let kept = (now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR);
         match expire(store, &tables, kept - 1).await {

@@ -1084,9 +1084,9 @@ async fn files_of_the_first_schema_are_queried_and_merged() {
     assert_eq!(visible_ids(&store, p).await.len(), 11);
 }
 
-/// A recent run costs one LIST of the tables and one per partition of its
-/// hours, and the logs' GETs: no directory LISTs, no retention (S3 bills
-/// LISTs like PUTs, and it runs every few minutes).
+/// A recent run costs one LIST of the tables, one of each table's dates
+/// (retention), and one per partition of its hours: no LIST of hour
+/// directories (S3 bills LISTs like PUTs, and it runs every few minutes).
 #[tokio::test]
 async fn a_recent_run_lists_its_hours_directly() {
     let (inst, store) = instrumented();
@@ -1107,8 +1107,11 @@ async fn a_recent_run_lists_its_hours_directly() {
     let listed = ops.iter().filter(|o| matches!(o, Op::List(_))).count();
     assert_eq!(
         delimited,
-        [&Op::ListDelim(String::new())],
-        "only the tables: {ops:?}"
+        [
+            &Op::ListDelim(String::new()),
+            &Op::ListDelim("hep_1".into())
+        ],
+        "the tables, and the dates retention looks at: {ops:?}"
     );
     assert_eq!((listed, r.partitions), (2, 2), "{ops:?}");
     assert_eq!(r.expired_hours, 0);
