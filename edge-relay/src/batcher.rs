@@ -116,21 +116,13 @@ impl Batcher {
             .push(packet)
             .expect("validated HEP packets are at most 64 KiB");
         self.measure(packet.len(), now);
-        if self.builder.raw_bytes() >= self.cfg.max_raw_bytes || self.full_and_lingered(now) {
-            self.flush()
-        } else {
-            Vec::new()
-        }
+        self.close_if_due(now)
     }
 
     /// Records whose time has come.
     pub fn poll(&mut self, now: Instant) -> Vec<Record> {
         self.measure(0, now);
-        match self.opened {
-            Some(t) if now.duration_since(t) >= self.cfg.max_linger => self.flush(),
-            Some(_) if self.full_and_lingered(now) => self.flush(),
-            _ => Vec::new(),
-        }
+        self.close_if_due(now)
     }
 
     pub fn flush(&mut self) -> Vec<Record> {
@@ -145,11 +137,16 @@ impl Batcher {
             .collect()
     }
 
-    fn full_and_lingered(&self, now: Instant) -> bool {
-        self.builder.raw_bytes() >= self.cfg.full_raw_bytes
-            && self
-                .opened
-                .is_some_and(|t| now.duration_since(t) >= self.cfg.linger)
+    /// The closing rule: full, or worth sending and lingered, or waited the most it may.
+    fn close_if_due(&mut self, now: Instant) -> Vec<Record> {
+        let Some(opened) = self.opened else {
+            return Vec::new();
+        };
+        let (raw, age) = (self.builder.raw_bytes(), now.duration_since(opened));
+        let due = raw >= self.cfg.max_raw_bytes
+            || (raw >= self.cfg.full_raw_bytes && age >= self.cfg.linger)
+            || age >= self.cfg.max_linger;
+        if due { self.flush() } else { Vec::new() }
     }
 
     /// Counts raw bytes; each window, sets the key count to what the rate needs.
