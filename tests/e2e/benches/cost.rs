@@ -590,7 +590,6 @@ fn main() {
         lat.sort_unstable();
         let c = monthly(&m, &d);
         let total: f64 = c.values().sum();
-        let variable = total; // the stream hour is per stream, not per relay: shown apart
         // Per message carried (at 50 000 msgs/s the kernel drops some of the sender's UDP here).
         let msgs_month = m.mapping.messages as f64 / m.secs as f64 * 30.0 * 86_400.0;
         let k = &m.mapping;
@@ -627,8 +626,9 @@ fn main() {
         println!(
             "   {:<36} ${:>10.2} /month, ${:.4} per million messages (+ ${:.2} /month per stream, on-demand)",
             "total",
-            variable,
-            variable / (msgs_month / 1e6),
+            total,
+            total / (msgs_month / 1e6),
+            // The stream's hour charge is per stream, not per relay: shown apart.
             price::KINESIS_STREAM_HOUR * 720.0
         );
     }
