@@ -11,8 +11,8 @@
 //! if it is a compaction output, it is live in the newest snapshot, and if
 //! it holds an ingest attempt's rows, no later attempt superseded it
 //! ([`crate::spans`]).
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -128,6 +128,8 @@ pub struct LegacyMarker {
     pub replaces: Vec<String>,
 }
 
+/// One partition as listed: built once by [`list_partition`] and not changed
+/// after, so what a reader sees of it is worked out once and kept with it.
 #[derive(Debug, Clone)]
 pub struct PartitionListing {
     pub partition: Partition,
@@ -139,6 +141,9 @@ pub struct PartitionListing {
     pub legacy: Vec<ObjectMeta>,
     /// The newest state (seq 0 when nothing was ever compacted).
     pub snapshot: Snapshot,
+    /// [`Self::visible`], worked out on first use: a cached listing serves
+    /// many queries, and the Kinesis names it holds are parsed once.
+    visible: OnceLock<Vec<ObjectMeta>>,
 }
 
 pub fn file_name(meta: &ObjectMeta) -> &str {
@@ -146,8 +151,29 @@ pub fn file_name(meta: &ObjectMeta) -> &str {
 }
 
 impl PartitionListing {
+    pub fn new(
+        partition: Partition,
+        files: Vec<ObjectMeta>,
+        log: Vec<(u64, ObjectMeta)>,
+        legacy: Vec<ObjectMeta>,
+        snapshot: Snapshot,
+    ) -> Self {
+        Self {
+            partition,
+            files,
+            log,
+            legacy,
+            snapshot,
+            visible: OnceLock::new(),
+        }
+    }
+
     /// The files a reader must read: each stored row exactly once.
-    pub fn visible(&self) -> Vec<ObjectMeta> {
+    pub fn visible(&self) -> &[ObjectMeta] {
+        self.visible.get_or_init(|| self.work_out_visible())
+    }
+
+    fn work_out_visible(&self) -> Vec<ObjectMeta> {
         let retired = self.snapshot.retired_set();
         let admitted: Vec<&ObjectMeta> = self
             .files
@@ -224,6 +250,17 @@ async fn try_list_partition(
 ) -> Result<Option<PartitionListing>> {
     let prefix = partition.prefix();
     let all: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
+    from_objects(store, partition, all).await
+}
+
+/// A partition's listing from the objects a LIST found under its prefix;
+/// None when its newest log entry vanished before it was read.
+async fn from_objects(
+    store: &Arc<dyn ObjectStore>,
+    partition: Partition,
+    all: Vec<ObjectMeta>,
+) -> Result<Option<PartitionListing>> {
+    let prefix = partition.prefix();
     let (mut files, mut log, mut legacy) = (Vec::new(), Vec::new(), Vec::new());
     for meta in all {
         let rel: Vec<_> = meta
@@ -260,13 +297,9 @@ async fn try_list_partition(
             Snapshot::from_legacy(&markers)
         }
     };
-    Ok(Some(PartitionListing {
-        partition,
-        files,
-        log,
-        legacy,
-        snapshot,
-    }))
+    Ok(Some(PartitionListing::new(
+        partition, files, log, legacy, snapshot,
+    )))
 }
 
 /// Names of the child directories directly under `prefix`.
@@ -310,6 +343,53 @@ pub async fn tables(dirs: &dyn DirLister) -> Result<Vec<u8>> {
     Ok(t)
 }
 
+/// Every hour partition of `hep_type` on `day` (since the epoch), listed as
+/// [`list_partition`] lists one, from one LIST of the day (a page per 1 000
+/// objects) and a GET of each hour's newest log entry: a sweep over a month
+/// costs a LIST per day rather than one per hour (LISTs are billed like PUTs,
+/// GETs at a twelfth of that). An hour that cannot be read is reported beside the others.
+pub async fn list_day(
+    store: &Arc<dyn ObjectStore>,
+    hep_type: u8,
+    day: i64,
+) -> Result<Vec<(Partition, Result<PartitionListing>)>> {
+    let first = Partition {
+        hep_type,
+        hour: day * 24,
+    };
+    let prefix = paths::table_prefix(hep_type).join(first.date_dir());
+    let mut hours: BTreeMap<Partition, Vec<ObjectMeta>> = BTreeMap::new();
+    let mut objects = store.list(Some(&prefix));
+    while let Some(meta) = objects.try_next().await? {
+        if let Some(p) = Partition::parse(&meta.location) {
+            hours.entry(p).or_default().push(meta);
+        }
+    }
+    let mut out = Vec::with_capacity(hours.len());
+    for (p, objects) in hours {
+        let listing = match from_objects(store, p, objects).await {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => list_partition(store, p).await,
+            Err(e) => Err(e),
+        };
+        out.push((p, listing));
+    }
+    Ok(out)
+}
+
+/// The days (since the epoch) that have a date directory in `hep_type`'s table.
+pub async fn days(dirs: &dyn DirLister, hep_type: u8) -> Result<Vec<i64>> {
+    let table = paths::table_prefix(hep_type);
+    let mut days: Vec<i64> = dirs
+        .child_dirs(Some(&table))
+        .await?
+        .iter()
+        .filter_map(|d| paths::parse_date_dir(d))
+        .collect();
+    days.sort_unstable();
+    Ok(days)
+}
+
 /// Hour partitions of one table within `[lo_hour, hi_hour]` (inclusive,
 /// unbounded when None). Lists only the date directories in range.
 pub async fn partitions(
@@ -319,19 +399,20 @@ pub async fn partitions(
     hi_hour: Option<i64>,
 ) -> Result<Vec<Partition>> {
     let in_range = |h: i64| lo_hour.is_none_or(|lo| h >= lo) && hi_hour.is_none_or(|hi| h <= hi);
-    let table = paths::table_prefix(hep_type);
     let mut out = Vec::new();
-    for date in dirs.child_dirs(Some(&table)).await?.iter() {
-        let Some(day) = paths::parse_date_dir(date) else {
-            continue;
-        };
+    for day in days(dirs, hep_type).await? {
         let (first, last) = (day * 24, day * 24 + 23);
         if lo_hour.is_some_and(|lo| last < lo) || hi_hour.is_some_and(|hi| first > hi) {
             continue;
         }
         // One LIST per date in range discovers its hours.
+        let date = Partition {
+            hep_type,
+            hour: first,
+        }
+        .date_dir();
         for hour in dirs
-            .child_dirs(Some(&table.clone().join(date.as_str())))
+            .child_dirs(Some(&paths::table_prefix(hep_type).join(date)))
             .await?
             .iter()
         {

@@ -161,11 +161,16 @@ impl Frontier {
         }
     }
 
-    /// Whether no attempt will ever cover this file's records again.
-    pub fn settled(&self, name: &FileName) -> bool {
+    /// Whether no attempt will ever cover this file's records again: an
+    /// attempt of its shard started after its last record (the checkpoint
+    /// has passed it), or its own attempt started at or before
+    /// `retries_end_micros`, beyond which the stream no longer holds the
+    /// records to deliver them again.
+    pub fn settled(&self, name: &FileName, retries_end_micros: i64) -> bool {
         match Span::of(name) {
             None => true,
             Some(s) if s.per_record => true,
+            Some(s) if s.started <= retries_end_micros => true,
             Some(s) => self.0.get(s.shard).is_some_and(|max| Seq(max) > s.last),
         }
     }
@@ -230,17 +235,24 @@ mod tests {
         let mut f = Frontier::default();
         let a = FileName::kinesis_batch("s", "1", "10", 100);
         f.observe(&a.to_string());
-        assert!(!f.settled(&a), "its own start is no evidence");
+        assert!(!f.settled(&a, 0), "its own start is no evidence");
         f.observe(&FileName::kinesis_batch("s", "6", "12", 200).to_string());
         assert!(
-            !f.settled(&a),
+            !f.settled(&a, 0),
             "an attempt from 6 may be bisected back over 6..=10"
         );
         f.observe(&FileName::kinesis_batch("t", "50", "60", 300).to_string());
-        assert!(!f.settled(&a), "another shard says nothing");
+        assert!(
+            f.settled(&a, 100) && !f.settled(&a, 99),
+            "settled once retries end at or after its attempt's start"
+        );
+        assert!(!f.settled(&a, 0), "another shard says nothing");
         f.observe(&FileName::kinesis_batch("s", "11", "11", 400).to_string());
-        assert!(f.settled(&a));
-        assert!(f.settled(&FileName::kinesis("s", "99")), "named per record");
-        assert!(f.settled(&FileName::compacted(&"0".repeat(32), 0)));
+        assert!(f.settled(&a, 0));
+        assert!(
+            f.settled(&FileName::kinesis("s", "99"), 0),
+            "named per record"
+        );
+        assert!(f.settled(&FileName::compacted(&"0".repeat(32), 0), 0));
     }
 }

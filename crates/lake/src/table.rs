@@ -225,7 +225,7 @@ impl TableProvider for HepTable {
         // their statistics without opening them.
         listings.sort_by_key(|l| std::cmp::Reverse(l.partition.hour));
         for l in listings {
-            let mut visible = l.visible();
+            let mut visible = l.visible().to_vec();
             visible.sort_by_key(|m| std::cmp::Reverse(m.last_modified));
             let files = visible.into_iter().map(PartitionedFile::from);
             match &check {

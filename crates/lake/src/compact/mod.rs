@@ -35,7 +35,9 @@ use tokio::runtime::Handle;
 
 pub use plan::{CompactionConfig, Job, plan};
 
-use crate::catalog::{PartitionListing, Snapshot, file_name, list_partition, partitions, tables};
+use crate::catalog::{
+    PartitionListing, Snapshot, days, file_name, list_day, list_partition, partitions, tables,
+};
 use crate::merge::{BatchSource, SortedMerge};
 use crate::parquet_io::{EncodeOptions, StoreReader, properties};
 use crate::paths::{
@@ -139,48 +141,70 @@ pub async fn run(
     // far each Kinesis shard's checkpoint has moved (which ingest files are settled).
     let mut listings = Vec::new();
     let mut frontier = Frontier::default();
+    let mut keep = |l: PartitionListing, report: &mut CompactionReport| {
+        report.partitions += 1;
+        l.observe(&mut frontier);
+        listings.push((l, Instant::now()));
+    };
     for &t in &tables {
-        let parts = match sweep {
+        match sweep {
             // The hours are known: no directory LISTs (billed like PUTs on S3). Hours
             // ahead of the clock (capture times up to an hour ahead) wait for a full sweep.
-            Sweep::Recent => Ok((now_hour - cfg.recent_hours..=now_hour)
-                .map(|hour| Partition { hep_type: t, hour })
-                .collect()),
-            Sweep::Full => partitions(store, t, oldest_kept, None).await,
-        };
-        let parts = match parts {
-            Ok(p) => p,
-            Err(e) => {
-                report.errors.push(format!("listing hep_{t}: {e}"));
-                continue;
-            }
-        };
-        for p in parts {
-            report.partitions += 1;
-            match list_partition(store, p).await {
-                Ok(l) => {
-                    l.observe(&mut frontier);
-                    listings.push((l, Instant::now()));
+            Sweep::Recent => {
+                for hour in now_hour - cfg.recent_hours..=now_hour {
+                    let p = Partition { hep_type: t, hour };
+                    match list_partition(store, p).await {
+                        Ok(l) => keep(l, &mut report),
+                        Err(e) => report.errors.push(format!("{p}: {e}")),
+                    }
                 }
-                Err(e) => report.errors.push(format!("{p}: {e}")),
+            }
+            // A LIST per day, not per hour: a month of hours in 30.
+            Sweep::Full => {
+                let days = match days(store, t).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        report.errors.push(format!("listing hep_{t}: {e}"));
+                        continue;
+                    }
+                };
+                let kept = |day: i64| oldest_kept.is_none_or(|h| day * 24 + 23 >= h);
+                for day in days.into_iter().filter(|&d| kept(d)) {
+                    let hours = match list_day(store, t, day).await {
+                        Ok(h) => h,
+                        Err(e) => {
+                            let date = Partition {
+                                hep_type: t,
+                                hour: day * 24,
+                            }
+                            .date_dir();
+                            report.errors.push(format!("hep_{t}/{date}: {e}"));
+                            continue;
+                        }
+                    };
+                    for (p, listing) in hours {
+                        match listing {
+                            _ if oldest_kept.is_some_and(|h| p.hour < h) => {}
+                            Ok(l) => keep(l, &mut report),
+                            Err(e) => report.errors.push(format!("{p}: {e}")),
+                        }
+                    }
+                }
             }
         }
     }
+    let run = Run {
+        store,
+        cfg,
+        clock,
+        deadline,
+        frontier,
+    };
     for (listing, listed_at) in listings {
         let p = listing.partition;
         // A listing taken long ago (a long run) is taken again rather than trusted.
         let fresh = (listed_at.elapsed() < REUSE_LISTING_FOR).then_some(listing);
-        let r = compact_partition(
-            store,
-            p,
-            fresh,
-            &frontier,
-            cfg,
-            clock,
-            deadline,
-            &mut report,
-        );
-        if let Err(e) = r.await {
+        if let Err(e) = run.compact_partition(p, fresh, &mut report).await {
             tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
             report.errors.push(format!("{p}: {e}"));
         }
@@ -188,78 +212,93 @@ pub async fn run(
     report
 }
 
-/// Compacts one partition as far as its plan goes. Safe to run again at any time.
-#[allow(clippy::too_many_arguments)]
-async fn compact_partition(
-    store: &Arc<dyn ObjectStore>,
-    p: Partition,
-    mut listed: Option<PartitionListing>,
-    frontier: &Frontier,
-    cfg: &CompactionConfig,
+/// What every partition of one run shares.
+struct Run<'a> {
+    store: &'a Arc<dyn ObjectStore>,
+    cfg: &'a CompactionConfig,
     clock: Clock,
+    /// No job starts after it.
     deadline: Option<Instant>,
-    report: &mut CompactionReport,
-) -> Result<()> {
-    // A quarantined input changes the plan: list and plan again.
-    for _ in 0..4 {
-        let listing = match listed.take() {
-            Some(l) => l,
-            None => list_partition(store, p).await?,
-        };
-        report.deleted += clean_up(store, &listing, cfg, clock.now()).await?;
-        let mut replan = false;
-        let mut committed = false;
-        // The entry this run last saw or wrote: the next commit tries to extend it without listing.
-        let mut base = listing.snapshot.clone();
-        let mut jobs: std::collections::VecDeque<Job> =
-            plan(&listing, cfg, clock.now(), frontier).into();
-        while let Some(job) = jobs.pop_front() {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+    /// How far each Kinesis shard's checkpoint has moved, from every listing of the run.
+    frontier: Frontier,
+}
+
+impl Run<'_> {
+    /// Compacts one partition as far as its plan goes. Safe to run again at any time.
+    async fn compact_partition(
+        &self,
+        p: Partition,
+        mut listed: Option<PartitionListing>,
+        report: &mut CompactionReport,
+    ) -> Result<()> {
+        let Run {
+            store,
+            cfg,
+            clock,
+            deadline,
+            ref frontier,
+        } = *self;
+        // A quarantined input changes the plan: list and plan again.
+        for _ in 0..4 {
+            let listing = match listed.take() {
+                Some(l) => l,
+                None => list_partition(store, p).await?,
+            };
+            report.deleted += clean_up(store, &listing, cfg, clock.now()).await?;
+            let mut replan = false;
+            let mut committed = false;
+            // The entry this run last saw or wrote: the next commit tries to extend it without listing.
+            let mut base = listing.snapshot.clone();
+            let mut jobs: std::collections::VecDeque<Job> =
+                plan(&listing, cfg, clock.now(), frontier).into();
+            while let Some(job) = jobs.pop_front() {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(());
+                }
+                match run_job(store, &job, cfg, clock, Some(&base)).await {
+                    Ok(Some(done)) => {
+                        committed = true;
+                        // Inputs that did not fit the memory budget form the next job.
+                        if job.inputs.len() - done.inputs >= 2 {
+                            jobs.push_front(Job {
+                                inputs: job.inputs[done.inputs..].to_vec(),
+                                ..job
+                            });
+                        }
+                        report.jobs += 1;
+                        report.files_in += done.inputs;
+                        report.files_out += done.outputs;
+                        report.rows += done.rows;
+                        report.bytes_in += done.bytes_in;
+                        report.bytes_out += done.bytes_out;
+                        base = done.snapshot;
+                    }
+                    Ok(None) => {
+                        // Overtaken: this listing is stale.
+                        report.conflicts += 1;
+                        break;
+                    }
+                    Err(LakeError::Unreadable { path, reason }) => {
+                        tracing::warn!(%path, %reason, "unreadable file moved to quarantine");
+                        quarantine(store, &path, &reason).await?;
+                        report.quarantined += 1;
+                        replan = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if committed && cfg.grace.is_zero() {
+                // Nothing may still be reading the inputs (the CLI's --grace-secs 0).
+                let after = list_partition(store, p).await?;
+                report.deleted += clean_up(store, &after, cfg, clock.now()).await?;
+            }
+            if !replan {
                 return Ok(());
             }
-            match run_job(store, &job, cfg, clock, Some(&base)).await {
-                Ok(Some(done)) => {
-                    committed = true;
-                    // Inputs that did not fit the memory budget form the next job.
-                    if job.inputs.len() - done.inputs >= 2 {
-                        jobs.push_front(Job {
-                            inputs: job.inputs[done.inputs..].to_vec(),
-                            ..job
-                        });
-                    }
-                    report.jobs += 1;
-                    report.files_in += done.inputs;
-                    report.files_out += done.outputs;
-                    report.rows += done.rows;
-                    report.bytes_in += done.bytes_in;
-                    report.bytes_out += done.bytes_out;
-                    base = done.snapshot;
-                }
-                Ok(None) => {
-                    // Overtaken: this listing is stale.
-                    report.conflicts += 1;
-                    break;
-                }
-                Err(LakeError::Unreadable { path, reason }) => {
-                    tracing::warn!(%path, %reason, "unreadable file moved to quarantine");
-                    quarantine(store, &path, &reason).await?;
-                    report.quarantined += 1;
-                    replan = true;
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
         }
-        if committed && cfg.grace.is_zero() {
-            // Nothing may still be reading the inputs (the CLI's --grace-secs 0).
-            let after = list_partition(store, p).await?;
-            report.deleted += clean_up(store, &after, cfg, clock.now()).await?;
-        }
-        if !replan {
-            return Ok(());
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What one committed job did.

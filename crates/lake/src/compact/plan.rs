@@ -139,21 +139,19 @@ pub fn plan(
         cfg.young_file_bytes
     };
     let settled = now_micros - cfg.young_after.as_micros() as i64;
-    let beyond_retries = now_micros - cfg.kinesis_retry_horizon.as_micros() as i64;
-    let final_rows = |f: &ObjectMeta| match FileName::parse(file_name(f)) {
-        Some(name @ FileName::KinesisBatch { started, .. }) => {
-            started <= beyond_retries || frontier.settled(&name)
-        }
-        _ => true,
+    let retries_end = now_micros - cfg.kinesis_retry_horizon.as_micros() as i64;
+    let final_rows = |f: &ObjectMeta| {
+        FileName::parse(file_name(f)).is_none_or(|name| frontier.settled(&name, retries_end))
     };
     let mut candidates: Vec<ObjectMeta> = listing
         .visible()
-        .into_iter()
+        .iter()
         .filter(|f| {
             f.size < target / 2
                 && (closed || f.last_modified.timestamp_micros() <= settled)
                 && final_rows(f)
         })
+        .cloned()
         .collect();
     candidates.sort_by(|a, b| (a.last_modified, &a.location).cmp(&(b.last_modified, &b.location)));
     let mut jobs = Vec::new();
@@ -210,13 +208,7 @@ mod tests {
                 version: None,
             })
             .collect();
-        PartitionListing {
-            partition,
-            files,
-            log: vec![],
-            legacy: vec![],
-            snapshot: Snapshot::default(),
-        }
+        PartitionListing::new(partition, files, vec![], vec![], Snapshot::default())
     }
 
     fn sizes(jobs: &[Job]) -> Vec<Vec<u64>> {
@@ -255,20 +247,21 @@ mod tests {
         let cfg = CompactionConfig::default();
         let start = HOUR * MICROS_PER_HOUR;
         let now = start + 2 * MICROS_PER_HOUR;
-        let mut l = listing(&[]);
         let attempt = |first: u32, last: u32, started: i64| {
             FileName::kinesis_batch("s", &first.to_string(), &last.to_string(), started)
         };
-        l.files = [attempt(1, 5, start), attempt(6, 9, start + 1)]
+        let partition = listing(&[]).partition;
+        let files = [attempt(1, 5, start), attempt(6, 9, start + 1)]
             .iter()
             .map(|n| ObjectMeta {
-                location: l.partition.file(n),
+                location: partition.file(n),
                 last_modified: DateTime::from_timestamp_micros(start).unwrap(),
                 size: 100,
                 e_tag: None,
                 version: None,
             })
             .collect();
+        let l = PartitionListing::new(partition, files, vec![], vec![], Snapshot::default());
         let mut frontier = Frontier::default();
         l.observe(&mut frontier);
         assert!(

@@ -1116,3 +1116,32 @@ async fn a_recent_run_lists_its_hours_directly() {
     assert_eq!((listed, r.partitions), (2, 2), "{ops:?}");
     assert_eq!(r.expired_hours, 0);
 }
+
+/// A full sweep over a month of hours must not LIST each hour (LISTs are
+/// billed like PUTs): one LIST per day finds the hours and their files, and
+/// late files in an old hour are still merged.
+#[tokio::test]
+async fn a_full_sweep_lists_each_day_once() {
+    let (inst, store) = instrumented();
+    let t = now();
+    let hours = 30;
+    for k in 0..hours {
+        write_server(&store, &[msg(k, t - k * MICROS_PER_HOUR)]).await;
+    }
+    // Late data: a second small file in an hour long closed.
+    let late = t - 20 * MICROS_PER_HOUR;
+    write_server(&store, &[msg(100, late)]).await;
+    let days: BTreeSet<i64> = (0..hours)
+        .map(|k| (t - k * MICROS_PER_HOUR).div_euclid(24 * MICROS_PER_HOUR))
+        .collect();
+    inst.take_ops();
+    let r = run(&store, &CompactionConfig::default(), t, Sweep::Full, None).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    let ops = inst.take_ops();
+    let listed: Vec<_> = ops.iter().filter(|o| matches!(o, Op::List(_))).collect();
+    assert_eq!(listed.len(), days.len(), "a LIST per day: {listed:?}");
+    assert_eq!(r.partitions, hours as usize);
+    assert_eq!((r.jobs, r.files_in), (1, 2), "the late hour merged: {r:?}");
+    let p = Partition::for_micros(1, late);
+    assert_eq!(list_partition(&store, p).await.unwrap().visible().len(), 1);
+}
