@@ -5,7 +5,7 @@
 //! → the event source mapping as Lambda runs it (each shard polled once a
 //! second, a batch closed at the template's window, batch size or 6 MB) →
 //! the ingest handler → LocalStack S3, through a request recorder; one
-//! compaction run as the schedule makes it; probes (one a second, a unique
+//! compaction run as the schedule makes it; probes (two a second, a unique
 //! Call-ID each) asked through the query handler until they are found.
 //! Every billable operation is counted and priced with the list prices
 //! below; the period's counts are scaled to a 30-day month.
@@ -252,8 +252,14 @@ async fn poll_shard(
     }
 }
 
-async fn count_call(router: &web::Router, call_id: &str) -> i64 {
-    let sql = format!("SELECT count(*) AS n FROM hep_1 WHERE call_id = '{call_id}'");
+/// Which of `call_ids` the query handler finds: one query asks for all of
+/// them, so a probe's wait does not grow with the number of probes waiting.
+async fn found_calls(router: &web::Router, call_ids: &[String]) -> Vec<String> {
+    let list: Vec<String> = call_ids.iter().map(|c| format!("'{c}'")).collect();
+    let sql = format!(
+        "SELECT DISTINCT call_id FROM hep_1 WHERE call_id IN ({})",
+        list.join(",")
+    );
     let uri = format!(
         "/query?q={}",
         percent_encoding::utf8_percent_encode(&sql, percent_encoding::NON_ALPHANUMERIC)
@@ -266,10 +272,15 @@ async fn count_call(router: &web::Router, call_id: &str) -> i64 {
     let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();
-    serde_json::from_slice::<Value>(&body).unwrap()[0]["n"]
-        .as_i64()
-        .unwrap_or(0)
+    let rows = serde_json::from_slice::<Value>(&body).unwrap();
+    let rows = rows.as_array().expect("query rows");
+    rows.iter()
+        .map(|r| r["call_id"].as_str().unwrap().to_owned())
+        .collect()
 }
+
+/// Probes sent per second of traffic.
+const PROBES_PER_SEC: u64 = 2;
 
 struct Measured {
     rate: u64,
@@ -356,22 +367,27 @@ async fn measure(rate: u64, secs: u64, d: Arc<Deployment>) -> Measured {
                 if waiting.is_empty() && !sending.load(Ordering::SeqCst) {
                     return;
                 }
-                for (id, sent) in waiting {
-                    if count_call(&router, &id).await > 0 || sent.elapsed() > give_up {
-                        if sent.elapsed() <= give_up {
+                if !waiting.is_empty() {
+                    let ids: Vec<String> = waiting.iter().map(|(id, _)| id.clone()).collect();
+                    let found = found_calls(&router, &ids).await;
+                    for (id, sent) in waiting {
+                        let seen = found.contains(&id);
+                        if seen {
                             latencies
                                 .lock()
                                 .unwrap()
                                 .push(sent.elapsed().as_millis() as u64);
                         }
-                        probes.lock().unwrap().retain(|(p, _)| *p != id);
+                        if seen || sent.elapsed() > give_up {
+                            probes.lock().unwrap().retain(|(p, _)| *p != id);
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
     };
-    // Traffic: every 10 ms the next rate/100 messages of realistic calls (SIP, RTCP, logs), and a probe a second.
+    // Traffic: every 10 ms the next rate/100 messages of realistic calls (SIP, RTCP, logs); probes.
     let sent = Arc::new(AtomicU64::new(0));
     let sender = {
         let (sent, probes, sending) = (sent.clone(), probes.clone(), sending.clone());
@@ -400,7 +416,7 @@ async fn measure(rate: u64, secs: u64, d: Arc<Deployment>) -> Measured {
                     sent.fetch_add(1, Ordering::Relaxed);
                     owed -= 1.0;
                 }
-                if start.elapsed() >= Duration::from_secs(next_probe) {
+                if start.elapsed() >= Duration::from_millis(next_probe * 1000 / PROBES_PER_SEC) {
                     let probe = Call::new(1_000_000 + rate, next_probe);
                     let m = probe.sip_flow(now).remove(0);
                     sock.send_to(&hep::encode_v3(&m).unwrap(), hep).unwrap();
@@ -418,7 +434,7 @@ async fn measure(rate: u64, secs: u64, d: Arc<Deployment>) -> Measured {
         })
     };
     sender.await.unwrap();
-    let probes_sent = secs as usize;
+    let probes_sent = (secs * PROBES_PER_SEC) as usize;
     prober.await.unwrap();
     stop_relay.cancel();
     relay_task.await.unwrap().unwrap();
@@ -533,12 +549,20 @@ fn monthly(m: &Measured, d: &Deployment) -> BTreeMap<&'static str, f64> {
             + c_put * price::S3_PUT
             + c_get * price::S3_GET),
     );
-    // A full sweep lists every retained hour of each table and reads its log: 2 requests each.
+    // A full sweep LISTs each table's dates and each retained day (a page per 1 000
+    // objects: a compacted day holds fewer), and GETs each hour's log entry, one
+    // after another (about 20 ms each on S3, modelled).
     let sweeps = MONTH_SECS / 3600.0 / d.full_sweep_every_hours as f64;
+    let lists = (d.retention_days as f64 + 1.0) * 3.0;
     let partitions = d.retention_days as f64 * 24.0 * 3.0;
+    let sweep_gb_s = partitions * 0.020 * d.compactor_memory_mb as f64 / 1024.0;
     c.insert(
         "compactor (full sweeps)",
-        sweeps * partitions * (price::S3_PUT + price::S3_GET),
+        sweeps
+            * (price::LAMBDA_REQUEST
+                + sweep_gb_s * price::LAMBDA_GB_SECOND
+                + lists * price::S3_PUT
+                + partitions * price::S3_GET),
     );
     let invocations = k.invocations as f64 * scale + runs + sweeps;
     c.insert(
