@@ -24,11 +24,11 @@ use axum::body::Body;
 use edge_relay::batcher::BatcherConfig;
 use edge_relay::relay::RelayConfig;
 use edge_relay::sink::KinesisSink;
+use futures::{StreamExt, TryStreamExt};
 use hep::sample::Call;
 use lake::compact::{CompactionConfig, Sweep};
 use listen::CancellationToken;
 use object_store::ObjectStore;
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
