@@ -136,9 +136,49 @@ pub async fn run(
         }
         oldest_kept = Some(kept);
     }
-    let now_hour = now_micros.div_euclid(MICROS_PER_HOUR);
     // Every partition is listed before any is compacted: the listings show how
     // far each Kinesis shard's checkpoint has moved (which ingest files are settled).
+    let now_hour = now_micros.div_euclid(MICROS_PER_HOUR);
+    let (listings, frontier) = list_sweep(
+        store,
+        &tables,
+        sweep,
+        cfg.recent_hours,
+        now_hour,
+        oldest_kept,
+        &mut report,
+    )
+    .await;
+    let run = Run {
+        store,
+        cfg,
+        clock,
+        deadline,
+        frontier,
+    };
+    for (listing, listed_at) in listings {
+        let p = listing.partition;
+        // A listing taken long ago (a long run) is taken again rather than trusted.
+        let fresh = (listed_at.elapsed() < REUSE_LISTING_FOR).then_some(listing);
+        if let Err(e) = run.compact_partition(p, fresh, &mut report).await {
+            tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
+            report.errors.push(format!("{p}: {e}"));
+        }
+    }
+    report
+}
+
+/// Lists the partitions a sweep visits (those that can be read, each counted in
+/// `report`), and the Kinesis frontier they show.
+async fn list_sweep(
+    store: &Arc<dyn ObjectStore>,
+    tables: &[u8],
+    sweep: Sweep,
+    recent_hours: i64,
+    now_hour: i64,
+    oldest_kept: Option<i64>,
+    report: &mut CompactionReport,
+) -> (Vec<(PartitionListing, Instant)>, Frontier) {
     let mut listings = Vec::new();
     let mut frontier = Frontier::default();
     let mut keep = |l: PartitionListing, report: &mut CompactionReport| {
@@ -146,15 +186,15 @@ pub async fn run(
         l.observe(&mut frontier);
         listings.push((l, Instant::now()));
     };
-    for &t in &tables {
+    for &t in tables {
         match sweep {
             // The hours are known: no directory LISTs (billed like PUTs on S3). Hours
             // ahead of the clock (capture times up to an hour ahead) wait for a full sweep.
             Sweep::Recent => {
-                for hour in now_hour - cfg.recent_hours..=now_hour {
+                for hour in now_hour - recent_hours..=now_hour {
                     let p = Partition { hep_type: t, hour };
                     match list_partition(store, p).await {
-                        Ok(l) => keep(l, &mut report),
+                        Ok(l) => keep(l, report),
                         Err(e) => report.errors.push(format!("{p}: {e}")),
                     }
                 }
@@ -185,7 +225,7 @@ pub async fn run(
                     for (p, listing) in hours {
                         match listing {
                             _ if oldest_kept.is_some_and(|h| p.hour < h) => {}
-                            Ok(l) => keep(l, &mut report),
+                            Ok(l) => keep(l, report),
                             Err(e) => report.errors.push(format!("{p}: {e}")),
                         }
                     }
@@ -193,23 +233,7 @@ pub async fn run(
             }
         }
     }
-    let run = Run {
-        store,
-        cfg,
-        clock,
-        deadline,
-        frontier,
-    };
-    for (listing, listed_at) in listings {
-        let p = listing.partition;
-        // A listing taken long ago (a long run) is taken again rather than trusted.
-        let fresh = (listed_at.elapsed() < REUSE_LISTING_FOR).then_some(listing);
-        if let Err(e) = run.compact_partition(p, fresh, &mut report).await {
-            tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
-            report.errors.push(format!("{p}: {e}"));
-        }
-    }
-    report
+    (listings, frontier)
 }
 
 /// What every partition of one run shares.
