@@ -563,9 +563,9 @@ fn monthly(m: &Measured, d: &Deployment) -> BTreeMap<&'static str, f64> {
             + c_put * price::S3_PUT
             + c_get * price::S3_GET),
     );
-    // A full sweep LISTs each table's dates and each retained day (a page per 1 000
-    // objects: a compacted day holds fewer), and GETs each hour's log entry, one
-    // after another (about 20 ms each on S3, modelled).
+    // A full sweep LISTs each table's dates and each retained day, one page each (a
+    // page holds 1 000 objects; a busy day takes two or three), and GETs each hour's
+    // log entry, one after another (about 20 ms each on S3, modelled).
     let sweeps = MONTH_SECS / 3600.0 / d.full_sweep_every_hours as f64;
     let lists = (d.retention_days as f64 + 1.0) * 3.0;
     let partitions = d.retention_days as f64 * 24.0 * 3.0;
