@@ -168,7 +168,8 @@ impl PartitionListing {
         }
     }
 
-    /// The files a reader must read: each stored row exactly once.
+    /// The files a reader must read: each stored row exactly once. Newest
+    /// first, the order a scan reads them in (see `HepTable::scan`).
     pub fn visible(&self) -> &[ObjectMeta] {
         self.visible.get_or_init(|| self.work_out_visible())
     }
@@ -189,11 +190,13 @@ impl PartitionListing {
             .map(file_name)
             .chain(retired.iter().copied());
         let hidden = spans::superseded(candidates, known.filter(kinesis));
-        admitted
+        let mut visible: Vec<ObjectMeta> = admitted
             .into_iter()
             .filter(|f| !hidden.contains(file_name(f)))
             .cloned()
-            .collect()
+            .collect();
+        visible.sort_by_key(|m| std::cmp::Reverse(m.last_modified));
+        visible
     }
 
     /// Takes note, in `frontier`, of every Kinesis attempt this partition shows.
@@ -353,11 +356,7 @@ pub async fn list_day(
     hep_type: u8,
     day: i64,
 ) -> Result<Vec<(Partition, Result<PartitionListing>)>> {
-    let first = Partition {
-        hep_type,
-        hour: day * 24,
-    };
-    let prefix = paths::table_prefix(hep_type).join(first.date_dir());
+    let prefix = paths::date_prefix(hep_type, day);
     let mut hours: BTreeMap<Partition, Vec<ObjectMeta>> = BTreeMap::new();
     let mut objects = store.list(Some(&prefix));
     while let Some(meta) = objects.try_next().await? {
@@ -406,13 +405,8 @@ pub async fn partitions(
             continue;
         }
         // One LIST per date in range discovers its hours.
-        let date = Partition {
-            hep_type,
-            hour: first,
-        }
-        .date_dir();
         for hour in dirs
-            .child_dirs(Some(&paths::table_prefix(hep_type).join(date)))
+            .child_dirs(Some(&paths::date_prefix(hep_type, day)))
             .await?
             .iter()
         {

@@ -131,6 +131,15 @@ pub fn table_prefix(hep_type: u8) -> Path {
     Path::from(table_name(hep_type))
 }
 
+/// `hep_<t>/date=…/`: every hour of one day (since the epoch) of a table.
+pub fn date_prefix(hep_type: u8, day: i64) -> Path {
+    let first = Partition {
+        hep_type,
+        hour: day * 24,
+    };
+    table_prefix(hep_type).join(first.date_dir())
+}
+
 /// The name of a data file inside its partition directory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileName {

@@ -225,9 +225,8 @@ impl TableProvider for HepTable {
         // their statistics without opening them.
         listings.sort_by_key(|l| std::cmp::Reverse(l.partition.hour));
         for l in listings {
-            let mut visible = l.visible().to_vec();
-            visible.sort_by_key(|m| std::cmp::Reverse(m.last_modified));
-            let files = visible.into_iter().map(PartitionedFile::from);
+            // Newest first, as `visible` keeps them.
+            let files = l.visible().iter().cloned().map(PartitionedFile::from);
             match &check {
                 Some(c) if !c.holds_throughout(l.partition)? => edge.extend(files),
                 _ => whole.extend(files),

@@ -41,7 +41,8 @@ use crate::catalog::{
 use crate::merge::{BatchSource, SortedMerge};
 use crate::parquet_io::{EncodeOptions, StoreReader, properties};
 use crate::paths::{
-    FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, job_started_micros, new_job_id,
+    FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, date_prefix, job_started_micros,
+    new_job_id,
 };
 use crate::schema::{conform, schema_for, sort_columns};
 use crate::spans::Frontier;
@@ -213,12 +214,7 @@ async fn list_sweep(
                     let hours = match list_day(store, t, day).await {
                         Ok(h) => h,
                         Err(e) => {
-                            let date = Partition {
-                                hep_type: t,
-                                hour: day * 24,
-                            }
-                            .date_dir();
-                            report.errors.push(format!("hep_{t}/{date}: {e}"));
+                            report.errors.push(format!("{}: {e}", date_prefix(t, day)));
                             continue;
                         }
                     };
