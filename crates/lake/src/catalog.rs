@@ -20,7 +20,9 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::paths::{self, COMPACTIONS_DIR, FileName, MarkerName, Partition};
+use crate::paths::{
+    self, BUNDLES_DIR, BundleHour, COMPACTIONS_DIR, FileName, MarkerName, Partition, Root, TypeSet,
+};
 use crate::schema::parse_table_name;
 use crate::spans::{self, Frontier};
 use crate::{LakeError, Result};
@@ -133,7 +135,9 @@ pub struct LegacyMarker {
 #[derive(Debug, Clone)]
 pub struct PartitionListing {
     pub partition: Partition,
-    /// Every data file present, visible or not.
+    /// Every data file present, visible or not: the partition's own, and the
+    /// bundles of its hour that hold rows of its table (`paths::BundleHour`),
+    /// whose names follow the same rules.
     pub files: Vec<ObjectMeta>,
     /// Compaction log entries present, oldest first.
     pub log: Vec<(u64, ObjectMeta)>,
@@ -230,15 +234,27 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         })
 }
 
-/// Lists one partition: one LIST, then one GET of the newest log entry.
+/// Lists one partition with the bundles of its hour: the lake's bundle type
+/// sets first ([`contents`]), then as [`list_partition_in`].
 pub async fn list_partition(
     store: &Arc<dyn ObjectStore>,
     partition: Partition,
 ) -> Result<PartitionListing> {
+    let (_, sets) = contents(store).await?;
+    list_partition_in(store, partition, &sets).await
+}
+
+/// Lists one partition: one LIST, one per bundle type set of `sets` holding
+/// its table, then one GET of the newest log entry.
+pub async fn list_partition_in(
+    store: &Arc<dyn ObjectStore>,
+    partition: Partition,
+    sets: &[TypeSet],
+) -> Result<PartitionListing> {
     // The newest entry can be cleaned up between LIST and GET only when a
     // newer one has been committed for a grace period: listing again finds it.
     for _ in 0..5 {
-        if let Some(l) = try_list_partition(store, partition).await? {
+        if let Some(l) = try_list_partition(store, partition, sets).await? {
             return Ok(l);
         }
     }
@@ -250,21 +266,48 @@ pub async fn list_partition(
 async fn try_list_partition(
     store: &Arc<dyn ObjectStore>,
     partition: Partition,
+    sets: &[TypeSet],
 ) -> Result<Option<PartitionListing>> {
     let prefix = partition.prefix();
     let all: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
-    from_objects(store, partition, all).await
+    let mut bundles = Vec::new();
+    for &types in sets.iter().filter(|s| s.contains(partition.hep_type)) {
+        let hour = BundleHour {
+            types,
+            hour: partition.hour,
+        };
+        let found: Vec<ObjectMeta> = store.list(Some(&hour.prefix())).try_collect().await?;
+        bundles.extend(found);
+    }
+    from_objects(store, partition, all, bundles).await
 }
 
-/// A partition's listing from the objects a LIST found under its prefix;
-/// None when its newest log entry vanished before it was read.
+/// Whether a listed object is a bundle this partition reads: an ingest
+/// attempt's file directly in an hour directory of bundles.
+fn is_bundle_of(meta: &ObjectMeta, p: Partition) -> bool {
+    BundleHour::parse(&meta.location).is_some_and(|b| {
+        b.hour == p.hour
+            && b.types.contains(p.hep_type)
+            && meta.location.prefix_match(&b.prefix()).map(|r| r.count()) == Some(1)
+            && matches!(
+                FileName::parse(file_name(meta)),
+                Some(FileName::KinesisBatch { .. })
+            )
+    })
+}
+
+/// A partition's listing from the objects LISTs found under its prefix and
+/// under the bundle hours of its hour; None when its newest log entry
+/// vanished before it was read.
 async fn from_objects(
     store: &Arc<dyn ObjectStore>,
     partition: Partition,
     all: Vec<ObjectMeta>,
+    bundles: Vec<ObjectMeta>,
 ) -> Result<Option<PartitionListing>> {
     let prefix = partition.prefix();
     let (mut files, mut log, mut legacy) = (Vec::new(), Vec::new(), Vec::new());
+    files.extend(bundles.into_iter().filter(|m| is_bundle_of(m, partition)));
     for meta in all {
         let rel: Vec<_> = meta
             .location
@@ -334,16 +377,32 @@ impl DirLister for Arc<dyn ObjectStore> {
     }
 }
 
-/// HEP types that have a table (a `hep_<type>/` prefix) in the lake.
+/// HEP types that have a table in the lake: a `hep_<type>/` prefix, or rows
+/// in bundles not compacted yet.
 pub async fn tables(dirs: &dyn DirLister) -> Result<Vec<u8>> {
-    let mut t: Vec<u8> = dirs
-        .child_dirs(None)
-        .await?
-        .iter()
-        .filter_map(|d| parse_table_name(d))
-        .collect();
+    Ok(contents(dirs).await?.0)
+}
+
+/// The tables (as [`tables`]) and the type sets that have bundles: one LIST
+/// of the root and, when it shows `_bundles/`, one of that.
+pub async fn contents(dirs: &dyn DirLister) -> Result<(Vec<u8>, Vec<TypeSet>)> {
+    let root = dirs.child_dirs(None).await?;
+    let mut sets = Vec::new();
+    if root.iter().any(|d| d == BUNDLES_DIR) {
+        let bundles = Path::from(BUNDLES_DIR);
+        sets.extend(
+            dirs.child_dirs(Some(&bundles))
+                .await?
+                .iter()
+                .filter_map(|d| TypeSet::parse_dir(d)),
+        );
+        sets.sort_unstable();
+    }
+    let mut t: Vec<u8> = root.iter().filter_map(|d| parse_table_name(d)).collect();
+    t.extend(sets.iter().flat_map(|s| s.types().collect::<Vec<_>>()));
     t.sort_unstable();
-    Ok(t)
+    t.dedup();
+    Ok((t, sets))
 }
 
 /// Every hour partition of `hep_type` on `day` (since the epoch), listed as
@@ -351,24 +410,35 @@ pub async fn tables(dirs: &dyn DirLister) -> Result<Vec<u8>> {
 /// objects) and a GET of each hour's newest log entry: a sweep over a month
 /// costs a LIST per day rather than one per hour (LISTs are billed like PUTs,
 /// GETs at a twelfth of that). An hour that cannot be read is reported beside the others.
+/// `sets`: the lake's bundle type sets ([`contents`]); each holding the
+/// table adds a LIST of its day.
 pub async fn list_day(
     store: &Arc<dyn ObjectStore>,
     hep_type: u8,
     day: i64,
+    sets: &[TypeSet],
 ) -> Result<Vec<(Partition, Result<PartitionListing>)>> {
-    let prefix = paths::date_prefix(hep_type, day);
-    let mut hours: BTreeMap<Partition, Vec<ObjectMeta>> = BTreeMap::new();
-    let mut objects = store.list(Some(&prefix));
+    let at = |hour| Partition { hep_type, hour };
+    let mut hours: BTreeMap<Partition, (Vec<ObjectMeta>, Vec<ObjectMeta>)> = BTreeMap::new();
+    let mut objects = store.list(Some(&paths::date_prefix(hep_type, day)));
     while let Some(meta) = objects.try_next().await? {
         if let Some(p) = Partition::parse(&meta.location) {
-            hours.entry(p).or_default().push(meta);
+            hours.entry(p).or_default().0.push(meta);
+        }
+    }
+    for &types in sets.iter().filter(|s| s.contains(hep_type)) {
+        let mut objects = store.list(Some(&Root::Bundles(types).date_prefix(day)));
+        while let Some(meta) = objects.try_next().await? {
+            if let Some(b) = BundleHour::parse(&meta.location) {
+                hours.entry(at(b.hour)).or_default().1.push(meta);
+            }
         }
     }
     let mut out = Vec::with_capacity(hours.len());
-    for (p, objects) in hours {
-        let listing = match from_objects(store, p, objects).await {
+    for (p, (own, bundles)) in hours {
+        let listing = match from_objects(store, p, own, bundles).await {
             Ok(Some(l)) => Ok(l),
-            Ok(None) => list_partition(store, p).await,
+            Ok(None) => list_partition_in(store, p, sets).await,
             Err(e) => Err(e),
         };
         out.push((p, listing));
@@ -376,11 +446,10 @@ pub async fn list_day(
     Ok(out)
 }
 
-/// The days (since the epoch) that have a date directory in `hep_type`'s table.
-pub async fn days(dirs: &dyn DirLister, hep_type: u8) -> Result<Vec<i64>> {
-    let table = paths::table_prefix(hep_type);
+/// The days (since the epoch) that have a date directory under `root`.
+pub async fn days(dirs: &dyn DirLister, root: Root) -> Result<Vec<i64>> {
     let mut days: Vec<i64> = dirs
-        .child_dirs(Some(&table))
+        .child_dirs(Some(&root.prefix()))
         .await?
         .iter()
         .filter_map(|d| paths::parse_date_dir(d))
@@ -389,41 +458,61 @@ pub async fn days(dirs: &dyn DirLister, hep_type: u8) -> Result<Vec<i64>> {
     Ok(days)
 }
 
-/// Hour partitions of one table within `[lo_hour, hi_hour]` (inclusive,
-/// unbounded when None). Lists only the date directories in range.
+/// The hours (since the epoch) that have a directory under `root` within
+/// `[lo_hour, hi_hour]` (inclusive, unbounded when None). Lists only the
+/// date directories in range.
+pub async fn hours(
+    dirs: &dyn DirLister,
+    root: Root,
+    lo_hour: Option<i64>,
+    hi_hour: Option<i64>,
+) -> Result<Vec<i64>> {
+    let in_range = |h: i64| lo_hour.is_none_or(|lo| h >= lo) && hi_hour.is_none_or(|hi| h <= hi);
+    let mut out = Vec::new();
+    for day in days(dirs, root).await? {
+        let (first, last) = (day * 24, day * 24 + 23);
+        if lo_hour.is_some_and(|lo| last < lo) || hi_hour.is_some_and(|hi| first > hi) {
+            continue;
+        }
+        // One LIST per date in range discovers its hours.
+        for hour in dirs.child_dirs(Some(&root.date_prefix(day))).await?.iter() {
+            let Some(h) = paths::parse_hour_dir(hour) else {
+                continue;
+            };
+            if in_range(first + h) {
+                out.push(first + h);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Hour partitions of one table within `[lo_hour, hi_hour]` (as [`hours`]):
+/// those with a directory of the table or of bundles holding it.
 pub async fn partitions(
     dirs: &dyn DirLister,
     hep_type: u8,
     lo_hour: Option<i64>,
     hi_hour: Option<i64>,
 ) -> Result<Vec<Partition>> {
-    let in_range = |h: i64| lo_hour.is_none_or(|lo| h >= lo) && hi_hour.is_none_or(|hi| h <= hi);
+    let (_, sets) = contents(dirs).await?;
+    let mut roots = vec![Root::Table(hep_type)];
+    roots.extend(
+        sets.into_iter()
+            .filter(|s| s.contains(hep_type))
+            .map(Root::Bundles),
+    );
     let mut out = Vec::new();
-    for day in days(dirs, hep_type).await? {
-        let (first, last) = (day * 24, day * 24 + 23);
-        if lo_hour.is_some_and(|lo| last < lo) || hi_hour.is_some_and(|hi| first > hi) {
-            continue;
-        }
-        // One LIST per date in range discovers its hours.
-        for hour in dirs
-            .child_dirs(Some(&paths::date_prefix(hep_type, day)))
-            .await?
-            .iter()
-        {
-            let Some(h) = paths::parse_hour_dir(hour) else {
-                continue;
-            };
-            let abs = first + h;
-            if in_range(abs) {
-                out.push(Partition {
-                    hep_type,
-                    hour: abs,
-                });
-            }
-        }
+    for root in roots {
+        out.extend(hours(dirs, root, lo_hour, hi_hour).await?);
     }
     out.sort_unstable();
-    Ok(out)
+    out.dedup();
+    Ok(out
+        .into_iter()
+        .map(|hour| Partition { hep_type, hour })
+        .collect())
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use object_store::{
 };
 
 use crate::Result;
-use crate::catalog::{DirLister, PartitionListing, child_dirs, list_partition};
-use crate::paths::Partition;
+use crate::catalog::{DirLister, PartitionListing, child_dirs, contents, list_partition_in};
+use crate::paths::{BundleHour, Partition};
 use crate::read_cache::HitCount;
 
 /// Entries beyond this many trigger a sweep of the expired ones.
@@ -127,7 +127,8 @@ impl ListingCache {
     /// One partition's files and snapshot.
     pub async fn partition(&self, p: Partition) -> Result<Arc<PartitionListing>> {
         self.get_or_list(p, |s| &mut s.partitions, async {
-            Ok(Arc::new(list_partition(&self.store, p).await?))
+            let (_, sets) = contents(self).await?;
+            Ok(Arc::new(list_partition_in(&self.store, p, &sets).await?))
         })
         .await
     }
@@ -139,9 +140,17 @@ impl ListingCache {
         if let Some(p) = Partition::parse(path) {
             s.partitions.0.remove(&p);
         }
+        if let Some(b) = BundleHour::parse(path) {
+            for hep_type in b.types.types() {
+                s.partitions.0.remove(&Partition {
+                    hep_type,
+                    hour: b.hour,
+                });
+            }
+        }
         // A new table, date or hour directory: its parent's listing lacks it.
         let parts: Vec<String> = path.parts().map(|p| p.as_ref().to_owned()).collect();
-        for depth in 0..parts.len().saturating_sub(1).min(3) {
+        for depth in 0..parts.len().saturating_sub(1).min(4) {
             let parent = parts[..depth].join("/");
             let lacks_child = s
                 .dirs

@@ -153,6 +153,57 @@ pub fn encode(batches: &[RecordBatch], hep_type: u8, opts: EncodeOptions) -> Res
     Ok(Bytes::from(buf))
 }
 
+/// The schema of a bundle: every table's columns (`hep_1`'s hold the others').
+pub fn bundle_schema() -> arrow::datatypes::SchemaRef {
+    schema_for(crate::schema::SIP_TYPE)
+}
+
+/// Encodes several tables' rows as one bundle (`paths::BundleHour`): one row
+/// group per table, ascending by type, each sorted as its table's files are.
+/// Each table's rows must fit one row group (`row_group_rows`).
+pub fn encode_bundle(tables: &[(u8, RecordBatch)], opts: EncodeOptions) -> Result<Bytes> {
+    let schema = bundle_schema();
+    let rows = tables.iter().map(|(_, b)| b.num_rows()).max().unwrap_or(0);
+    let mut buf = Vec::new();
+    let props = properties(crate::schema::SIP_TYPE, rows, opts)?;
+    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))?;
+    let mut sorted: Vec<&(u8, RecordBatch)> = tables.iter().collect();
+    sorted.sort_by_key(|(t, _)| *t);
+    for (hep_type, batch) in sorted {
+        if batch.num_rows() > opts.row_group_rows {
+            return Err(crate::LakeError::Other(format!(
+                "a bundle's hep_{hep_type} rows ({}) exceed one row group",
+                batch.num_rows()
+            )));
+        }
+        let (ordered, _) = time_slices(batch, *hep_type, batch.num_rows().max(1))?;
+        w.write(&crate::schema::conform(&ordered, &schema)?)?;
+        // Ends the row group: one per table, whatever its size.
+        w.flush()?;
+    }
+    w.close()?;
+    Ok(Bytes::from(buf))
+}
+
+/// The rows of `hep_type`'s table a data file holds, in that table's schema:
+/// a whole file of the table, or its row group of a bundle.
+pub async fn read_table_rows(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    hep_type: u8,
+) -> Result<Vec<RecordBatch>> {
+    let bytes = store.get(path).await?.bytes().await?;
+    let mut reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024);
+    if let Some((row_group, _)) = crate::paths::bundle_row_group(path, hep_type) {
+        reader = reader.with_row_groups(vec![row_group]);
+    }
+    let schema = schema_for(hep_type);
+    reader
+        .build()?
+        .map(|b| crate::schema::conform(&b?, &schema))
+        .collect()
+}
+
 /// Decodes a whole Parquet file (compaction input; files are bounded in size).
 pub fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?

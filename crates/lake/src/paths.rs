@@ -7,6 +7,8 @@
 //! hep_<type>/date=YYYY-MM-DD/hour=HH/c-<id>-<n>.parquet                compaction output n of job <id>
 //! hep_<type>/date=YYYY-MM-DD/hour=HH/_compactions/<seq>.json           compaction log (20 digits)
 //! hep_<type>/date=YYYY-MM-DD/hour=HH/_compactions/<id>.json            compaction marker, before the log
+//! _bundles/t=<a>.<b>[.<c>…]/date=YYYY-MM-DD/hour=HH/kb-….parquet       a small ingest attempt's rows of
+//!                                                                       several tables: a row group per type
 //! _quarantine/kinesis/<shard>/<sequence>.bin|.err                      undecodable Kinesis records
 //! _quarantine/lake/<original key>[.err]                                unreadable Parquet files, moved aside
 //! _probe/write                                                         written and deleted at start: is the lake writable?
@@ -25,6 +27,7 @@ use crate::schema::{parse_table_name, table_name};
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const COMPACTIONS_DIR: &str = "_compactions";
 pub const QUARANTINE_DIR: &str = "_quarantine";
+pub const BUNDLES_DIR: &str = "_bundles";
 
 /// Written and deleted when a server starts, to find an unwritable lake then.
 pub fn write_probe() -> Path {
@@ -62,25 +65,16 @@ impl Partition {
         (self.hour + 1) * MICROS_PER_HOUR
     }
 
-    fn start(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_micros(self.start_micros()).unwrap_or_default()
-    }
-
     pub fn date_dir(&self) -> String {
-        format!("date={}", self.start().format("%Y-%m-%d"))
+        date_dir(self.hour)
     }
 
     pub fn hour_dir(&self) -> String {
-        format!("hour={:02}", self.start().hour())
+        hour_dir(self.hour)
     }
 
     pub fn prefix(&self) -> Path {
-        Path::from(format!(
-            "{}/{}/{}",
-            table_name(self.hep_type),
-            self.date_dir(),
-            self.hour_dir()
-        ))
+        Root::Table(self.hep_type).hour_prefix(self.hour)
     }
 
     /// Key of a data file of this partition.
@@ -109,6 +103,146 @@ impl Partition {
     }
 }
 
+fn hour_start(hour: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(hour * MICROS_PER_HOUR).unwrap_or_default()
+}
+
+/// `date=YYYY-MM-DD` of an hour since the epoch.
+pub fn date_dir(hour: i64) -> String {
+    format!("date={}", hour_start(hour).format("%Y-%m-%d"))
+}
+
+/// `hour=HH` of an hour since the epoch.
+pub fn hour_dir(hour: i64) -> String {
+    format!("hour={:02}", hour_start(hour).hour())
+}
+
+/// A tree of `date=…/hour=…` directories: a table, or the bundles of one type set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Root {
+    Table(u8),
+    Bundles(TypeSet),
+}
+
+impl Root {
+    pub fn prefix(&self) -> Path {
+        match self {
+            Self::Table(t) => Path::from(table_name(*t)),
+            Self::Bundles(types) => Path::from(format!("{BUNDLES_DIR}/{}", types.dir_name())),
+        }
+    }
+
+    /// `<root>/date=…/`: every hour of one day (since the epoch).
+    pub fn date_prefix(&self, day: i64) -> Path {
+        self.prefix().join(date_dir(day * 24))
+    }
+
+    pub fn hour_prefix(&self, hour: i64) -> Path {
+        self.prefix().join(date_dir(hour)).join(hour_dir(hour))
+    }
+
+    /// The hour (since the epoch) of a key under this root, if it has one.
+    pub fn hour_of(&self, path: &Path) -> Option<i64> {
+        let mut parts = path.prefix_match(&self.prefix())?;
+        let day = parse_date_dir(parts.next()?.as_ref())?;
+        let hour = parse_hour_dir(parts.next()?.as_ref())?;
+        Some(day * 24 + hour)
+    }
+}
+
+/// The HEP types of one bundle, two or more: its row groups, one per type in
+/// ascending order, so which row group holds a type is known from the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TypeSet([u64; 4]);
+
+impl TypeSet {
+    pub fn of(types: impl IntoIterator<Item = u8>) -> Self {
+        let mut s = Self::default();
+        for t in types {
+            s.0[t as usize / 64] |= 1 << (t % 64);
+        }
+        s
+    }
+
+    pub fn contains(&self, t: u8) -> bool {
+        self.0[t as usize / 64] & (1 << (t % 64)) != 0
+    }
+
+    pub fn types(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=255u8).filter(|t| self.contains(*t))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The row group of `t` in a bundle of these types.
+    pub fn row_group(&self, t: u8) -> Option<usize> {
+        self.contains(t)
+            .then(|| self.types().take_while(|x| *x < t).count())
+    }
+
+    /// `t=1.5.100`.
+    pub fn dir_name(&self) -> String {
+        let types: Vec<String> = self.types().map(|t| t.to_string()).collect();
+        format!("t={}", types.join("."))
+    }
+
+    /// Parses [`Self::dir_name`]: two or more types, ascending, written as it writes them.
+    pub fn parse_dir(name: &str) -> Option<Self> {
+        let list = name.strip_prefix("t=")?;
+        let types = list
+            .split('.')
+            .map(|t| t.parse::<u8>().ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let set = Self::of(types);
+        (set.len() >= 2 && set.dir_name() == name).then_some(set)
+    }
+}
+
+/// One hour of the bundles of one type set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BundleHour {
+    pub types: TypeSet,
+    pub hour: i64,
+}
+
+impl BundleHour {
+    pub fn prefix(&self) -> Path {
+        Root::Bundles(self.types).hour_prefix(self.hour)
+    }
+
+    pub fn file(&self, name: &FileName) -> Path {
+        self.prefix().join(name.to_string())
+    }
+
+    /// Parses `_bundles/t=…/date=…/hour=…[/…]`.
+    pub fn parse(path: &Path) -> Option<Self> {
+        let mut parts = path.parts();
+        if parts.next()?.as_ref() != BUNDLES_DIR {
+            return None;
+        }
+        let types = TypeSet::parse_dir(parts.next()?.as_ref())?;
+        let day = parse_date_dir(parts.next()?.as_ref())?;
+        let hour = parse_hour_dir(parts.next()?.as_ref())?;
+        Some(Self {
+            types,
+            hour: day * 24 + hour,
+        })
+    }
+}
+
+/// For a data file of `hep_type`'s table stored in a bundle: the row group
+/// holding that table's rows, and how many row groups the bundle has.
+pub fn bundle_row_group(path: &Path, hep_type: u8) -> Option<(usize, usize)> {
+    let b = BundleHour::parse(path)?;
+    Some((b.types.row_group(hep_type)?, b.types.len()))
+}
+
 /// Day (since epoch) of a `date=YYYY-MM-DD` directory name.
 pub fn parse_date_dir(name: &str) -> Option<i64> {
     let day = NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
@@ -128,16 +262,12 @@ pub fn parse_hour_dir(name: &str) -> Option<i64> {
 }
 
 pub fn table_prefix(hep_type: u8) -> Path {
-    Path::from(table_name(hep_type))
+    Root::Table(hep_type).prefix()
 }
 
 /// `hep_<t>/date=…/`: every hour of one day (since the epoch) of a table.
 pub fn date_prefix(hep_type: u8, day: i64) -> Path {
-    let first = Partition {
-        hep_type,
-        hour: day * 24,
-    };
-    table_prefix(hep_type).join(first.date_dir())
+    Root::Table(hep_type).date_prefix(day)
 }
 
 /// The name of a data file inside its partition directory.
@@ -479,6 +609,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn bundle_layout() {
+        let set = TypeSet::of([100, 1, 5]);
+        let b = BundleHour {
+            types: set,
+            hour: Partition::for_micros(1, 1_737_917_047_120_000).hour,
+        };
+        assert_eq!(
+            b.file(&FileName::kinesis_batch("s", "1", "2", 3)).as_ref(),
+            "_bundles/t=1.5.100/date=2025-01-26/hour=18/kb-s-1-2-3.parquet"
+        );
+        assert_eq!(set.row_group(5), Some(1));
+        assert_eq!(set.row_group(2), None);
+        // One type is no bundle; names are canonical.
+        for bad in [
+            "t=1", "t=5.1", "t=1.1.5", "t=01.5", "t=1.5.", "t=1.256", "1.5",
+        ] {
+            assert_eq!(TypeSet::parse_dir(bad), None, "{bad}");
+        }
+        assert_eq!(TypeSet::parse_dir("t=1.5.100"), Some(set));
+    }
+
     fn file_name() -> impl Strategy<Value = FileName> {
         prop_oneof![
             ("[A-Za-z0-9_.]{1,12}", 0i64..i64::MAX, any::<u64>())
@@ -508,6 +660,20 @@ mod tests {
             let key = p.file(&name);
             prop_assert_eq!(Partition::parse(&key), Some(p));
             prop_assert_eq!(FileName::parse(key.filename().unwrap()), Some(name));
+        }
+
+        #[test]
+        fn bundle_keys_round_trip(types in proptest::collection::btree_set(any::<u8>(), 2..6), name in file_name(), hour in -1000i64..2_000_000) {
+            let set = TypeSet::of(types.iter().copied());
+            let b = BundleHour { types: set, hour };
+            let key = b.file(&name);
+            prop_assert_eq!(BundleHour::parse(&key), Some(b));
+            prop_assert_eq!(Partition::parse(&key), None, "no table's key");
+            prop_assert_eq!(FileName::parse(key.filename().unwrap()), Some(name));
+            prop_assert_eq!(Root::Bundles(set).hour_of(&key), Some(hour));
+            for (i, t) in types.iter().enumerate() {
+                prop_assert_eq!(bundle_row_group(&key, *t), Some((i, types.len())));
+            }
         }
 
         #[test]

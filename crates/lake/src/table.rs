@@ -12,6 +12,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource,
 };
@@ -31,10 +32,11 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{col, lit};
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
 
 use crate::catalog::{PartitionListing, partitions};
 use crate::listing_cache::ListingCache;
-use crate::paths::{MICROS_PER_HOUR, Partition};
+use crate::paths::{MICROS_PER_HOUR, Partition, bundle_row_group};
 use crate::read_cache::FileStats;
 use crate::schema::{TIME, query_schema_for, time_type};
 use crate::time_range::{TimeRange, from_filters, is_time_bound};
@@ -83,6 +85,19 @@ impl HepTable {
             .buffer_unordered(16)
             .try_collect()
             .await
+    }
+
+    /// A visible file as the scan reads it: of a bundle, only this table's row group.
+    fn scanned_file(&self, meta: &ObjectMeta) -> PartitionedFile {
+        let file = PartitionedFile::from(meta.clone());
+        match bundle_row_group(&meta.location, self.hep_type) {
+            Some((row_group, row_groups)) => {
+                let mut plan = ParquetAccessPlan::new_none(row_groups);
+                plan.scan(row_group);
+                file.with_extension(plan)
+            }
+            None => file,
+        }
     }
 
     /// One Parquet scan of `files`, spread over the session's partitions.
@@ -226,7 +241,7 @@ impl TableProvider for HepTable {
         listings.sort_by_key(|l| std::cmp::Reverse(l.partition.hour));
         for l in listings {
             // Newest first, as `visible` keeps them.
-            let files = l.visible().iter().cloned().map(PartitionedFile::from);
+            let files = l.visible().iter().map(|m| self.scanned_file(m));
             match &check {
                 Some(c) if !c.holds_throughout(l.partition)? => edge.extend(files),
                 _ => whole.extend(files),

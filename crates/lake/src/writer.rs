@@ -1,6 +1,6 @@
 //! Buffers decoded messages per hour partition and cuts them into Parquet
 //! files on size or age, so data is queryable within seconds.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use object_store::path::Path;
 
 use crate::Result;
 use crate::parquet_io::{self, EncodeOptions};
-use crate::paths::{FileName, Partition};
+use crate::paths::{BundleHour, FileName, Partition, TypeSet};
 use crate::rows::{AlegHeaders, BatchBuilder, default_aleg_headers};
 
 #[derive(Debug, Clone)]
@@ -47,22 +47,26 @@ struct Buffer {
 
 /// Rows ready to become one Parquet file.
 pub struct PendingFile {
-    pub partition: Partition,
     pub path: Path,
-    pub batch: RecordBatch,
+    /// One table's rows; or, in a bundle, each table's, ascending by type.
+    pub tables: Vec<(u8, RecordBatch)>,
 }
 
 impl PendingFile {
     pub fn rows(&self) -> usize {
-        self.batch.num_rows()
+        self.tables.iter().map(|(_, b)| b.num_rows()).sum()
     }
 
     /// Encodes and stores the file (encoding runs off the async threads).
     pub async fn write(&self, store: &Arc<dyn ObjectStore>) -> Result<()> {
-        let batch = self.batch.clone();
-        let hep_type = self.partition.hep_type;
-        let bytes = tokio::task::spawn_blocking(move || {
-            parquet_io::encode(&[batch], hep_type, EncodeOptions::INGEST)
+        let tables = self.tables.clone();
+        let bytes = tokio::task::spawn_blocking(move || match tables.as_slice() {
+            [(hep_type, batch)] => parquet_io::encode(
+                std::slice::from_ref(batch),
+                *hep_type,
+                EncodeOptions::INGEST,
+            ),
+            _ => parquet_io::encode_bundle(&tables, EncodeOptions::INGEST),
         })
         .await
         .map_err(|e| crate::LakeError::Other(format!("encoder task: {e}")))??;
@@ -70,15 +74,32 @@ impl PendingFile {
     }
 }
 
-/// One file per partition the messages fall in, each named `name` inside
-/// its partition. Deterministic: the same messages and name give the same
-/// objects, so a retried write overwrites instead of duplicating.
+/// Tables of one hour share one object, a bundle, when none of them has
+/// more rows than this: one row group each (an ingest file's time slice).
+/// A quiet stream's cost is its objects (docs/COST.md).
+pub const BUNDLE_MAX_ROWS: usize = EncodeOptions::INGEST.row_group_rows;
+
+/// One file per hour the messages fall in, holding every table's rows (a
+/// bundle), or, when a table of the hour has more than `BUNDLE_MAX_ROWS`
+/// rows, one file per partition, each named `name`. Deterministic: the same
+/// messages and name give the same objects, so a retried write overwrites
+/// instead of duplicating.
 pub fn files_named<'a>(
     msgs: impl IntoIterator<Item = &'a HepMessage>,
     name: &FileName,
     aleg_headers: &AlegHeaders,
 ) -> Vec<PendingFile> {
-    let mut builders: HashMap<Partition, BatchBuilder> = HashMap::new();
+    files_bundled_up_to(msgs, name, aleg_headers, BUNDLE_MAX_ROWS)
+}
+
+/// [`files_named`], bundling tables of at most `bundle_max_rows` rows (0: never).
+pub fn files_bundled_up_to<'a>(
+    msgs: impl IntoIterator<Item = &'a HepMessage>,
+    name: &FileName,
+    aleg_headers: &AlegHeaders,
+    bundle_max_rows: usize,
+) -> Vec<PendingFile> {
+    let mut builders: BTreeMap<Partition, BatchBuilder> = BTreeMap::new();
     for m in msgs {
         let p = Partition::for_micros(m.proto_type, m.time_micros());
         builders
@@ -86,14 +107,35 @@ pub fn files_named<'a>(
             .or_insert_with(|| BatchBuilder::with_aleg_headers(m.proto_type, aleg_headers.clone()))
             .append(m);
     }
-    builders
-        .into_iter()
-        .map(|(p, mut b)| PendingFile {
-            partition: p,
-            path: p.file(name),
-            batch: b.finish(),
-        })
-        .collect()
+    let mut by_hour: BTreeMap<i64, Vec<(u8, RecordBatch)>> = BTreeMap::new();
+    for (p, mut b) in builders {
+        by_hour
+            .entry(p.hour)
+            .or_default()
+            .push((p.hep_type, b.finish()));
+    }
+    let mut out = Vec::new();
+    for (hour, tables) in by_hour {
+        let small = tables.iter().all(|(_, b)| b.num_rows() <= bundle_max_rows);
+        if tables.len() >= 2 && small {
+            let bundle = BundleHour {
+                types: TypeSet::of(tables.iter().map(|(t, _)| *t)),
+                hour,
+            };
+            out.push(PendingFile {
+                path: bundle.file(name),
+                tables,
+            });
+            continue;
+        }
+        for (hep_type, batch) in tables {
+            out.push(PendingFile {
+                path: Partition { hep_type, hour }.file(name),
+                tables: vec![(hep_type, batch)],
+            });
+        }
+    }
+    out
 }
 
 /// In-memory write buffer. Pure bookkeeping: I/O happens in [`PendingFile::write`].
@@ -156,9 +198,8 @@ impl WriteBuffer {
                     seq: self.seq,
                 };
                 Some(PendingFile {
-                    partition: p,
                     path: p.file(&name),
-                    batch: b.rows.finish(),
+                    tables: vec![(p.hep_type, b.rows.finish())],
                 })
             })
             .collect()

@@ -36,13 +36,13 @@ use tokio::runtime::Handle;
 pub use plan::{CompactionConfig, Job, plan};
 
 use crate::catalog::{
-    PartitionListing, Snapshot, days, file_name, list_day, list_partition, partitions, tables,
+    PartitionListing, Snapshot, contents, days, file_name, hours, list_day, list_partition_in,
 };
 use crate::merge::{BatchSource, SortedMerge};
 use crate::parquet_io::{EncodeOptions, StoreReader, properties};
 use crate::paths::{
-    FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, date_prefix, job_started_micros,
-    new_job_id,
+    BundleHour, FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, Root, TypeSet,
+    bundle_row_group, date_prefix, job_started_micros, new_job_id,
 };
 use crate::schema::{conform, schema_for, sort_columns};
 use crate::spans::Frontier;
@@ -117,7 +117,7 @@ pub async fn run(
 ) -> CompactionReport {
     let clock = Clock::new(now_micros);
     let mut report = CompactionReport::default();
-    let tables = match tables(store).await {
+    let (tables, sets) = match contents(store).await {
         Ok(t) => t,
         Err(e) => {
             report.errors.push(format!("listing tables: {e}"));
@@ -128,7 +128,11 @@ pub async fn run(
     if let Some(retention) = cfg.retention {
         // Hour h has expired when (h + 1) hours <= now - retention.
         let kept = (now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR);
-        match expire(store, &tables, kept - 1).await {
+        let roots = tables
+            .iter()
+            .map(|&t| Root::Table(t))
+            .chain(sets.iter().map(|&s| Root::Bundles(s)));
+        match expire(store, roots, kept - 1).await {
             Ok((hours, objects)) => {
                 report.expired_hours = hours;
                 report.expired_objects = objects;
@@ -142,7 +146,7 @@ pub async fn run(
     let now_hour = now_micros.div_euclid(MICROS_PER_HOUR);
     let (listings, frontier) = list_sweep(
         store,
-        &tables,
+        (&tables, &sets),
         sweep,
         cfg.recent_hours,
         now_hour,
@@ -150,12 +154,14 @@ pub async fn run(
         &mut report,
     )
     .await;
+    let retired_bundles = retired_bundles(&listings, cfg, clock.now());
     let run = Run {
         store,
         cfg,
         clock,
         deadline,
         frontier,
+        sets: &sets,
     };
     for (listing, listed_at) in listings {
         let p = listing.partition;
@@ -166,14 +172,61 @@ pub async fn run(
             report.errors.push(format!("{p}: {e}"));
         }
     }
+    for path in retired_bundles {
+        match delete_if_present(store, &path).await {
+            Ok(d) => report.deleted += d as usize,
+            Err(e) => report.errors.push(format!("{path}: {e}")),
+        }
+    }
     report
+}
+
+/// Bundles every table they hold has retired a grace period ago, in the
+/// listings of this run: a table's clean-up never deletes a bundle, since
+/// other tables may still read it. A table whose partition this run did not
+/// list keeps the bundle.
+fn retired_bundles(
+    listings: &[(PartitionListing, Instant)],
+    cfg: &CompactionConfig,
+    now: i64,
+) -> Vec<Path> {
+    let grace = micros(cfg.grace);
+    let by_partition: std::collections::HashMap<Partition, &PartitionListing> =
+        listings.iter().map(|(l, _)| (l.partition, l)).collect();
+    let retired_long_ago = |l: &PartitionListing, name: &str| {
+        l.snapshot
+            .retired
+            .iter()
+            .any(|r| r.at_micros + grace <= now && r.names.iter().any(|n| n == name))
+    };
+    let mut out: Vec<Path> = Vec::new();
+    for (l, _) in listings {
+        for f in &l.files {
+            let Some(b) = BundleHour::parse(&f.location) else {
+                continue;
+            };
+            let name = file_name(f);
+            let everywhere = b.types.types().all(|hep_type| {
+                by_partition
+                    .get(&Partition {
+                        hep_type,
+                        hour: b.hour,
+                    })
+                    .is_some_and(|l| retired_long_ago(l, name))
+            });
+            if everywhere && !out.contains(&f.location) {
+                out.push(f.location.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Lists the partitions a sweep visits (those that can be read, each counted in
 /// `report`), and the Kinesis frontier they show.
 async fn list_sweep(
     store: &Arc<dyn ObjectStore>,
-    tables: &[u8],
+    (tables, sets): (&[u8], &[TypeSet]),
     sweep: Sweep,
     recent_hours: i64,
     now_hour: i64,
@@ -194,7 +247,7 @@ async fn list_sweep(
             Sweep::Recent => {
                 for hour in now_hour - recent_hours..=now_hour {
                     let p = Partition { hep_type: t, hour };
-                    match list_partition(store, p).await {
+                    match list_partition_in(store, p, sets).await {
                         Ok(l) => keep(l, report),
                         Err(e) => report.errors.push(format!("{p}: {e}")),
                     }
@@ -202,16 +255,25 @@ async fn list_sweep(
             }
             // A LIST per day, not per hour: a month of hours in 30.
             Sweep::Full => {
-                let days = match days(store, t).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        report.errors.push(format!("listing hep_{t}: {e}"));
-                        continue;
+                let mut all_days = Vec::new();
+                let roots = std::iter::once(Root::Table(t)).chain(
+                    sets.iter()
+                        .filter(|s| s.contains(t))
+                        .map(|&s| Root::Bundles(s)),
+                );
+                for root in roots {
+                    match days(store, root).await {
+                        Ok(d) => all_days.extend(d),
+                        Err(e) => report
+                            .errors
+                            .push(format!("listing {}: {e}", root.prefix())),
                     }
-                };
+                }
+                all_days.sort_unstable();
+                all_days.dedup();
                 let kept = |day: i64| oldest_kept.is_none_or(|h| day * 24 + 23 >= h);
-                for day in days.into_iter().filter(|&d| kept(d)) {
-                    let hours = match list_day(store, t, day).await {
+                for day in all_days.into_iter().filter(|&d| kept(d)) {
+                    let hours = match list_day(store, t, day, sets).await {
                         Ok(h) => h,
                         Err(e) => {
                             report.errors.push(format!("{}: {e}", date_prefix(t, day)));
@@ -241,6 +303,8 @@ struct Run<'a> {
     deadline: Option<Instant>,
     /// How far each Kinesis shard's checkpoint has moved, from every listing of the run.
     frontier: Frontier,
+    /// The lake's bundle type sets: a partition is listed with its bundles.
+    sets: &'a [TypeSet],
 }
 
 impl Run<'_> {
@@ -257,12 +321,13 @@ impl Run<'_> {
             clock,
             deadline,
             ref frontier,
+            sets,
         } = *self;
         // A quarantined input changes the plan: list and plan again.
         for _ in 0..4 {
             let listing = match listed.take() {
                 Some(l) => l,
-                None => list_partition(store, p).await?,
+                None => list_partition_in(store, p, sets).await?,
             };
             report.deleted += clean_up(store, &listing, cfg, clock.now()).await?;
             let mut replan = false;
@@ -310,7 +375,7 @@ impl Run<'_> {
             }
             if committed && cfg.grace.is_zero() {
                 // Nothing may still be reading the inputs (the CLI's --grace-secs 0).
-                let after = list_partition(store, p).await?;
+                let after = list_partition_in(store, p, &[]).await?;
                 report.deleted += clean_up(store, &after, cfg, clock.now()).await?;
             }
             if !replan {
@@ -405,7 +470,8 @@ async fn commit(
         let snapshot = match base.take() {
             Some(s) => s,
             None => {
-                listed = list_partition(store, p).await?.snapshot;
+                // The snapshot alone: the partition's bundles do not matter here.
+                listed = list_partition_in(store, p, &[]).await?.snapshot;
                 &listed
             }
         };
@@ -462,7 +528,12 @@ pub async fn clean_up(
         .collect();
     let retired = s.retired_set();
     let mut deleted = 0;
-    for f in &l.files {
+    // Bundles are other tables' too: a run deletes them (`retired_bundles`).
+    for f in l
+        .files
+        .iter()
+        .filter(|f| Partition::parse(&f.location).is_some())
+    {
         let name = file_name(f);
         // An output no entry names whose job is older than any job may run:
         // that job gave up or crashed (ids of the first protocol carry no
@@ -519,18 +590,19 @@ async fn quarantine(store: &Arc<dyn ObjectStore>, path: &Path, reason: &str) -> 
     Ok(())
 }
 
-/// Deletes every hour of `tables` up to `last_expired` (hours since the
-/// epoch): data files first, the log last. Returns (hours, objects) deleted.
+/// Deletes every hour of `roots` (tables and bundles) up to `last_expired`
+/// (hours since the epoch): data files first, the log last. Returns (hours,
+/// objects) deleted.
 async fn expire(
     store: &Arc<dyn ObjectStore>,
-    tables: &[u8],
+    roots: impl Iterator<Item = Root>,
     last_expired: i64,
 ) -> Result<(usize, usize)> {
-    let (mut hours, mut objects) = (0, 0);
-    for &t in tables {
-        for p in partitions(store, t, None, Some(last_expired)).await? {
+    let (mut expired, mut objects) = (0, 0);
+    for root in roots {
+        for hour in hours(store, root, None, Some(last_expired)).await? {
             let mut all: Vec<Path> = store
-                .list(Some(&p.prefix()))
+                .list(Some(&root.hour_prefix(hour)))
                 .map_ok(|m| m.location)
                 .try_collect()
                 .await?;
@@ -543,10 +615,10 @@ async fn expire(
                 .try_collect::<Vec<_>>()
                 .await?;
             objects += n;
-            hours += 1;
+            expired += 1;
         }
     }
-    Ok((hours, objects))
+    Ok((expired, objects))
 }
 
 /// What [`write_outputs`] merged and wrote: not visible until [`finish`]ed.
@@ -677,10 +749,15 @@ fn input_cost(g: &parquet::file::metadata::RowGroupMetaData) -> u64 {
 /// sorted within each row group, a time slice (see `parquet_io::time_slices`).
 /// Ingest files written before time slices were sorted throughout, so each
 /// of their row groups is a sorted run too.
+/// A bundle holds one run of the table: its row group.
 fn sorted_runs(
     f: &ObjectMeta,
     md: &parquet::file::metadata::ParquetMetaData,
+    hep_type: u8,
 ) -> Vec<Option<usize>> {
+    if let Some((row_group, _)) = bundle_row_group(&f.location, hep_type) {
+        return vec![Some(row_group)];
+    }
     match f.location.filename().and_then(FileName::parse) {
         Some(FileName::Compacted { .. }) => vec![None],
         _ => (0..md.num_row_groups()).map(Some).collect(),
@@ -726,7 +803,7 @@ fn merge_blocking(
             ))
             .map_err(|e| classify(&f.location, e))?;
         let md = meta.metadata().clone();
-        let runs = sorted_runs(f, &md);
+        let runs = sorted_runs(f, &md, job.partition.hep_type);
         // A run holds one row group at a time; an ingest file's runs are all open at once.
         let costs = runs.iter().map(|run| match run {
             Some(g) => input_cost(md.row_group(*g)),

@@ -13,7 +13,7 @@ use lake::compact::{CompactionConfig, Sweep, finish, plan, run, write_outputs};
 use lake::paths::{FileName, MICROS_PER_HOUR, Partition, Quarantined};
 use lake::rows::default_aleg_headers;
 use lake::spans::Frontier;
-use lake::writer::files_named;
+use lake::writer::{BUNDLE_MAX_ROWS, files_bundled_up_to, files_named};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use proptest::prelude::*;
@@ -46,7 +46,7 @@ async fn visible_ids(store: &Arc<dyn ObjectStore>, p: Partition) -> Vec<i64> {
     let l = list_partition(store, p).await.unwrap();
     let mut ids = Vec::new();
     for f in l.visible() {
-        for b in lake::parquet_io::read_all(store, &f.location)
+        for b in lake::parquet_io::read_table_rows(store, &f.location, p.hep_type)
             .await
             .unwrap()
         {
@@ -604,7 +604,12 @@ enum Step {
     /// The mapping hands the ingest the next `len` records from the checkpoint:
     /// the same batch again, a bisected one, a longer one, or one starting in
     /// the middle of an earlier one.
-    Deliver { len: u8, attempt: Attempt },
+    /// Its tables' rows of an hour go into one bundle, or a file each.
+    Deliver {
+        len: u8,
+        attempt: Attempt,
+        bundle: bool,
+    },
     /// A record of the first ingest (one file per record) is written, or written again.
     Record(u8),
     /// A server writer cuts a file of new rows.
@@ -631,7 +636,7 @@ fn step() -> impl Strategy<Value = Step> {
     ];
     prop_oneof![
         2 => (1u8..6).prop_map(Step::Put),
-        4 => (1u8..8, attempt).prop_map(|(len, attempt)| Step::Deliver { len, attempt }),
+        4 => (1u8..8, attempt, any::<bool>()).prop_map(|(len, attempt, bundle)| Step::Deliver { len, attempt, bundle }),
         1 => (0u8..10).prop_map(Step::Record),
         1 => (1u8..20).prop_map(Step::ServerFile),
         3 => (1000u32..60_000, 2u8..6, proptest::option::weighted(0.4, 0u8..12)).prop_map(|(target, files, crash)| Step::Run { target, files, crash }),
@@ -648,16 +653,22 @@ fn record_rows(k: u8, base: i64) -> Vec<HepMessage> {
         .collect()
 }
 
-/// Rows of stream record `i` (ids 100 000 on), split over the model's two hours.
+/// The model's tables: a stream record's rows go to any of them.
+const TYPES: [u8; 3] = [1, 5, 100];
+
+/// Rows of stream record `i` (ids 100 000 on), split over the model's two
+/// hours and three tables.
 fn stream_rows(i: usize, base: i64) -> Vec<HepMessage> {
-    (0..(1 + i as i64 % 3))
+    (0..(1 + i as i64 % 4))
         .map(|j| {
             let hour = if (i as i64 + j) % 2 == 0 {
                 0
             } else {
                 MICROS_PER_HOUR
             };
-            msg(100_000 + i as i64 * 10 + j, base + hour + i as i64 * 5 + j)
+            let mut m = msg(100_000 + i as i64 * 10 + j, base + hour + i as i64 * 5 + j);
+            m.proto_type = TYPES[(i + j as usize / 2) % 3];
+            m
         })
         .collect()
 }
@@ -671,13 +682,10 @@ async fn check_model(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let (inst, store) = instrumented();
     let t0 = now();
     let p = Partition::for_micros(1, t0);
-    let hours = [
-        p,
-        Partition {
-            hour: p.hour + 1,
-            ..p
-        },
-    ];
+    let hours: Vec<Partition> = TYPES
+        .iter()
+        .flat_map(|&hep_type| [p.hour, p.hour + 1].map(|hour| Partition { hep_type, hour }))
+        .collect();
     let base = p.start_micros() + 1;
     let mut clock = t0;
     // Rows that must be seen exactly once: server files, first-ingest records, acknowledged stream records.
@@ -695,12 +703,13 @@ async fn check_model(steps: Vec<Step>) -> Result<(), TestCaseError> {
         retention: None,
         ..Default::default()
     };
-    let deliver = |from: usize, to: usize, attempt: Attempt, started: i64| {
+    let deliver = |from: usize, to: usize, attempt: Attempt, started: i64, bundle: bool| {
         let store = store.clone();
         async move {
             let rows: Vec<HepMessage> = (from..to).flat_map(|i| stream_rows(i, base)).collect();
             let name = FileName::kinesis_batch(SHARD, &sequence(from), &sequence(to - 1), started);
-            let files = files_named(&rows, &name, &default_aleg_headers());
+            let bundle_max_rows = if bundle { BUNDLE_MAX_ROWS } else { 0 };
+            let files = files_bundled_up_to(&rows, &name, &default_aleg_headers(), bundle_max_rows);
             let n = match attempt {
                 Attempt::Fail(n) => (n as usize).min(files.len()),
                 Attempt::Ok | Attempt::AnswerLost => files.len(),
@@ -716,16 +725,21 @@ async fn check_model(steps: Vec<Step>) -> Result<(), TestCaseError> {
         std::iter::once(Step::Deliver {
             len: u8::MAX,
             attempt: Attempt::Ok,
+            bundle: true,
         }),
     );
     for (i, s) in steps_run.enumerate() {
         match &s {
             Step::Put(n) => put += *n as usize,
-            Step::Deliver { len, attempt } => {
+            Step::Deliver {
+                len,
+                attempt,
+                bundle,
+            } => {
                 let to = put.min(checkpoint + *len as usize);
                 if to > checkpoint {
                     clock += 1; // each attempt starts after the one before
-                    let rows = deliver(checkpoint, to, *attempt, clock).await;
+                    let rows = deliver(checkpoint, to, *attempt, clock, *bundle).await;
                     may.extend(rows.iter().map(|m| m.capture_id as i64));
                     if let Attempt::Ok = attempt {
                         must.extend(rows.iter().map(|m| m.capture_id as i64));
@@ -761,7 +775,7 @@ async fn check_model(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let c = cfg(*target, 4);
                 let mut frontier = Frontier::default();
                 let mut listings = Vec::new();
-                for h in hours {
+                for &h in &hours {
                     let l = list_partition(&store, h).await.unwrap();
                     l.observe(&mut frontier);
                     listings.push(l);
@@ -800,7 +814,7 @@ async fn check_model(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
         }
         let mut got = Vec::new();
-        for h in hours {
+        for &h in &hours {
             got.extend(visible_ids(&store, h).await);
         }
         got.sort_unstable();
@@ -1018,7 +1032,7 @@ async fn files_of_the_first_schema_are_queried_and_merged() {
     )
     .pop()
     .unwrap();
-    lake::parquet_io::put(&store, &old.path, first_schema_file(&old.batch))
+    lake::parquet_io::put(&store, &old.path, first_schema_file(&old.tables[0].1))
         .await
         .unwrap();
     // A new file whose time_usec is past i32's range (HEP carries a u32).
@@ -1144,4 +1158,111 @@ async fn a_full_sweep_lists_each_day_once() {
     assert_eq!((r.jobs, r.files_in), (1, 2), "the late hour merged: {r:?}");
     let p = Partition::for_micros(1, late);
     assert_eq!(list_partition(&store, p).await.unwrap().visible().len(), 1);
+}
+
+/// Writes the rows of attempt `first..=last` (started at `started`) as the ingest does.
+async fn write_attempt(
+    store: &Arc<dyn ObjectStore>,
+    (first, last, started): (u64, u64, i64),
+    msgs: &[HepMessage],
+) -> Vec<object_store::path::Path> {
+    let name = FileName::kinesis_batch(SHARD, &first.to_string(), &last.to_string(), started);
+    let mut paths = Vec::new();
+    for f in files_named(msgs, &name, &default_aleg_headers()) {
+        f.write(store).await.unwrap();
+        paths.push(f.path.clone());
+    }
+    paths
+}
+
+fn typed(id: i64, time: i64, hep_type: u8) -> HepMessage {
+    let mut m = msg(id, time);
+    m.proto_type = hep_type;
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_is_read_by_each_of_its_tables_and_deleted_once_all_retired_it() {
+    let (_dir, store) = on_disk();
+    // A closed hour: compaction merges any two settled small files.
+    let base = now() - 3 * MICROS_PER_HOUR;
+    let (sip, rtcp) = (
+        Partition::for_micros(1, base),
+        Partition::for_micros(5, base),
+    );
+    // Attempt 1..=2: small SIP and RTCP rows of one hour share one object.
+    let bundle = write_attempt(
+        &store,
+        (1, 2, 10),
+        &[
+            typed(1, base, 1),
+            typed(2, base + 1, 1),
+            typed(3, base + 2, 5),
+        ],
+    )
+    .await;
+    assert_eq!(bundle.len(), 1, "one object for both tables");
+    assert!(
+        bundle[0].as_ref().starts_with("_bundles/t=1.5/"),
+        "{}",
+        bundle[0]
+    );
+    // Attempt 3..=3: SIP alone (a file of hep_1); attempt 4..=4 settles it.
+    write_attempt(&store, (3, 3, 20), &[typed(4, base + 3, 1)]).await;
+    write_attempt(&store, (4, 4, 30), &[typed(5, base + 4, 100)]).await;
+    assert_eq!(visible_ids(&store, sip).await, vec![1, 2, 4]);
+    assert_eq!(visible_ids(&store, rtcp).await, vec![3]);
+    let tables = lake::catalog::tables(&store).await.unwrap();
+    assert_eq!(tables, vec![1, 5, 100], "hep_5 has rows in a bundle only");
+
+    let cfg = no_retention();
+    let mut clock = now();
+    let r = run(&store, &cfg, clock, Sweep::Full, None).await;
+    assert_eq!(
+        (r.jobs, r.errors.len()),
+        (1, 0),
+        "hep_1 merges the bundle and its file"
+    );
+    clock += cfg.grace.as_micros() as i64 + 1_000_000;
+    let r = run(&store, &cfg, clock, Sweep::Full, None).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        store.head(&bundle[0]).await.is_ok(),
+        "hep_5 still reads the bundle: hep_1's clean-up must leave it"
+    );
+    assert_eq!(visible_ids(&store, sip).await, vec![1, 2, 4]);
+    assert_eq!(visible_ids(&store, rtcp).await, vec![3]);
+
+    // More RTCP, settled by a later attempt: hep_5 merges the bundle too.
+    write_attempt(&store, (5, 5, 40), &[typed(6, base + 5, 5)]).await;
+    write_attempt(&store, (6, 6, 50), &[typed(7, base + 6, 100)]).await;
+    let r = run(&store, &cfg, clock, Sweep::Full, None).await;
+    assert!(r.jobs >= 1 && r.errors.is_empty(), "{r:?}");
+    assert!(
+        store.head(&bundle[0]).await.is_ok(),
+        "within the grace period"
+    );
+    clock += cfg.grace.as_micros() as i64 + 1_000_000;
+    run(&store, &cfg, clock, Sweep::Full, None).await;
+    assert!(
+        store.head(&bundle[0]).await.is_err(),
+        "every table retired it a grace period ago: deleted"
+    );
+    assert_eq!(visible_ids(&store, sip).await, vec![1, 2, 4]);
+    assert_eq!(visible_ids(&store, rtcp).await, vec![3, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_bundle_hours_too() {
+    let (_dir, store) = on_disk();
+    let old = now() - 40 * 24 * MICROS_PER_HOUR;
+    let paths = write_attempt(&store, (1, 1, 10), &[typed(1, old, 1), typed(2, old, 100)]).await;
+    assert!(paths[0].as_ref().starts_with("_bundles/"));
+    let cfg = CompactionConfig {
+        retention: Some(Duration::from_secs(30 * 24 * 3600)),
+        ..Default::default()
+    };
+    let r = run(&store, &cfg, now(), Sweep::Recent, None).await;
+    assert_eq!((r.expired_hours, r.expired_objects), (1, 1), "{r:?}");
+    assert!(store.head(&paths[0]).await.is_err());
 }

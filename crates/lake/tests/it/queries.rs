@@ -435,3 +435,64 @@ v=0\r\nc=IN IP4 192.0.2.7\r\nm=audio 30000 RTP/AVP 0\r\n"
     assert_eq!((text(0, 1), text(4, 1)), (None, None));
     assert!(port.is_null(1));
 }
+
+#[tokio::test]
+async fn each_table_reads_its_own_rows_of_a_bundle() {
+    use lake::paths::FileName;
+    let l = lake();
+    let t = now() - 60_000_000;
+    let typed = |call: usize, step: usize, hep_type: u8| {
+        let mut m = sip(call, step, t + (call * 10 + step) as i64);
+        m.proto_type = hep_type;
+        m
+    };
+    // Attempt 1: 3 SIP, 2 RTCP, 1 log in one bundle; attempt 2: SIP alone, a file of hep_1.
+    let bundled: Vec<_> = (0..3)
+        .map(|s| typed(1, s, 1))
+        .chain((0..2).map(|s| typed(1, s + 3, 5)))
+        .chain([typed(1, 5, 100)])
+        .collect();
+    let name = |first: &str, started| FileName::kinesis_batch("shard-0", first, first, started);
+    let headers = lake::rows::default_aleg_headers();
+    let files = lake::writer::files_named(&bundled, &name("1", 10), &headers);
+    assert_eq!(files.len(), 1);
+    assert!(files[0].path.as_ref().starts_with("_bundles/t=1.5.100/"));
+    let alone = lake::writer::files_named(&[typed(2, 0, 1)], &name("2", 20), &headers);
+    assert!(alone[0].path.as_ref().starts_with("hep_1/"));
+    for f in files.iter().chain(&alone) {
+        f.write(&l.store).await.unwrap();
+    }
+    let e = engine(&l.store);
+    assert_eq!(count(&e, "SELECT count(*) FROM hep_1").await, 4);
+    assert_eq!(count(&e, "SELECT count(*) FROM hep_5").await, 2);
+    assert_eq!(count(&e, "SELECT count(*) FROM hep_100").await, 1);
+    assert_eq!(
+        count(&e, "SELECT count(*) FROM hep_5 WHERE proto_type <> 5").await,
+        0,
+        "no other table's rows"
+    );
+    // The newest of hep_1 is in its own file; the next ones in the bundle.
+    let r = e
+        .query("SELECT coalesce(method, CAST(status AS VARCHAR)) FROM hep_1 ORDER BY time DESC LIMIT 2")
+        .await
+        .unwrap();
+    let methods: Vec<String> = r
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+            c.as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // Call 2's INVITE (its own file), then call 1's 180 Ringing (the bundle).
+    assert_eq!(methods, ["INVITE", "180"]);
+    let sql = "SELECT count(*) FROM hep_1 WHERE call_id = 'call-1@10.0.0.1'";
+    assert_eq!(
+        count(&e, sql).await,
+        3,
+        "a lookup in the bundle's row group"
+    );
+}
