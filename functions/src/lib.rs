@@ -35,6 +35,17 @@ pub fn api_tokens_from_env() -> anyhow::Result<web::ApiTokens> {
     .map_err(|e| anyhow::anyhow!("HEPOP_API_TOKENS: {e}"))
 }
 
+/// The query function's limits.
+pub fn query_limits() -> lake::engine::QueryLimits {
+    lake::engine::QueryLimits {
+        // API Gateway gives up after 30 s: stop first, with a message.
+        timeout: std::time::Duration::from_secs(25),
+        // Alone in its sandbox: no listener or writer to leave the CPU to.
+        yield_to_ingest: false,
+        ..Default::default()
+    }
+}
+
 /// The same router as `hepop serve`, with the response size capped as
 /// Lambda counts it; API Gateway checks IAM, `tokens` add bearer tokens.
 pub fn query_router(

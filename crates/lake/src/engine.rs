@@ -38,6 +38,10 @@ pub struct QueryLimits {
     pub max_concurrent: usize,
     /// Threads of the query pool, apart from the caller's runtime (0: one per core).
     pub threads: usize,
+    /// Query threads run only on CPU time the rest of the process leaves
+    /// (Linux SCHED_IDLE): where listeners and a writer share the cores
+    /// (`hepop serve`). The query function has nothing to yield to.
+    pub yield_to_ingest: bool,
     /// Parquet footers and page indexes kept across queries (files never change).
     pub metadata_cache_bytes: usize,
     /// Bloom filters kept across queries.
@@ -62,6 +66,7 @@ impl Default for QueryLimits {
             ),
             max_concurrent: 4,
             threads: 0,
+            yield_to_ingest: true,
             metadata_cache_bytes: 256 << 20,
             bloom_cache_bytes: 64 << 20,
             file_stats_entries: 50_000,
@@ -172,7 +177,11 @@ impl QueryPool {
             // Planning deep expressions recurses; tokio's 2 MiB default overflowed
             // on a plain scan in debug builds. Only touched pages cost memory.
             .thread_stack_size(QUERY_THREAD_STACK)
-            .on_thread_start(lower_thread_priority)
+            .on_thread_start(if limits.yield_to_ingest {
+                lower_thread_priority
+            } else {
+                || {}
+            })
             .enable_all()
             .build()?;
         Ok(Self {

@@ -181,3 +181,76 @@ async fn one_file_per_batch_and_retries_in_any_shape_store_each_row_once() {
         "the attempts over 0..5 and 5..12"
     );
 }
+
+/// Capture ids of every row of `hep_type` a reader sees in the hour of `at`.
+async fn rows_seen(store: &Arc<dyn ObjectStore>, hep_type: u8, at: i64) -> Vec<i64> {
+    let p = Partition::for_micros(hep_type, at);
+    let mut ids = Vec::new();
+    for f in list_partition(store, p).await.unwrap().visible() {
+        for b in lake::parquet_io::read_table_rows(store, &f.location, hep_type)
+            .await
+            .unwrap()
+        {
+            let c = b.column(b.schema().index_of("time").unwrap());
+            let c = c
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            ids.extend(c.values().iter().copied());
+        }
+    }
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn a_quiet_batch_of_three_tables_is_one_object_and_retries_keep_each_row_once() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let cfg = IngestConfig::default();
+    let arrival = chrono::Utc::now().timestamp_micros();
+    let start = arrival - 30_000_000;
+    // Four records, each a whole call: SIP, RTCP reports and a log line.
+    let all: Vec<KinesisEventRecord> = (0..4)
+        .map(|k| {
+            let mut b = kinesis_record::RecordBuilder::new();
+            for m in Call::new(11, k).all(start + k as i64 * 1_000) {
+                b.push(&hep::encode_v3(&m).unwrap()).unwrap();
+            }
+            let seq = format!("{}", 7_000 + k * 11);
+            let mut r = KinesisEventRecord::default();
+            r.event_id = Some(format!("shardId-000000000001:{seq}"));
+            r.kinesis.sequence_number = seq;
+            *r.kinesis.data = b.finish().remove(0);
+            r.kinesis.approximate_arrival_timestamp =
+                SecondTimestamp(chrono::DateTime::from_timestamp_micros(arrival).unwrap());
+            r
+        })
+        .collect();
+    let event = |rs: &[KinesisEventRecord]| {
+        let mut e = KinesisEvent::default();
+        e.records = rs.to_vec();
+        e
+    };
+    let (resp, report) = handle_attempt(&store, &cfg, &event(&all), 100).await;
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(
+        report.files, 1,
+        "one PUT for SIP, RTCP and logs: {report:?}"
+    );
+    let expected: Vec<Vec<i64>> = {
+        let mut v = Vec::new();
+        for t in [1, 5, 100] {
+            v.push(rows_seen(&store, t, start).await);
+        }
+        v
+    };
+    assert!(expected.iter().all(|rows| !rows.is_empty()), "{expected:?}");
+    // The answer was lost: bisected, then from the checkpoint in the middle, then whole again.
+    for (n, (from, to)) in [(0, 2), (2, 4), (1, 4), (0, 4)].into_iter().enumerate() {
+        let (resp, _) = handle_attempt(&store, &cfg, &event(&all[from..to]), 200 + n as i64).await;
+        assert!(resp.batch_item_failures.is_empty());
+    }
+    for (i, t) in [1u8, 5, 100].into_iter().enumerate() {
+        assert_eq!(rows_seen(&store, t, start).await, expected[i], "hep_{t}");
+    }
+}

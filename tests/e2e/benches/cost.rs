@@ -354,7 +354,8 @@ async fn measure(rate: u64, secs: u64, d: Arc<Deployment>) -> Measured {
     // A store of its own: queries are not part of the pipeline's cost.
     let query_store = lake::store::open(&format!("s3://{bucket}/lake")).unwrap();
     let router =
-        functions::query_router(query_store, Default::default(), &Default::default()).unwrap();
+        functions::query_router(query_store, functions::query_limits(), &Default::default())
+            .unwrap();
     let probes: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
     let sending = Arc::new(AtomicBool::new(true));
