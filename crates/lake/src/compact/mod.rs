@@ -163,10 +163,21 @@ pub async fn run(
         frontier,
         sets: &sets,
     };
-    for (listing, listed_at) in listings {
+    for (listing, listed_at, before) in listings {
         let p = listing.partition;
-        // A listing taken long ago (a long run) is taken again rather than trusted.
-        let fresh = (listed_at.elapsed() < REUSE_LISTING_FOR).then_some(listing);
+        // A listing taken long ago (a long run) is taken again rather than trusted;
+        // so is one whose plan depends on attempts seen after it was taken: a
+        // retry that superseded one of its files may have landed meanwhile.
+        let now = clock.now();
+        let inputs = |f: &Frontier| -> Vec<Path> {
+            plan(&listing, cfg, now, f)
+                .into_iter()
+                .flat_map(|j| j.inputs.into_iter().map(|m| m.location))
+                .collect()
+        };
+        let trusted =
+            listed_at.elapsed() < REUSE_LISTING_FOR && inputs(&before) == inputs(&run.frontier);
+        let fresh = trusted.then_some(listing);
         if let Err(e) = run.compact_partition(p, fresh, &mut report).await {
             tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
             report.errors.push(format!("{p}: {e}"));
@@ -186,13 +197,13 @@ pub async fn run(
 /// other tables may still read it. A table whose partition this run did not
 /// list keeps the bundle.
 fn retired_bundles(
-    listings: &[(PartitionListing, Instant)],
+    listings: &[(PartitionListing, Instant, Frontier)],
     cfg: &CompactionConfig,
     now: i64,
 ) -> Vec<Path> {
     let grace = micros(cfg.grace);
     let by_partition: std::collections::HashMap<Partition, &PartitionListing> =
-        listings.iter().map(|(l, _)| (l.partition, l)).collect();
+        listings.iter().map(|(l, _, _)| (l.partition, l)).collect();
     let retired_long_ago = |l: &PartitionListing, name: &str| {
         l.snapshot
             .retired
@@ -200,7 +211,7 @@ fn retired_bundles(
             .any(|r| r.at_micros + grace <= now && r.names.iter().any(|n| n == name))
     };
     let mut out: Vec<Path> = Vec::new();
-    for (l, _) in listings {
+    for (l, _, _) in listings {
         for f in &l.files {
             let Some(b) = BundleHour::parse(&f.location) else {
                 continue;
@@ -223,7 +234,8 @@ fn retired_bundles(
 }
 
 /// Lists the partitions a sweep visits (those that can be read, each counted in
-/// `report`), and the Kinesis frontier they show.
+/// `report`), each with when it was listed and the Kinesis frontier the
+/// listings before it showed, and the frontier they all show.
 async fn list_sweep(
     store: &Arc<dyn ObjectStore>,
     (tables, sets): (&[u8], &[TypeSet]),
@@ -232,13 +244,14 @@ async fn list_sweep(
     now_hour: i64,
     oldest_kept: Option<i64>,
     report: &mut CompactionReport,
-) -> (Vec<(PartitionListing, Instant)>, Frontier) {
+) -> (Vec<(PartitionListing, Instant, Frontier)>, Frontier) {
     let mut listings = Vec::new();
     let mut frontier = Frontier::default();
     let mut keep = |l: PartitionListing, report: &mut CompactionReport| {
         report.partitions += 1;
+        let before = frontier.clone();
         l.observe(&mut frontier);
-        listings.push((l, Instant::now()));
+        listings.push((l, Instant::now(), before));
     };
     for &t in tables {
         match sweep {

@@ -1266,3 +1266,68 @@ async fn retention_deletes_bundle_hours_too() {
     assert_eq!((r.expired_hours, r.expired_objects), (1, 1), "{r:?}");
     assert!(store.head(&paths[0]).await.is_err());
 }
+
+/// The objects `msgs` make as attempt `first..=last` started at `started`, encoded now.
+fn encoded_attempt(
+    (first, last, started): (u64, u64, i64),
+    msgs: &[HepMessage],
+) -> Vec<(object_store::path::Path, bytes::Bytes)> {
+    let name = FileName::kinesis_batch(SHARD, &first.to_string(), &last.to_string(), started);
+    files_named(msgs, &name, &default_aleg_headers())
+        .into_iter()
+        .map(|f| {
+            let [(t, b)] = f.tables.as_slice() else {
+                panic!("one table")
+            };
+            let opts = lake::parquet_io::EncodeOptions::INGEST;
+            let bytes = lake::parquet_io::encode(std::slice::from_ref(b), *t, opts).unwrap();
+            (f.path, bytes)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_landing_while_a_run_lists_is_not_compacted_beside_the_file_it_replaces() {
+    let (inst, store) = instrumented();
+    let base = now() - 3 * MICROS_PER_HOUR;
+    let sip = Partition::for_micros(1, base);
+    // Attempts started a minute ago: within the stream's retention, so only
+    // the frontier can settle them.
+    let started = |k: i64| now() - 60_000_000 + k;
+    write_attempt(&store, (0, 0, started(5)), &[typed(50, base, 5)]).await;
+    // Attempt 1..=2 wrote its SIP file, and its answer was lost.
+    write_attempt(
+        &store,
+        (1, 2, started(10)),
+        &[typed(1, base + 1, 1), typed(2, base + 2, 1)],
+    )
+    .await;
+    write_server(&store, &[typed(3, base + 3, 1)]).await;
+    // While the run lists (after hep_1, before hep_5), the retry of 1..=2 lands
+    // in hep_1, and the next attempt, 3..=3, in hep_5: it shows 1..=2 settled.
+    let landing: Vec<_> = encoded_attempt(
+        (1, 2, started(20)),
+        &[typed(1, base + 1, 1), typed(2, base + 2, 1)],
+    )
+    .into_iter()
+    .chain(encoded_attempt(
+        (3, 3, started(30)),
+        &[typed(4, base + 4, 5)],
+    ))
+    .collect();
+    inst.before_listing("hep_5", move |s| {
+        for (path, bytes) in landing {
+            futures::executor::block_on(s.put(&path, bytes.into())).unwrap();
+        }
+    });
+    let r = run(&store, &no_retention(), now(), Sweep::Full, None).await;
+    assert!(
+        r.errors.is_empty() && r.jobs == 1,
+        "hep_1 merges two files: {r:?}"
+    );
+    assert_eq!(
+        visible_ids(&store, sip).await,
+        vec![1, 2, 3],
+        "a listing taken before the retry landed must not decide what to compact"
+    );
+}

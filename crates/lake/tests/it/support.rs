@@ -34,6 +34,18 @@ pub struct Shared {
     fail_write_at: AtomicUsize,
     /// Bytes GETs returned.
     bytes_read: AtomicU64,
+    /// Run once before the first LIST of a prefix starting so.
+    before_listing: Mutex<Option<(String, ListingHook)>>,
+}
+
+/// What happens in the store while another party lists it (writes to the inner store).
+type StoreAction = dyn FnOnce(&dyn ObjectStore) + Send;
+pub struct ListingHook(Box<StoreAction>);
+
+impl fmt::Debug for ListingHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ListingHook")
+    }
 }
 
 #[derive(Debug)]
@@ -56,6 +68,7 @@ impl Instrumented {
             writes: AtomicUsize::new(0),
             fail_write_at: AtomicUsize::new(usize::MAX),
             bytes_read: AtomicU64::new(0),
+            before_listing: Mutex::new(None),
         };
         Arc::new(Self {
             inner,
@@ -77,6 +90,16 @@ impl Shared {
     pub fn take_bytes_read(&self) -> u64 {
         self.bytes_read.swap(0, Ordering::SeqCst)
     }
+    /// Runs `action` on the inner store once, just before the first LIST of
+    /// a prefix starting with `prefix`: a writer landing while a run lists.
+    pub fn before_listing(
+        &self,
+        prefix: &str,
+        action: impl FnOnce(&dyn ObjectStore) + Send + 'static,
+    ) {
+        *self.before_listing.lock().unwrap() =
+            Some((prefix.to_owned(), ListingHook(Box::new(action))));
+    }
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
     }
@@ -90,6 +113,22 @@ impl Shared {
             });
         }
         Ok(())
+    }
+}
+
+impl Instrumented {
+    fn listing(&self, prefix: Option<&Path>) {
+        let prefix = prefix.map(|p| p.to_string()).unwrap_or_default();
+        let hook = {
+            let mut h = self.before_listing.lock().unwrap();
+            match h.as_ref() {
+                Some((p, _)) if prefix.starts_with(p.as_str()) => h.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, ListingHook(action))) = hook {
+            action(self.inner.as_ref());
+        }
     }
 }
 
@@ -161,6 +200,7 @@ impl ObjectStore for Instrumented {
             .boxed()
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.listing(prefix);
         self.ops
             .lock()
             .unwrap()
@@ -168,6 +208,7 @@ impl ObjectStore for Instrumented {
         self.inner.list(prefix)
     }
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.listing(prefix);
         self.ops.lock().unwrap().push(Op::ListDelim(
             prefix.map(|p| p.to_string()).unwrap_or_default(),
         ));
