@@ -565,10 +565,12 @@ fn monthly(m: &Measured, d: &Deployment) -> BTreeMap<&'static str, f64> {
             + c_get * price::S3_GET),
     );
     // A full sweep LISTs each table's dates and each retained day, one page each (a
-    // page holds 1 000 objects; a busy day takes two or three), and GETs each hour's
-    // log entry, one after another (about 20 ms each on S3, modelled).
+    // page holds 1 000 objects; a busy day takes two or three), and so again for the
+    // bundles of each table (one type set: a steady deployment's traffic), with the root
+    // and `_bundles/`; and GETs each hour's log entry, one after another (about 20 ms
+    // each on S3, modelled).
     let sweeps = MONTH_SECS / 3600.0 / d.full_sweep_every_hours as f64;
-    let lists = (d.retention_days as f64 + 1.0) * 3.0;
+    let lists = (d.retention_days as f64 + 1.0) * 3.0 * 2.0 + 2.0;
     let partitions = d.retention_days as f64 * 24.0 * 3.0;
     let sweep_gb_s = partitions * 0.020 * d.compactor_memory_mb as f64 / 1024.0;
     c.insert(
