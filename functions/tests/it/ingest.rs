@@ -97,20 +97,32 @@ async fn times_outside_the_window_are_stored_at_the_records_arrival() {
 fn records(first: usize, n: usize, arrival: i64) -> Vec<KinesisEventRecord> {
     (first..first + n)
         .map(|k| {
-            let mut b = kinesis_record::RecordBuilder::new();
-            for m in Call::new(9, k as u64).sip_flow(arrival - 1_000_000) {
-                b.push(&hep::encode_v3(&m).unwrap()).unwrap();
-            }
-            let seq = format!("{}", 1_000 + k * 37);
-            let mut r = KinesisEventRecord::default();
-            r.event_id = Some(format!("shardId-000000000003:{seq}"));
-            r.kinesis.sequence_number = seq;
-            *r.kinesis.data = b.finish().remove(0);
-            r.kinesis.approximate_arrival_timestamp =
-                SecondTimestamp(chrono::DateTime::from_timestamp_micros(arrival).unwrap());
-            r
+            let msgs = Call::new(9, k as u64).sip_flow(arrival - 1_000_000);
+            record(3, &format!("{}", 1_000 + k * 37), &msgs, arrival)
         })
         .collect()
+}
+
+/// The event of one batch of `records`.
+fn batch(records: &[KinesisEventRecord]) -> KinesisEvent {
+    let mut e = KinesisEvent::default();
+    e.records = records.to_vec();
+    e
+}
+
+/// Kinesis record `seq` of shard `shard` holding `msgs`, arrived at `arrival`.
+fn record(shard: u32, seq: &str, msgs: &[hep::HepMessage], arrival: i64) -> KinesisEventRecord {
+    let mut b = kinesis_record::RecordBuilder::new();
+    for m in msgs {
+        b.push(&hep::encode_v3(m).unwrap()).unwrap();
+    }
+    let mut r = KinesisEventRecord::default();
+    r.event_id = Some(format!("shardId-{shard:012}:{seq}"));
+    r.kinesis.sequence_number = seq.to_owned();
+    *r.kinesis.data = b.finish().remove(0);
+    r.kinesis.approximate_arrival_timestamp =
+        SecondTimestamp(chrono::DateTime::from_timestamp_micros(arrival).unwrap());
+    r
 }
 
 /// Call-IDs of every SIP row a reader sees in `p`, with how often each is seen.
@@ -148,25 +160,20 @@ async fn one_file_per_batch_and_retries_in_any_shape_store_each_row_once() {
     let arrival = chrono::Utc::now().timestamp_micros();
     let p = Partition::for_micros(1, arrival - 1_000_000);
     let all = records(0, 12, arrival);
-    let event = |rs: &[KinesisEventRecord]| {
-        let mut e = KinesisEvent::default();
-        e.records = rs.to_vec();
-        e
-    };
     let per_call = {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        handle_attempt(&store, &cfg, &event(&all[..1]), 1).await;
+        handle_attempt(&store, &cfg, &batch(&all[..1]), 1).await;
         calls_seen(&store, p).await.into_values().next().unwrap()
     };
     // Ten records in one attempt: one file (all SIP, one hour), not ten.
-    let (resp, report) = handle_attempt(&store, &cfg, &event(&all[..10]), 100).await;
+    let (resp, report) = handle_attempt(&store, &cfg, &batch(&all[..10]), 100).await;
     assert!(resp.batch_item_failures.is_empty());
     assert_eq!((report.records, report.files), (10, 1), "{report:?}");
     // Its answer was lost: the mapping bisects (0..5, then 5..10), then a
     // retry from the checkpoint in the middle comes longer (5..12), and the
     // same batch comes whole again.
     for (n, (from, to)) in [(0, 5), (5, 10), (5, 12), (5, 12)].into_iter().enumerate() {
-        let (resp, _) = handle_attempt(&store, &cfg, &event(&all[from..to]), 200 + n as i64).await;
+        let (resp, _) = handle_attempt(&store, &cfg, &batch(&all[from..to]), 200 + n as i64).await;
         assert!(resp.batch_item_failures.is_empty());
     }
     let seen = calls_seen(&store, p).await;
@@ -210,28 +217,13 @@ async fn a_quiet_batch_of_three_tables_is_one_object_and_retries_keep_each_row_o
     let arrival = chrono::Utc::now().timestamp_micros();
     let start = arrival - 30_000_000;
     // Four records, each a whole call: SIP, RTCP reports and a log line.
-    let all: Vec<KinesisEventRecord> = (0..4)
+    let all: Vec<KinesisEventRecord> = (0..4u64)
         .map(|k| {
-            let mut b = kinesis_record::RecordBuilder::new();
-            for m in Call::new(11, k).all(start + k as i64 * 1_000) {
-                b.push(&hep::encode_v3(&m).unwrap()).unwrap();
-            }
-            let seq = format!("{}", 7_000 + k * 11);
-            let mut r = KinesisEventRecord::default();
-            r.event_id = Some(format!("shardId-000000000001:{seq}"));
-            r.kinesis.sequence_number = seq;
-            *r.kinesis.data = b.finish().remove(0);
-            r.kinesis.approximate_arrival_timestamp =
-                SecondTimestamp(chrono::DateTime::from_timestamp_micros(arrival).unwrap());
-            r
+            let msgs = Call::new(11, k).all(start + k as i64 * 1_000);
+            record(1, &format!("{}", 7_000 + k * 11), &msgs, arrival)
         })
         .collect();
-    let event = |rs: &[KinesisEventRecord]| {
-        let mut e = KinesisEvent::default();
-        e.records = rs.to_vec();
-        e
-    };
-    let (resp, report) = handle_attempt(&store, &cfg, &event(&all), 100).await;
+    let (resp, report) = handle_attempt(&store, &cfg, &batch(&all), 100).await;
     assert!(resp.batch_item_failures.is_empty());
     assert_eq!(
         report.files, 1,
@@ -247,7 +239,7 @@ async fn a_quiet_batch_of_three_tables_is_one_object_and_retries_keep_each_row_o
     assert!(expected.iter().all(|rows| !rows.is_empty()), "{expected:?}");
     // The answer was lost: bisected, then from the checkpoint in the middle, then whole again.
     for (n, (from, to)) in [(0, 2), (2, 4), (1, 4), (0, 4)].into_iter().enumerate() {
-        let (resp, _) = handle_attempt(&store, &cfg, &event(&all[from..to]), 200 + n as i64).await;
+        let (resp, _) = handle_attempt(&store, &cfg, &batch(&all[from..to]), 200 + n as i64).await;
         assert!(resp.batch_item_failures.is_empty());
     }
     for (i, t) in [1u8, 5, 100].into_iter().enumerate() {
