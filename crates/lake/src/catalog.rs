@@ -54,6 +54,16 @@ impl Snapshot {
             .collect()
     }
 
+    /// Names retired at or before `at_micros`: those a reader listing later
+    /// than a grace period after it can no longer be reading.
+    pub fn retired_by(&self, at_micros: i64) -> HashSet<&str> {
+        self.retired
+            .iter()
+            .filter(|r| r.at_micros <= at_micros)
+            .flat_map(|r| r.names.iter().map(String::as_str))
+            .collect()
+    }
+
     /// Whether a file of this name holds rows a reader must see (if present).
     pub fn admits(&self, retired: &HashSet<&str>, name: &str) -> bool {
         if retired.contains(name) {

@@ -65,14 +65,6 @@ impl Partition {
         (self.hour + 1) * MICROS_PER_HOUR
     }
 
-    pub fn date_dir(&self) -> String {
-        date_dir(self.hour)
-    }
-
-    pub fn hour_dir(&self) -> String {
-        hour_dir(self.hour)
-    }
-
     pub fn prefix(&self) -> Path {
         Root::Table(self.hep_type).hour_prefix(self.hour)
     }
@@ -259,10 +251,6 @@ pub fn parse_hour_dir(name: &str) -> Option<i64> {
         return None;
     }
     h.parse().ok().filter(|h| (0..24).contains(h))
-}
-
-pub fn table_prefix(hep_type: u8) -> Path {
-    Root::Table(hep_type).prefix()
 }
 
 /// `hep_<t>/date=…/`: every hour of one day (since the epoch) of a table.

@@ -202,35 +202,30 @@ fn retired_bundles(
     now: i64,
 ) -> Vec<Path> {
     let grace = micros(cfg.grace);
-    let by_partition: std::collections::HashMap<Partition, &PartitionListing> =
-        listings.iter().map(|(l, _, _)| (l.partition, l)).collect();
-    let retired_long_ago = |l: &PartitionListing, name: &str| {
-        l.snapshot
-            .retired
-            .iter()
-            .any(|r| r.at_micros + grace <= now && r.names.iter().any(|n| n == name))
-    };
-    let mut out: Vec<Path> = Vec::new();
+    // Per partition, the names its table retired a grace period ago.
+    let due: std::collections::HashMap<Partition, HashSet<&str>> = listings
+        .iter()
+        .map(|(l, _, _)| (l.partition, l.snapshot.retired_by(now - grace)))
+        .collect();
+    let mut out = std::collections::BTreeSet::new();
     for (l, _, _) in listings {
         for f in &l.files {
             let Some(b) = BundleHour::parse(&f.location) else {
                 continue;
             };
-            let name = file_name(f);
             let everywhere = b.types.types().all(|hep_type| {
-                by_partition
-                    .get(&Partition {
-                        hep_type,
-                        hour: b.hour,
-                    })
-                    .is_some_and(|l| retired_long_ago(l, name))
+                due.get(&Partition {
+                    hep_type,
+                    hour: b.hour,
+                })
+                .is_some_and(|names| names.contains(file_name(f)))
             });
-            if everywhere && !out.contains(&f.location) {
-                out.push(f.location.clone());
+            if everywhere {
+                out.insert(f.location.clone());
             }
         }
     }
-    out
+    out.into_iter().collect()
 }
 
 /// Lists the partitions a sweep visits (those that can be read, each counted in
@@ -533,12 +528,7 @@ pub async fn clean_up(
 ) -> Result<usize> {
     let grace = micros(cfg.grace);
     let s = &l.snapshot;
-    let due: HashSet<&str> = s
-        .retired
-        .iter()
-        .filter(|r| r.at_micros + grace <= now)
-        .flat_map(|r| r.names.iter().map(String::as_str))
-        .collect();
+    let due = s.retired_by(now - grace);
     let retired = s.retired_set();
     let mut deleted = 0;
     // Bundles are other tables' too: a run deletes them (`retired_bundles`).
