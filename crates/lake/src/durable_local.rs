@@ -230,8 +230,18 @@ impl ObjectStore for DurableLocal {
         self.inner.delete_stream(locations)
     }
 
+    /// In key order, as S3 lists: Delta readers take a log listing's order
+    /// as the commits' (the file system's order is a directory's own).
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        in_key_order(self.inner.list(prefix))
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        in_key_order(self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
@@ -246,6 +256,19 @@ impl ObjectStore for DurableLocal {
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
+}
+
+fn in_key_order(
+    listing: BoxStream<'static, object_store::Result<ObjectMeta>>,
+) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::once(async move {
+        let mut all: Vec<ObjectMeta> = listing.try_collect().await?;
+        all.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok::<_, object_store::Error>(futures::stream::iter(all.into_iter().map(Ok)))
+    })
+    .try_flatten()
+    .boxed()
 }
 
 /// Parts written at their offsets into the staging file; completion fsyncs

@@ -19,6 +19,9 @@ pub enum LakeError {
         path: object_store::path::Path,
         reason: String,
     },
+    /// The Delta log (boxed: delta-rs's error is large).
+    #[error("delta: {0}")]
+    Delta(Box<deltalake_core::DeltaTableError>),
     #[error("{0}")]
     Other(String),
 }

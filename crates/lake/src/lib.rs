@@ -6,6 +6,7 @@ mod bounded_functions;
 pub mod catalog;
 pub mod compact;
 mod cooperative;
+pub mod delta;
 pub mod durable_local;
 pub mod engine;
 mod error;

@@ -17,7 +17,7 @@
 //! re-running finishes the job. See ARCHITECTURE.md for why.
 mod plan;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +38,7 @@ pub use plan::{CompactionConfig, Job, plan};
 use crate::catalog::{
     PartitionListing, Snapshot, contents, days, file_name, hours, list_day, list_partition_in,
 };
+use crate::delta::{PartitionMirror, PublicTable, is_conflict};
 use crate::merge::{BatchSource, SortedMerge};
 use crate::parquet_io::{EncodeOptions, StoreReader, properties};
 use crate::paths::{
@@ -76,6 +77,15 @@ pub struct CompactionReport {
     pub quarantined: usize,
     pub expired_hours: usize,
     pub expired_objects: usize,
+    /// Commits to the Delta tables (the lake's public face, `crate::delta`).
+    pub delta_commits: usize,
+    /// Delta commits another commit overtook (mirrored again from the new state).
+    pub delta_conflicts: usize,
+    pub delta_files_added: usize,
+    pub delta_files_removed: usize,
+    /// How far the Delta tables are behind HEPop's own view after the run:
+    /// the age of the oldest file HEPop reads that they may not hold yet (s).
+    pub delta_lag_secs: u64,
     /// `<partition>: <error>` for every partition that failed.
     pub errors: Vec<String>,
 }
@@ -124,13 +134,38 @@ pub async fn run(
             return report;
         }
     };
+    // Each table's Delta table. One that cannot be read is mirrored by no
+    // one this run, and its retired files and expired hours stay.
+    let mut public: HashMap<u8, PublicTable> = HashMap::new();
+    for &t in &tables {
+        match PublicTable::open(store, t).await {
+            Ok(pt) => {
+                public.insert(t, pt);
+            }
+            Err(e) => report
+                .errors
+                .push(format!("{}: {e}", Root::Table(t).prefix())),
+        }
+    }
     let mut oldest_kept = None;
     if let Some(retention) = cfg.retention {
         // Hour h has expired when (h + 1) hours <= now - retention.
         let kept = (now_micros - micros(retention)).div_euclid(MICROS_PER_HOUR);
-        let roots = tables
-            .iter()
-            .map(|&t| Root::Table(t))
+        // Delta stops naming an hour's files before they are deleted.
+        let mut roots = Vec::new();
+        for &t in &tables {
+            let Some(pt) = public.get_mut(&t) else {
+                continue;
+            };
+            match mirror(pt, |pt| pt.expiring(kept), clock, &mut report).await {
+                Ok(()) => roots.push(Root::Table(t)),
+                Err(e) => report
+                    .errors
+                    .push(format!("retention of {}: {e}", Root::Table(t).prefix())),
+            }
+        }
+        let roots = roots
+            .into_iter()
             .chain(sets.iter().map(|&s| Root::Bundles(s)));
         match expire(store, roots, kept - 1).await {
             Ok((hours, objects)) => {
@@ -155,6 +190,18 @@ pub async fn run(
     )
     .await;
     let retired_bundles = retired_bundles(&listings, cfg, clock.now());
+    // Files Delta names, or named less than a grace period ago: kept.
+    let mut pinned = HashMap::new();
+    for (&t, pt) in &public {
+        match pt.pinned(clock.now(), micros(cfg.grace)).await {
+            Ok(p) => {
+                pinned.insert(t, p);
+            }
+            Err(e) => report
+                .errors
+                .push(format!("{}: {e}", Root::Table(t).prefix())),
+        }
+    }
     let run = Run {
         store,
         cfg,
@@ -163,8 +210,12 @@ pub async fn run(
         frontier,
         sets: &sets,
     };
+    // Per partition, the listing its mirror is worked out from, with the attempts seen up to it.
+    let mut mirrored: Vec<Listed> = Vec::new();
+    let mut compacted = Vec::new();
     for (listing, listed_at, before) in listings {
         let p = listing.partition;
+        let listed_at_micros = clock.now() - micros(listed_at.elapsed());
         // A listing taken long ago (a long run) is taken again rather than trusted;
         // so is one whose plan depends on attempts seen after it was taken: a
         // retry that superseded one of its files may have landed meanwhile.
@@ -177,12 +228,88 @@ pub async fn run(
         };
         let trusted =
             listed_at.elapsed() < REUSE_LISTING_FOR && inputs(&before) == inputs(&run.frontier);
-        let fresh = trusted.then_some(listing);
-        if let Err(e) = run.compact_partition(p, fresh, &mut report).await {
-            tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
-            report.errors.push(format!("{p}: {e}"));
+        let mut seen = before;
+        listing.observe(&mut seen);
+        let fresh = trusted.then_some((listing, seen, listed_at_micros));
+        let keep = pinned
+            .get(&p.hep_type)
+            .map(|by| by.get(&p).unwrap_or(&NONE));
+        match run.compact_partition(p, fresh, keep, &mut report).await {
+            Ok(outcome) => {
+                if outcome.compacted {
+                    compacted.push(p);
+                }
+                mirrored.extend(outcome.after);
+            }
+            // Delta keeps its state of the partition until a run gets through it.
+            Err(e) => {
+                tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
+                report.errors.push(format!("{p}: {e}"));
+            }
         }
     }
+    let retries_end = clock.now() - micros(cfg.kinesis_retry_horizon);
+    for (&t, pt) in public.iter_mut() {
+        let of_table: Vec<_> = mirrored
+            .iter()
+            .filter(|(l, _, _)| l.partition.hep_type == t)
+            .collect();
+        let changes = |pt: &PublicTable| -> Result<Vec<PartitionMirror>> {
+            let held = pt.held()?;
+            let none = HashMap::new();
+            Ok(of_table
+                .iter()
+                .map(|(l, seen, at)| {
+                    PartitionMirror::of(
+                        l,
+                        seen,
+                        *at,
+                        retries_end,
+                        held.get(&l.partition).unwrap_or(&none),
+                    )
+                })
+                .collect())
+        };
+        if let Err(e) = mirror(pt, changes, clock, &mut report).await {
+            report
+                .errors
+                .push(format!("mirroring {}: {e}", Root::Table(t).prefix()));
+        }
+    }
+    if cfg.grace.is_zero() {
+        // Nothing may still be reading the inputs (the CLI's --grace-secs 0):
+        // delete them now that Delta no longer names them.
+        for p in compacted {
+            let Some(pt) = public.get(&p.hep_type) else {
+                continue;
+            };
+            let deleted = async {
+                let keep = pt.pinned(clock.now(), 0).await?;
+                let after = list_partition_in(store, p, &[]).await?;
+                clean_up(
+                    store,
+                    &after,
+                    cfg,
+                    clock.now(),
+                    Some(keep.get(&p).unwrap_or(&NONE)),
+                )
+                .await
+            };
+            match deleted.await {
+                Ok(n) => report.deleted += n,
+                Err(e) => report.errors.push(format!("{p}: {e}")),
+            }
+        }
+    }
+    report.delta_lag_secs = mirrored
+        .iter()
+        .filter_map(|(l, seen, at)| {
+            PartitionMirror::of(l, seen, *at, retries_end, &HashMap::new()).oldest_unpublished
+        })
+        .min()
+        .map_or(0, |oldest| {
+            ((clock.now() - oldest).max(0) / 1_000_000) as u64
+        });
     for path in retired_bundles {
         match delete_if_present(store, &path).await {
             Ok(d) => report.deleted += d as usize,
@@ -190,6 +317,46 @@ pub async fn run(
         }
     }
     report
+}
+
+static NONE: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(HashSet::new);
+
+/// Commits the changes `changes` works out from a Delta table's state; when
+/// another commit came first, reads the table again and works them out anew.
+async fn mirror(
+    pt: &mut PublicTable,
+    changes: impl Fn(&PublicTable) -> Result<Vec<PartitionMirror>>,
+    clock: Clock,
+    report: &mut CompactionReport,
+) -> Result<()> {
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let c = changes(pt)?;
+        match pt.commit(&c, clock.now()).await {
+            Ok(done) => {
+                report.delta_commits += done.version.is_some() as usize;
+                report.delta_files_added += done.added;
+                report.delta_files_removed += done.removed;
+                return Ok(());
+            }
+            Err(e) if is_conflict(&e) && attempt < ATTEMPTS => {
+                report.delta_conflicts += 1;
+                pt.reload().await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A partition's listing, the Kinesis attempts seen up to it, and when it was taken (µs).
+type Listed = (PartitionListing, Frontier, i64);
+
+/// What compacting a partition did, and the partition as it then stands.
+#[derive(Default)]
+struct Outcome {
+    compacted: bool,
+    after: Option<Listed>,
 }
 
 /// Bundles every table they hold has retired a grace period ago, in the
@@ -316,13 +483,16 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Compacts one partition as far as its plan goes. Safe to run again at any time.
+    /// Compacts one partition as far as its plan goes. Safe to run again at
+    /// any time. `keep`: names its clean-up must not delete (Delta still names
+    /// them); None when the Delta table could not be read: delete none.
     async fn compact_partition(
         &self,
         p: Partition,
-        mut listed: Option<PartitionListing>,
+        mut listed: Option<Listed>,
+        keep: Option<&HashSet<String>>,
         report: &mut CompactionReport,
-    ) -> Result<()> {
+    ) -> Result<Outcome> {
         let Run {
             store,
             cfg,
@@ -331,26 +501,34 @@ impl Run<'_> {
             ref frontier,
             sets,
         } = *self;
+        let mut outcome = Outcome::default();
         // A quarantined input changes the plan: list and plan again.
         for _ in 0..4 {
-            let listing = match listed.take() {
+            let (listing, seen, listed_at) = match listed.take() {
                 Some(l) => l,
-                None => list_partition_in(store, p, sets).await?,
+                None => {
+                    let at = clock.now();
+                    let l = list_partition_in(store, p, sets).await?;
+                    let mut seen = frontier.clone();
+                    l.observe(&mut seen);
+                    (l, seen, at)
+                }
             };
-            report.deleted += clean_up(store, &listing, cfg, clock.now()).await?;
+            let mut files = listing.files.clone();
+            report.deleted += clean_up(store, &listing, cfg, clock.now(), keep).await?;
             let mut replan = false;
-            let mut committed = false;
             // The entry this run last saw or wrote: the next commit tries to extend it without listing.
             let mut base = listing.snapshot.clone();
             let mut jobs: std::collections::VecDeque<Job> =
                 plan(&listing, cfg, clock.now(), frontier).into();
             while let Some(job) = jobs.pop_front() {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(());
+                    break;
                 }
                 match run_job(store, &job, cfg, clock, Some(&base)).await {
                     Ok(Some(done)) => {
-                        committed = true;
+                        outcome.compacted = true;
+                        files.extend(done.written.iter().cloned());
                         // Inputs that did not fit the memory budget form the next job.
                         if job.inputs.len() - done.inputs >= 2 {
                             jobs.push_front(Job {
@@ -381,16 +559,15 @@ impl Run<'_> {
                     Err(e) => return Err(e),
                 }
             }
-            if committed && cfg.grace.is_zero() {
-                // Nothing may still be reading the inputs (the CLI's --grace-secs 0).
-                let after = list_partition_in(store, p, &[]).await?;
-                report.deleted += clean_up(store, &after, cfg, clock.now()).await?;
-            }
+            // The partition as this run left it: what it listed, and what it wrote.
+            let after =
+                PartitionListing::new(p, files, listing.log.clone(), listing.legacy.clone(), base);
+            outcome.after = Some((after, seen, listed_at));
             if !replan {
-                return Ok(());
+                break;
             }
         }
-        Ok(())
+        Ok(outcome)
     }
 }
 
@@ -403,6 +580,8 @@ pub struct JobDone {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub snapshot: Snapshot,
+    /// The outputs as stored (their time is the commit's, near enough for a listing).
+    pub written: Vec<ObjectMeta>,
 }
 
 /// Merges and commits one job; None when another compactor overtook it.
@@ -447,6 +626,18 @@ pub async fn finish(
             bytes_in: merged.inputs.iter().map(|f| f.size).sum(),
             bytes_out: merged.outputs.iter().map(|(_, b)| b).sum(),
             snapshot,
+            written: merged
+                .outputs
+                .iter()
+                .map(|(name, size)| ObjectMeta {
+                    location: merged.partition.file(name),
+                    last_modified: chrono::DateTime::from_timestamp_micros(now_micros)
+                        .unwrap_or_default(),
+                    size: *size,
+                    e_tag: None,
+                    version: None,
+                })
+                .collect(),
         })),
         None => {
             // Certainly not committed: no entry names these outputs.
@@ -525,6 +716,7 @@ pub async fn clean_up(
     l: &PartitionListing,
     cfg: &CompactionConfig,
     now: i64,
+    keep: Option<&HashSet<String>>,
 ) -> Result<usize> {
     let grace = micros(cfg.grace);
     let s = &l.snapshot;
@@ -549,7 +741,8 @@ pub async fn clean_up(
             .is_some_and(|started| now - started > micros(cfg.orphan_after))
             && !s.live.contains(name)
             && !retired.contains(name);
-        if due.contains(name) || abandoned {
+        let due = due.contains(name) && keep.is_some_and(|k| !k.contains(name));
+        if due || abandoned {
             deleted += delete_if_present(store, &f.location).await? as usize;
         }
     }

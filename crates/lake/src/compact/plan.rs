@@ -5,7 +5,7 @@ use std::time::Duration;
 use object_store::ObjectMeta;
 
 use crate::catalog::{PartitionListing, file_name};
-use crate::paths::{FileName, Partition};
+use crate::paths::{BundleHour, FileName, Partition};
 use crate::spans::Frontier;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +105,10 @@ impl CompactionConfig {
     }
 }
 
+fn is_bundle(f: &ObjectMeta) -> bool {
+    BundleHour::parse(&f.location).is_some()
+}
+
 /// One merge: these files of one partition into files of about `target_file_bytes`.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -143,11 +147,13 @@ pub fn plan(
     let final_rows = |f: &ObjectMeta| {
         FileName::parse(file_name(f)).is_none_or(|name| frontier.settled(&name, retries_end))
     };
+    // A bundle is rewritten whatever its size, even alone: Delta readers
+    // cannot take one table's row group of it (`crate::delta`).
     let mut candidates: Vec<ObjectMeta> = listing
         .visible()
         .iter()
         .filter(|f| {
-            f.size < target / 2
+            (f.size < target / 2 || is_bundle(f))
                 && (closed || f.last_modified.timestamp_micros() <= settled)
                 && final_rows(f)
         })
@@ -169,7 +175,7 @@ pub fn plan(
     }
     jobs.push(current);
     jobs.into_iter()
-        .filter(|inputs| inputs.len() >= 2)
+        .filter(|inputs| inputs.len() >= 2 || inputs.iter().any(is_bundle))
         .map(|inputs| Job {
             partition: listing.partition,
             inputs,
