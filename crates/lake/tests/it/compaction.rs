@@ -19,12 +19,12 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use proptest::prelude::*;
 use support::{Instrumented, Op, micros, sip, write as write_server};
 
-const SHARD: &str = "shardId-000000000000";
+pub(crate) const SHARD: &str = "shardId-000000000000";
 /// The shard of files named per record (the first ingest): not the model's stream.
 const LEGACY_SHARD: &str = "shardId-000000000009";
 
 /// A SIP message identified by its capture id.
-fn msg(id: i64, time: i64) -> HepMessage {
+pub(crate) fn msg(id: i64, time: i64) -> HepMessage {
     let mut m = sip(id as usize / 7, id as usize % 7, time);
     m.capture_id = id as u32;
     m
@@ -42,7 +42,7 @@ async fn write_record(store: &Arc<dyn ObjectStore>, seq: u64, msgs: &[HepMessage
 }
 
 /// Capture ids of every row a reader sees in `p`, sorted (duplicates kept).
-async fn visible_ids(store: &Arc<dyn ObjectStore>, p: Partition) -> Vec<i64> {
+pub(crate) async fn visible_ids(store: &Arc<dyn ObjectStore>, p: Partition) -> Vec<i64> {
     let l = list_partition(store, p).await.unwrap();
     let mut ids = Vec::new();
     for f in l.visible() {
@@ -63,7 +63,7 @@ async fn visible_ids(store: &Arc<dyn ObjectStore>, p: Partition) -> Vec<i64> {
     ids
 }
 
-fn capture_ids(batches: &[arrow::array::RecordBatch]) -> Vec<i64> {
+pub(crate) fn capture_ids(batches: &[arrow::array::RecordBatch]) -> Vec<i64> {
     let mut ids = Vec::new();
     for b in batches {
         let c = b.column(b.schema().index_of("capture_id").unwrap());
@@ -79,7 +79,7 @@ fn capture_ids(batches: &[arrow::array::RecordBatch]) -> Vec<i64> {
 
 /// The rows of a table's Delta snapshot, as delta-rs lists its files
 /// (empty when there is no table yet).
-async fn delta_ids(store: &Arc<dyn ObjectStore>, hep_type: u8) -> Vec<i64> {
+pub(crate) async fn delta_ids(store: &Arc<dyn ObjectStore>, hep_type: u8) -> Vec<i64> {
     let Some(t) = lake::delta::PublicTable::load(store, hep_type)
         .await
         .unwrap()
@@ -100,17 +100,17 @@ async fn delta_ids(store: &Arc<dyn ObjectStore>, hep_type: u8) -> Vec<i64> {
     ids
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-fn instrumented() -> (Arc<Instrumented>, Arc<dyn ObjectStore>) {
+pub(crate) fn instrumented() -> (Arc<Instrumented>, Arc<dyn ObjectStore>) {
     let inst = Instrumented::new(Arc::new(InMemory::new()));
     let store: Arc<dyn ObjectStore> = inst.clone();
     (inst, store)
 }
 
-fn on_disk() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+pub(crate) fn on_disk() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
     (dir, store)
@@ -136,7 +136,7 @@ async fn two_hours_of_small_files(
     (p, q)
 }
 
-fn no_retention() -> CompactionConfig {
+pub(crate) fn no_retention() -> CompactionConfig {
     CompactionConfig {
         retention: None,
         ..Default::default()
@@ -1251,7 +1251,7 @@ async fn a_full_sweep_lists_each_day_once() {
 }
 
 /// Writes the rows of attempt `first..=last` (started at `started`) as the ingest does.
-async fn write_attempt(
+pub(crate) async fn write_attempt(
     store: &Arc<dyn ObjectStore>,
     (first, last, started): (u64, u64, i64),
     msgs: &[HepMessage],
@@ -1265,7 +1265,7 @@ async fn write_attempt(
     paths
 }
 
-fn typed(id: i64, time: i64, hep_type: u8) -> HepMessage {
+pub(crate) fn typed(id: i64, time: i64, hep_type: u8) -> HepMessage {
     let mut m = msg(id, time);
     m.proto_type = hep_type;
     m

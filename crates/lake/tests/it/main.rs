@@ -2,6 +2,7 @@
 //! whole (~250 MB in a debug build), so one per crate keeps CI's disk and link
 //! time down.
 mod compaction;
+mod delta;
 mod queries;
 mod read_cache;
 mod support;
