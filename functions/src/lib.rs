@@ -78,7 +78,8 @@ where
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| lake::LOG_FILTER.into()),
         )
         .without_time() // CloudWatch stamps lines itself
         .with_ansi(false)

@@ -66,7 +66,7 @@ struct ServeOnly {
 }
 
 fn main() -> anyhow::Result<()> {
-    listen::init_logs();
+    listen::init_logs_filtered(lake::LOG_FILTER);
     let cli = Cli::parse();
     let command = cli
         .command

@@ -25,3 +25,8 @@ pub mod time_range;
 pub mod writer;
 
 pub use error::{LakeError, Result};
+
+/// The log filter of binaries that use the lake, when `RUST_LOG` says none:
+/// info, less the Delta kernel's lines (a line per snapshot it builds, and an
+/// error for a table not yet created, which `delta` handles).
+pub const LOG_FILTER: &str = "info,buoyant_kernel=off,deltalake_core=warn";

@@ -18,9 +18,15 @@ pub mod args;
 /// only for a terminal, so journald and log files get plain lines. Every
 /// binary but the Lambdas (which log for CloudWatch) starts with this.
 pub fn init_logs() {
+    init_logs_filtered("info");
+}
+
+/// [`init_logs`] with another filter when `RUST_LOG` is not set.
+pub fn init_logs_filtered(default_filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -27,7 +27,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    listen::init_logs();
+    listen::init_logs_filtered(lake::LOG_FILTER);
     let a = Args::parse();
     let store = lake::store::open(&a.lake)?;
     // The same capture-time rule as the ingest function, from the same variables.

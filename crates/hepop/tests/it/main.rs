@@ -1,5 +1,6 @@
 //! `hepop`'s end-to-end tests against the real binary, one binary (see
 //! crates/lake/tests/it).
+mod delta;
 mod import;
 mod security;
 mod server;

@@ -1,0 +1,95 @@
+//! The lake as other engines read it: Delta tables, counted by the `deltalake`
+//! Python package (an independent delta-rs build), DuckDB over its dataset
+//! and Polars (`tests/delta/read.py`), before and after a compaction whose
+//! replaced files are still on disk.
+use crate::support::*;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Counts of one table by each outside reader.
+pub fn read_delta(lake: &str, table: &str, storage_options: Option<&Value>) -> Value {
+    let tools = run_ok(
+        Command::new(workspace().join("tests/delta/tools.sh")).stderr(Stdio::inherit()),
+        "tests/delta/tools.sh",
+    );
+    let python = String::from_utf8(tools.stdout).unwrap().trim().to_owned();
+    let mut c = Command::new(python);
+    c.arg(workspace().join("tests/delta/read.py"))
+        .args([lake, table]);
+    if let Some(o) = storage_options {
+        c.arg(o.to_string());
+    }
+    let out = run_ok(&mut c, "tests/delta/read.py");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn compact(lake: &Path, extra: &[&str]) -> Value {
+    let out = run_ok(
+        Command::new(BIN)
+            .args(["compact", "--data"])
+            .arg(lake)
+            .args(extra),
+        "hepop compact",
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["errors"], json!([]), "{report}");
+    report
+}
+
+#[test]
+fn delta_rs_duckdb_and_polars_count_each_row_once_before_and_after_compaction() {
+    let srv = Server::start(&[]);
+    let lake = srv.dir.as_ref().unwrap().path().to_owned();
+    // Three files of 300 calls each (7 SIP messages a call), over TCP.
+    for round in 1..=3u64 {
+        let send = Command::new(BIN)
+            .args(["send", "--quiet", "--traffic", "sip", "--count", "2100"])
+            .args([
+                "--transport",
+                "tcp",
+                "--rate",
+                "0",
+                "--to",
+                &srv.tcp.to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(send.success());
+        srv.wait_written(2100 * round);
+    }
+    let served = srv.count("SELECT count(*) AS n FROM hep_1");
+    assert_eq!(served, 6300);
+    let distinct = srv.count(
+        "SELECT count(DISTINCT coalesce(call_id, '') || '|' || CAST(time AS VARCHAR) || '|' || payload) AS n FROM hep_1",
+    );
+
+    // The first run publishes the server's files as they are (young: not merged yet).
+    let r = compact(&lake, &[]);
+    assert_eq!(
+        (r["jobs"].as_u64(), r["delta_commits"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    let before = read_delta(lake.to_str().unwrap(), "hep_1", None);
+    for reader in ["deltalake", "duckdb", "polars"] {
+        assert_eq!(before[reader], served, "{reader}: {before}");
+    }
+
+    // Merged, with the default grace: the replaced files stay on disk for readers mid-query.
+    let r = compact(&lake, &["--compact-young-after-secs", "0"]);
+    assert!(r["jobs"].as_u64() >= Some(1), "{r}");
+    assert!(r["delta_files_removed"].as_u64() >= Some(3), "{r}");
+    let after = read_delta(lake.to_str().unwrap(), "hep_1", None);
+    for reader in ["deltalake", "duckdb", "polars"] {
+        assert_eq!(after[reader], served, "{reader}: {after}");
+    }
+    assert_eq!(after["duckdb_distinct"], distinct, "{after}");
+    assert_eq!(
+        after["duckdb_raw_parquet"],
+        2 * served,
+        "every Parquet file under the table, Delta aside, holds the rows twice during the grace period: {after}"
+    );
+    assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), served);
+}
