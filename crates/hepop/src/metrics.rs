@@ -19,6 +19,10 @@ pub struct Metrics {
     pub quarantined_files: AtomicU64,
     pub expired_hours: AtomicU64,
     pub expired_objects: AtomicU64,
+    pub delta_commits: AtomicU64,
+    pub delta_conflicts: AtomicU64,
+    /// Seconds the Delta tables were behind HEPop's view after the last run.
+    pub delta_lag_secs: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +80,16 @@ impl Metrics {
                 "objects deleted by retention",
                 get(&self.expired_objects),
             ),
+            (
+                "delta_commits",
+                "commits to the lake's Delta tables",
+                get(&self.delta_commits),
+            ),
+            (
+                "delta_conflicts",
+                "Delta commits another commit overtook (mirrored again)",
+                get(&self.delta_conflicts),
+            ),
         ]);
         rows
     }
@@ -88,6 +102,10 @@ impl Metrics {
         add(&self.quarantined_files, r.quarantined as u64);
         add(&self.expired_hours, r.expired_hours as u64);
         add(&self.expired_objects, r.expired_objects as u64);
+        add(&self.delta_commits, r.delta_commits as u64);
+        add(&self.delta_conflicts, r.delta_conflicts as u64);
+        self.delta_lag_secs
+            .store(r.delta_lag_secs, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn prometheus(
@@ -133,6 +151,11 @@ impl Metrics {
             ),
         ]);
         gauges.push(("buffered_rows", "rows waiting to be written", buffered));
+        gauges.push((
+            "delta_lag_seconds",
+            "age of the oldest file HEPop serves that the Delta tables may not hold yet, after the last compaction run",
+            get(&self.delta_lag_secs),
+        ));
         gauges.push((
             "queued_bytes",
             "message bytes queued for the writer (bound: --queue-mb)",

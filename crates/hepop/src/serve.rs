@@ -462,7 +462,12 @@ async fn run_compactor(
         )
         .await;
         metrics.record_compaction(&r);
-        if r.jobs > 0 || r.deleted > 0 || r.expired_hours > 0 || r.quarantined > 0 {
+        if r.jobs > 0
+            || r.deleted > 0
+            || r.expired_hours > 0
+            || r.quarantined > 0
+            || r.delta_commits > 0
+        {
             tracing::info!(
                 ?sweep,
                 jobs = r.jobs,
@@ -474,6 +479,10 @@ async fn run_compactor(
                 deleted = r.deleted,
                 quarantined = r.quarantined,
                 expired_hours = r.expired_hours,
+                delta_commits = r.delta_commits,
+                delta_files_added = r.delta_files_added,
+                delta_files_removed = r.delta_files_removed,
+                delta_lag_secs = r.delta_lag_secs,
                 "compacted"
             );
         }

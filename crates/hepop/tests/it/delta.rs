@@ -93,3 +93,42 @@ fn delta_rs_duckdb_and_polars_count_each_row_once_before_and_after_compaction() 
     );
     assert_eq!(srv.count("SELECT count(*) AS n FROM hep_1"), served);
 }
+
+/// `hepop serve` keeps the Delta tables itself: its compactor publishes what
+/// arrives, says so in /metrics, and outside readers count what it serves.
+#[test]
+fn serve_publishes_to_delta_and_counts_its_commits() {
+    let srv = Server::start(&["--compact-every-secs", "1"]);
+    let lake = srv.dir.as_ref().unwrap().path().to_owned();
+    let send = Command::new(BIN)
+        .args(["send", "--quiet", "--traffic", "all", "--count", "2000"])
+        .args([
+            "--transport",
+            "tcp",
+            "--rate",
+            "0",
+            "--to",
+            &srv.tcp.to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(send.success());
+    srv.wait_written(2000);
+    let written_files = srv.metric("files_written");
+    // Every file written so far is published once the commits pass the files' count.
+    srv.wait_metric_at_least("delta_commits", 2);
+    let served = srv.count("SELECT count(*) AS n FROM hep_1");
+    let start = Instant::now();
+    loop {
+        let got = read_delta(lake.to_str().unwrap(), "hep_1", None);
+        if got["deltalake"] == served && got["polars"] == served {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Delta never caught up with {served} rows ({written_files} files): {got}"
+        );
+        srv.wait_metric_at_least("delta_commits", srv.metric("delta_commits") + 1);
+    }
+    assert_eq!(srv.metric("delta_conflicts"), 0);
+}
