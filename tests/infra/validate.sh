@@ -44,3 +44,6 @@ echo "template OK: zero cfn-lint errors" >&2
 # Retries, retention, timeouts and alarms that keep a fault from losing records.
 "$bin/python" "$root/tests/infra/check_durability.py" --self-test "$out/template.cfn.json"
 "$bin/python" "$root/tests/infra/check_durability.py" "$out/template.cfn.json"
+# Athena reads the Delta tables (engine v3), each row once, within the stated lag.
+"$bin/python" "$root/tests/infra/check_athena.py" --self-test "$out/template.cfn.json"
+"$bin/python" "$root/tests/infra/check_athena.py" "$out/template.cfn.json"

@@ -446,6 +446,21 @@ impl PublicTable {
         })
     }
 
+    /// Writes a checkpoint of the current version and removes log entries
+    /// older than the log's retention that it makes unneeded; returns how many.
+    /// A full sweep does this daily whatever the traffic, so the newest
+    /// checkpoint is never older than a day (the bucket's lifecycle expires
+    /// objects after the retention period, log objects included).
+    pub async fn checkpoint(&self) -> Result<usize> {
+        use deltalake_core::checkpoints::{cleanup_metadata, create_checkpoint};
+        create_checkpoint(&self.table, None)
+            .await
+            .map_err(delta_error)?;
+        cleanup_metadata(&self.table, None)
+            .await
+            .map_err(delta_error)
+    }
+
     /// The removals of every file of hours before `first_kept` (an hour
     /// number), each partition's transaction set to [`EXPIRED`].
     pub fn expiring(&self, first_kept: i64) -> Result<Vec<PartitionMirror>> {

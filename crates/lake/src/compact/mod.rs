@@ -83,6 +83,10 @@ pub struct CompactionReport {
     pub delta_conflicts: usize,
     pub delta_files_added: usize,
     pub delta_files_removed: usize,
+    /// Checkpoints written (every full sweep, and every 50 commits).
+    pub delta_checkpoints: usize,
+    /// Log entries older than the log's retention removed after a checkpoint.
+    pub delta_log_entries_removed: usize,
     /// How far the Delta tables are behind HEPop's own view after the run:
     /// the age of the oldest file HEPop reads that they may not hold yet (s).
     pub delta_lag_secs: u64,
@@ -274,6 +278,19 @@ pub async fn run(
             report
                 .errors
                 .push(format!("mirroring {}: {e}", Root::Table(t).prefix()));
+        }
+    }
+    if sweep == Sweep::Full {
+        for (&t, pt) in &public {
+            match pt.checkpoint().await {
+                Ok(removed) => {
+                    report.delta_checkpoints += 1;
+                    report.delta_log_entries_removed += removed;
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("checkpoint of {}: {e}", Root::Table(t).prefix())),
+            }
         }
     }
     if cfg.grace.is_zero() {
