@@ -390,29 +390,26 @@ impl PublicTable {
             // A removal that merely replaces files (compaction) is no change of data.
             let replaced = !c.add.is_empty();
             for f in &c.add {
-                actions.push(Action::Add(self.add_action(p, f, !is_compacted(f)).await?));
+                let stats = stats(&self.store, f).await?;
+                actions.push(add(p, f, stats, !is_compacted(f)));
             }
             for name in &c.remove {
-                actions.push(Action::Remove(Remove {
-                    path: relative_path(p, name),
-                    data_change: !replaced || c.version == EXPIRED,
-                    deletion_timestamp: Some(now_ms),
-                    extended_file_metadata: Some(false),
-                    partition_values: Some(partition_values(p)),
-                    ..Default::default()
-                }));
+                actions.push(remove(p, name, now_ms, !replaced || c.version == EXPIRED));
             }
-            actions.push(Action::Txn(Transaction::new_with_last_update(
-                app_id(p),
-                c.version,
-                Some(now_ms),
-            )));
+            actions.push(txn(p, c.version, now_ms));
             done.added += c.add.len();
             done.removed += c.remove.len();
         }
         if done.added + done.removed == 0 {
             return Ok(done);
         }
+        done.version = Some(self.commit_actions(actions).await?);
+        Ok(done)
+    }
+
+    /// Commits `actions` as they are (see [`add`], [`remove`], [`txn`]) and
+    /// reads the table's new state; returns the version committed.
+    pub async fn commit_actions(&mut self, actions: Vec<Action>) -> Result<u64> {
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
             partition_by: Some(vec![DATE_COLUMN.into(), HOUR_COLUMN.into()]),
@@ -429,21 +426,8 @@ impl PublicTable {
             .build(Some(self.state()?), self.table.log_store(), operation)
             .await
             .map_err(delta_error)?;
-        done.version = Some(finalized.version());
         self.reload().await?;
-        Ok(done)
-    }
-
-    async fn add_action(&self, p: Partition, f: &ObjectMeta, data_change: bool) -> Result<Add> {
-        Ok(Add {
-            path: relative_path(p, file_name(f)),
-            partition_values: partition_values(p),
-            size: f.size as i64,
-            modification_time: f.last_modified.timestamp_millis(),
-            data_change,
-            stats: Some(stats(&self.store, f).await?),
-            ..Default::default()
-        })
+        Ok(finalized.version())
     }
 
     /// Writes a checkpoint of the current version and removes log entries
@@ -482,6 +466,40 @@ impl PublicTable {
     }
 }
 
+/// The add action of a data file of partition `p`, with its statistics ([`stats`]).
+pub fn add(p: Partition, f: &ObjectMeta, stats: String, data_change: bool) -> Action {
+    Action::Add(Add {
+        path: relative_path(p, file_name(f)),
+        partition_values: partition_values(p),
+        size: f.size as i64,
+        modification_time: f.last_modified.timestamp_millis(),
+        data_change,
+        stats: Some(stats),
+        ..Default::default()
+    })
+}
+
+/// The remove action of file `name` of partition `p`, removed at `now_ms`.
+pub fn remove(p: Partition, name: &str, now_ms: i64, data_change: bool) -> Action {
+    Action::Remove(Remove {
+        path: relative_path(p, name),
+        data_change,
+        deletion_timestamp: Some(now_ms),
+        extended_file_metadata: Some(false),
+        partition_values: Some(partition_values(p)),
+        ..Default::default()
+    })
+}
+
+/// The transaction action saying partition `p` mirrors its log entry `version`.
+pub fn txn(p: Partition, version: i64, now_ms: i64) -> Action {
+    Action::Txn(Transaction::new_with_last_update(
+        app_id(p),
+        version,
+        Some(now_ms),
+    ))
+}
+
 fn is_compacted(f: &ObjectMeta) -> bool {
     matches!(
         FileName::parse(file_name(f)),
@@ -515,24 +533,23 @@ pub async fn stats(store: &Arc<dyn ObjectStore>, f: &ObjectMeta) -> Result<Strin
             _ => complete = false,
         }
     }
+    Ok(time_stats(rows, range.filter(|_| complete)))
+}
+
+/// Delta statistics of `rows` rows whose `time` spans `range` (µs, inclusive).
+pub fn time_stats(rows: i64, range: Option<(i64, i64)>) -> String {
     let mut s = serde_json::json!({ "numRecords": rows });
-    if let (true, Some((lo, hi))) = (complete, range) {
-        let ms = |us: i64, up: bool| {
-            let m = if up {
-                us.div_euclid(1000) + (us.rem_euclid(1000) > 0) as i64
-            } else {
-                us.div_euclid(1000)
-            };
-            chrono::DateTime::from_timestamp_millis(m)
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        };
-        if let (Some(lo), Some(hi)) = (ms(lo, false), ms(hi, true)) {
-            s["minValues"] = serde_json::json!({ TIME: lo });
-            s["maxValues"] = serde_json::json!({ TIME: hi });
-            s["nullCount"] = serde_json::json!({ TIME: 0 });
-        }
+    let ms = |us: i64, up: bool| {
+        let m = us.div_euclid(1000) + (up && us.rem_euclid(1000) > 0) as i64;
+        chrono::DateTime::from_timestamp_millis(m)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    };
+    if let Some((Some(lo), Some(hi))) = range.map(|(lo, hi)| (ms(lo, false), ms(hi, true))) {
+        s["minValues"] = serde_json::json!({ TIME: lo });
+        s["maxValues"] = serde_json::json!({ TIME: hi });
+        s["nullCount"] = serde_json::json!({ TIME: 0 });
     }
-    Ok(s.to_string())
+    s.to_string()
 }
 
 /// Hour number of the first hour retention keeps, from its cut-off (µs).
@@ -565,6 +582,22 @@ mod tests {
             v[HOUR_COLUMN].as_deref(),
             Some((490_000 % 24).to_string().as_str())
         );
+    }
+
+    #[test]
+    fn time_statistics_round_outwards_to_milliseconds() {
+        let s: serde_json::Value =
+            serde_json::from_str(&time_stats(3, Some((1_000_000_123_456, 1_000_000_999_001))))
+                .unwrap();
+        assert_eq!(s["numRecords"], 3);
+        assert_eq!(s["minValues"][TIME], "2001-09-09T01:46:40.123Z");
+        assert_eq!(s["maxValues"][TIME], "2001-09-09T01:46:41.000Z");
+        let exact: serde_json::Value =
+            serde_json::from_str(&time_stats(1, Some((1_000_000_123_000, 1_000_000_123_000))))
+                .unwrap();
+        assert_eq!(exact["maxValues"][TIME], "2001-09-09T01:46:40.123Z");
+        let none: serde_json::Value = serde_json::from_str(&time_stats(0, None)).unwrap();
+        assert!(none.get("minValues").is_none());
     }
 
     #[test]
