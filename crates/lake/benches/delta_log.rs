@@ -68,7 +68,8 @@ async fn main() {
     let mut table = PublicTable::open(&store, 1).await.unwrap();
     let start = 1_764_547_200_000_000i64; // 2025-12-01T00:00Z
     let runs = days * 86_400 / RUN_SECS;
-    let young_per_run = (SIP_ROWS_PER_SEC * BYTES_PER_ROW * RUN_SECS as f64 / YOUNG_BYTES).ceil() as i64;
+    let young_per_run =
+        (SIP_ROWS_PER_SEC * BYTES_PER_ROW * RUN_SECS as f64 / YOUNG_BYTES).ceil() as i64;
     let rows_per_young = (YOUNG_BYTES / BYTES_PER_ROW) as i64;
     let targets_per_hour = (SIP_ROWS_PER_SEC * BYTES_PER_ROW * 3600.0 / TARGET_BYTES).ceil() as i64;
     let small_per_run = SHARDS * YOUNG_AFTER_SECS / 6;
@@ -102,7 +103,12 @@ async fn main() {
             );
             let rows = (SIP_ROWS_PER_SEC * 6.0 / SHARDS as f64) as i64;
             let m = meta(p, &name, (rows as f64 * BYTES_PER_ROW) as u64, now);
-            actions.push(add(p, &m, time_stats(rows, Some((now - 6_000_000, now))), true));
+            actions.push(add(
+                p,
+                &m,
+                time_stats(rows, Some((now - 6_000_000, now))),
+                true,
+            ));
             published_small.push((p, name.to_string()));
         }
         // Ten minutes after an hour ends, its young outputs become target-size files.
@@ -138,7 +144,12 @@ async fn main() {
     }
     let log = dir.path().join("hep_1/_delta_log");
     let (total, files, checkpoint, commits) = dir_size(&log);
-    let active = table.held().unwrap().values().map(|f| f.len()).sum::<usize>();
+    let active = table
+        .held()
+        .unwrap()
+        .values()
+        .map(|f| f.len())
+        .sum::<usize>();
     let mean_commit = commits as f64 / runs as f64;
     // Kept by the table's properties: the newest checkpoint, and two days of commits.
     let retained = checkpoint as f64 + mean_commit * (2 * 86_400 / RUN_SECS) as f64;

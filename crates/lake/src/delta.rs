@@ -249,30 +249,47 @@ impl PublicTable {
     pub async fn open(store: &Arc<dyn ObjectStore>, hep_type: u8) -> Result<Self> {
         let mut t = match Self::load(store, hep_type).await? {
             Some(t) => t,
-            None => {
-                let created = DeltaTable::new(Self::log_store(store, hep_type))
-                    .create()
-                    .with_table_name(table_name(hep_type))
-                    .with_columns(columns(hep_type)?)
-                    .with_partition_columns([DATE_COLUMN, HOUR_COLUMN])
-                    .with_configuration(TABLE_PROPERTIES.map(|(k, v)| (k, Some(v))))
-                    .with_save_mode(SaveMode::Ignore)
-                    .await;
-                match created {
-                    Ok(table) => Self {
-                        hep_type,
-                        store: store.clone(),
-                        table,
-                    },
-                    // Another compactor created it first.
-                    Err(_) => Self::load(store, hep_type).await?.ok_or_else(|| {
-                        LakeError::Other(format!("creating {}'s Delta table", table_name(hep_type)))
-                    })?,
-                }
-            }
+            None => Self::create(store, hep_type, columns(hep_type)?).await?,
         };
         t.evolve().await?;
         Ok(t)
+    }
+
+    /// Creates the table with `columns` (another compactor may create it
+    /// first: then it is loaded).
+    pub async fn create(
+        store: &Arc<dyn ObjectStore>,
+        hep_type: u8,
+        columns: Vec<StructField>,
+    ) -> Result<Self> {
+        let created = DeltaTable::new(Self::log_store(store, hep_type))
+            .create()
+            .with_table_name(table_name(hep_type))
+            .with_columns(columns)
+            .with_partition_columns([DATE_COLUMN, HOUR_COLUMN])
+            .with_configuration(TABLE_PROPERTIES.map(|(k, v)| (k, Some(v))))
+            .with_save_mode(SaveMode::Ignore)
+            .await;
+        match created {
+            Ok(table) => Ok(Self {
+                hep_type,
+                store: store.clone(),
+                table,
+            }),
+            Err(e) => Self::load(store, hep_type)
+                .await?
+                .ok_or_else(|| delta_error(e)),
+        }
+    }
+
+    /// The table's column names, in order.
+    pub fn column_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .state()?
+            .schema()
+            .fields()
+            .map(|f| f.name().clone())
+            .collect())
     }
 
     async fn evolve(&mut self) -> Result<()> {
@@ -586,15 +603,19 @@ mod tests {
 
     #[test]
     fn time_statistics_round_outwards_to_milliseconds() {
-        let s: serde_json::Value =
-            serde_json::from_str(&time_stats(3, Some((1_000_000_123_456, 1_000_000_999_001))))
-                .unwrap();
+        let s: serde_json::Value = serde_json::from_str(&time_stats(
+            3,
+            Some((1_000_000_000_123_456, 1_000_000_000_999_001)),
+        ))
+        .unwrap();
         assert_eq!(s["numRecords"], 3);
         assert_eq!(s["minValues"][TIME], "2001-09-09T01:46:40.123Z");
         assert_eq!(s["maxValues"][TIME], "2001-09-09T01:46:41.000Z");
-        let exact: serde_json::Value =
-            serde_json::from_str(&time_stats(1, Some((1_000_000_123_000, 1_000_000_123_000))))
-                .unwrap();
+        let exact: serde_json::Value = serde_json::from_str(&time_stats(
+            1,
+            Some((1_000_000_000_123_000, 1_000_000_000_123_000)),
+        ))
+        .unwrap();
         assert_eq!(exact["maxValues"][TIME], "2001-09-09T01:46:40.123Z");
         let none: serde_json::Value = serde_json::from_str(&time_stats(0, None)).unwrap();
         assert!(none.get("minValues").is_none());

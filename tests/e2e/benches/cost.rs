@@ -570,7 +570,9 @@ fn monthly(m: &Measured, d: &Deployment) -> BTreeMap<&'static str, f64> {
     // and `_bundles/`; and GETs each hour's log entry, one after another (about 20 ms
     // each on S3, modelled).
     let sweeps = MONTH_SECS / 3600.0 / d.full_sweep_every_hours as f64;
-    let lists = (d.retention_days as f64 + 1.0) * 3.0 * 2.0 + 2.0;
+    // Each table's Delta checkpoint (the checkpoint and `_last_checkpoint`: 2 PUTs) after
+    // reading its log (2 LISTs).
+    let lists = (d.retention_days as f64 + 1.0) * 3.0 * 2.0 + 2.0 + 3.0 * 4.0;
     let partitions = d.retention_days as f64 * 24.0 * 3.0;
     let sweep_gb_s = partitions * 0.020 * d.compactor_memory_mb as f64 / 1024.0;
     c.insert(

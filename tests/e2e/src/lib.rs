@@ -231,30 +231,3 @@ impl Proxy {
         }
     }
 }
-
-/// Counts of one Delta table of the lake at `location` by the outside readers
-/// (`tests/delta/read.py`: the Python `deltalake` package, DuckDB, Polars).
-pub fn read_delta(
-    location: &str,
-    table: &str,
-    storage_options: &serde_json::Value,
-) -> serde_json::Value {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let tools = std::process::Command::new(root.join("tests/delta/tools.sh"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(tools.status.success(), "tests/delta/tools.sh failed");
-    let python = String::from_utf8(tools.stdout).unwrap();
-    let out = std::process::Command::new(python.trim())
-        .arg(root.join("tests/delta/read.py"))
-        .args([location, table, &storage_options.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "read.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}

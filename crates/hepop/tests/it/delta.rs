@@ -4,26 +4,9 @@
 //! replaced files are still on disk.
 use crate::support::*;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Counts of one table by each outside reader.
-pub fn read_delta(lake: &str, table: &str, storage_options: Option<&Value>) -> Value {
-    let tools = run_ok(
-        Command::new(workspace().join("tests/delta/tools.sh")).stderr(Stdio::inherit()),
-        "tests/delta/tools.sh",
-    );
-    let python = String::from_utf8(tools.stdout).unwrap().trim().to_owned();
-    let mut c = Command::new(python);
-    c.arg(workspace().join("tests/delta/read.py"))
-        .args([lake, table]);
-    if let Some(o) = storage_options {
-        c.arg(o.to_string());
-    }
-    let out = run_ok(&mut c, "tests/delta/read.py");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+#[path = "../../../../tests/delta/read_delta.rs"]
+mod readers;
+use readers::read_delta;
 
 fn compact(lake: &Path, extra: &[&str]) -> Value {
     let out = run_ok(

@@ -1065,12 +1065,18 @@ async fn ingest_time_slices_merge_into_one_sorted_run() {
 
 /// A file as the first release wrote it: `time_usec` Int32, no `original_time`.
 fn first_schema_file(batch: &arrow::array::RecordBatch) -> bytes::Bytes {
+    let later = |name: &str| {
+        name == lake::schema::ORIGINAL_TIME
+            || lake::schema::ADDED_SIP_COLUMNS
+                .iter()
+                .any(|(n, _)| *n == name)
+    };
     let cols: Vec<_> = batch
         .schema()
         .fields()
         .iter()
         .zip(batch.columns())
-        .filter(|(f, _)| f.name() != lake::schema::ORIGINAL_TIME)
+        .filter(|(f, _)| !later(f.name()))
         .map(|(f, c)| {
             if f.name() == "time_usec" {
                 let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Int32).unwrap();
@@ -1100,6 +1106,22 @@ fn first_schema_file(batch: &arrow::array::RecordBatch) -> bytes::Bytes {
     w.write(&old).unwrap();
     w.close().unwrap();
     out.into()
+}
+
+/// Writes `msgs` as a server file of the first schema (before `original_time`
+/// and the correlation columns; `time_usec` Int32).
+pub(crate) async fn write_first_schema_file(store: &Arc<dyn ObjectStore>, msgs: &[HepMessage]) {
+    let mut buf = lake::writer::WriteBuffer::new(Default::default());
+    for m in msgs {
+        buf.append(m);
+    }
+    for f in buf.take_due(std::time::Instant::now(), true) {
+        for (_, batch) in &f.tables {
+            lake::parquet_io::put(store, &f.path, first_schema_file(batch))
+                .await
+                .unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,3 +229,55 @@ async fn an_unsettled_attempt_waits_and_the_report_says_how_long() {
     );
     assert_eq!(visible_ids(&store, p).await, vec![1, 2]);
 }
+
+/// A table created before the lake's schema gained columns: the next run adds
+/// them to the Delta table, and an outside reader reads old and new files,
+/// the old ones' new columns as null (and `time_usec`, Int32 in the first
+/// files, as the table's long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_the_lake_gains_are_added_and_old_files_read_them_as_null() {
+    let (dir, store) = on_disk();
+    let base = now() - 3 * MICROS_PER_HOUR;
+    let added: Vec<&str> = ["original_time"]
+        .into_iter()
+        .chain(lake::schema::ADDED_SIP_COLUMNS.iter().map(|(n, _)| *n))
+        .collect();
+    let old_columns: Vec<_> = lake::delta::columns(1)
+        .unwrap()
+        .into_iter()
+        .filter(|c| !added.contains(&c.name().as_str()))
+        .collect();
+    PublicTable::create(&store, 1, old_columns).await.unwrap();
+    let msgs = [msg(1, base), msg(2, base + 1), msg(3, base + 2)];
+    crate::compaction::write_first_schema_file(&store, &msgs[..2]).await;
+    write_server(&store, &msgs[2..]).await;
+    // Files of at least half the target are left as they are: Delta gets both schemas' files.
+    let cfg = CompactionConfig {
+        target_file_bytes: 1024,
+        young_file_bytes: 1024,
+        ..no_retention()
+    };
+    let r = run(&store, &cfg, now(), Sweep::Full, None).await;
+    assert!(r.errors.is_empty() && r.jobs == 0, "{r:?}");
+    let names = PublicTable::load(&store, 1)
+        .await
+        .unwrap()
+        .unwrap()
+        .column_names()
+        .unwrap();
+    for c in &added {
+        assert!(names.contains(&c.to_string()), "{c} not added: {names:?}");
+    }
+    let got = crate::readers::read_delta(dir.path().to_str().unwrap(), "hep_1", None);
+    assert_eq!(got["deltalake"], 3, "{got}");
+    assert_eq!(got["polars"], 3, "{got}");
+    assert_eq!(
+        got["nulls"]["via_branch"], 2,
+        "the first files' rows: {got}"
+    );
+    let usec: i64 = msgs.iter().map(|m| m.time_usec as i64).sum();
+    assert_eq!(
+        got["time_usec_sum"], usec,
+        "Int32 in the first files: {got}"
+    );
+}

@@ -5,4 +5,6 @@ mod compaction;
 mod delta;
 mod queries;
 mod read_cache;
+#[path = "../../../../tests/delta/read_delta.rs"]
+mod readers;
 mod support;
