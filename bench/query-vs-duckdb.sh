@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Query speed for docs/PERFORMANCE.md: one hour of N realistic messages
 # (default 10 M) written as `hepop serve` writes them and compacted, then
-#  1. the same SQL through `hepop serve`'s /query and through DuckDB (PyPI)
-#     on the same files: medians of RUNS (default 7) and the ratio; then the
+#  1. the same SQL through `hepop serve`'s /query, through DuckDB (PyPI) on the
+#     same Parquet files, and through DuckDB on the Delta tables (the
+#     `deltalake` package's Arrow dataset): medians of RUNS (default 7) and the
+#     ratios; then the
 #     calls endpoints (search, flow, PCAP) on that hour;
 #  2. the bytes a warm Call-ID lookup reads in that hour (the request
 #     recorder test, lake/tests/it/read_cache.rs, at N messages);
@@ -13,9 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-10000000}"
-venv=target/bench-venv
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c 'import duckdb' 2>/dev/null || "$venv/bin/pip" install -q duckdb
+# DuckDB and the `deltalake` package (DuckDB reads the Delta tables through its Arrow dataset).
+py="$(tests/delta/tools.sh)"
 cargo build --release -q -p hepop
 cargo bench -p lake --bench compaction --no-run >/dev/null 2>&1
 gen="$(ls -t target/release/deps/compaction-* | grep -v '\.d$' | head -1)"
@@ -37,9 +38,9 @@ target/release/hepop serve --data "$lake" --hep-port 0 --http-port 0 --compact-e
 server=$!
 for _ in $(seq 1 100); do grep -q '^hepop listening' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 http="$(grep -o 'http=[0-9.:]*' "$work/serve.out" | cut -d= -f2)"
-"$venv/bin/python" bench/query_vs_duckdb.py "$lake" "$http" "${RUNS:-7}"
-"$venv/bin/python" bench/query_vs_duckdb.py "$lake" --emit "$work/queries.json"
-"$venv/bin/python" bench/calls.py "$work/queries.json" "$http" "${RUNS:-7}"
+"$py" bench/query_vs_duckdb.py "$lake" "$http" "${RUNS:-7}"
+"$py" bench/query_vs_duckdb.py "$lake" --emit "$work/queries.json"
+"$py" bench/calls.py "$work/queries.json" "$http" "${RUNS:-7}"
 kill $server; server=""
 
 echo "== 2. bytes a warm Call-ID lookup reads, $n messages"
@@ -51,6 +52,6 @@ if [ -n "${LOCALSTACK_ENDPOINT:-}" ]; then
   cargo bench -q -p functions --bench query_s3 -- "$lake" "$work/queries.json" "${RUNS:-7}" | tee "$work/s3.out"
   bucket="$(grep -o 's3://[^ ]*' "$work/s3.out" | head -1)"
   cargo build --release -q -p functions --bin query
-  lookup="$("$venv/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["sql"])' "$work/queries.json")"
-  "$venv/bin/python" bench/lambda_cold_start.py target/release/query "$bucket" "$lookup" 5
+  lookup="$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["sql"])' "$work/queries.json")"
+  "$py" bench/lambda_cold_start.py target/release/query "$bucket" "$lookup" 5
 fi
