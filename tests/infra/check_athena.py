@@ -7,10 +7,10 @@ engine v3, which reads Delta natively; and the recent compaction runs often
 enough for the Delta tables to trail HEPop by at most 15 minutes (a run's
 period plus the two minutes a file waits before it is merged). With
 --self-test, proves each check catches a mutation."""
-import copy
-import json
 import re
 import sys
+
+import checklib
 
 TABLES = {"GlueTableSip": "hep_1", "GlueTableRtcp": "hep_5", "GlueTableLog": "hep_100"}
 # lake::compact::CompactionConfig::young_after, and the lag the README promises.
@@ -76,7 +76,8 @@ def findings(doc):
     return out
 
 
-def self_test(doc):
+def self_test():
+    """Mutations each check must catch."""
     def hive_table(d):
         d["Resources"]["GlueTableSip"]["Properties"]["TableInput"]["Parameters"] = {"classification": "parquet"}
 
@@ -99,27 +100,11 @@ def self_test(doc):
     def hourly_compaction(d):
         d["Parameters"]["CompactSchedule"]["Default"] = "rate(1 hour)"
 
-    mutations = (hive_table, projection, columns, wrong_location, engine_v2, hourly_compaction)
-    for m in mutations:
-        d = copy.deepcopy(doc)
-        m(d)
-        assert findings(d), f"{m.__name__} was not caught"
-    print(f"athena check self-test: all {len(mutations)} mutations caught", file=sys.stderr)
+    return (hive_table, projection, columns, wrong_location, engine_v2, hourly_compaction)
 
 
 def main():
-    args = sys.argv[1:]
-    doc = json.load(open([a for a in args if a != "--self-test"][0]))
-    if "--self-test" in args:
-        self_test(doc)
-        return
-    found = findings(doc)
-    for f in found:
-        print(f"athena: {f}", file=sys.stderr)
-    if found:
-        sys.exit(1)
-    print("athena: Delta tables at the lake's tables, engine v3, lag within bounds", file=sys.stderr)
-
+    checklib.run("athena", findings, self_test(), lambda doc: "Delta tables at the lake's tables, engine v3, lag within bounds")
 
 if __name__ == "__main__":
     main()

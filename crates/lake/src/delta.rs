@@ -32,7 +32,7 @@ use deltalake_core::kernel::{
 use deltalake_core::logstore::{LogStoreRef, StorageConfig, default_logstore};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableError};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::async_reader::AsyncFileReader;
@@ -406,8 +406,13 @@ impl PublicTable {
             }
             // A removal that merely replaces files (compaction) is no change of data.
             let replaced = !c.add.is_empty();
-            for f in &c.add {
-                let stats = stats(&self.store, f).await?;
+            // Footers read a few at a time: a busy run publishes hundreds of files.
+            let stats: Vec<String> = futures::stream::iter(c.add.iter())
+                .map(|f| stats(&self.store, f))
+                .buffered(16)
+                .try_collect()
+                .await?;
+            for (f, stats) in c.add.iter().zip(stats) {
                 actions.push(add(p, f, stats, !is_compacted(f)));
             }
             for name in &c.remove {

@@ -380,29 +380,11 @@ async fn compaction_on_s3_while_queries_run() {
     // Three hours ago: a closed hour. Twelve records, twelve small bundles (one object per attempt).
     let start =
         (chrono::Utc::now().timestamp_micros() / 3_600_000_000 - 3) * 3_600_000_000 + 60_000_000;
-    let mut records = Vec::new();
-    // Arrival is now: the capture times (three hours ago) are inside the accepted window.
-    let arrival = chrono::Utc::now().timestamp() as f64;
     // Record 12, of the current hour, shows the checkpoint passed the others: they are settled.
-    for k in 0..13u64 {
-        let mut b = kinesis_record::RecordBuilder::new();
-        let sent = match k {
-            12 => chrono::Utc::now().timestamp_micros(),
-            _ => start + k as i64 * 1_000_000,
-        };
-        for p in packets(100 + k, 10, sent) {
-            b.push(&p).unwrap();
-        }
-        for data in b.finish() {
-            records.push(json!({
-                "kinesis": { "kinesisSchemaVersion": "1.0", "partitionKey": "k", "sequenceNumber": format!("{:056}", k),
-                    "data": base64::engine::general_purpose::STANDARD.encode(&data), "approximateArrivalTimestamp": arrival },
-                "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": format!("shardId-000000000000:{:056}", k),
-                "eventName": "aws:kinesis:record", "invokeIdentityArn": "arn:aws:iam::0:role/x", "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:0:stream/s"
-            }));
-        }
-    }
+    let records = stream_records(0..13, 10, 100, |k| match k {
+        12 => chrono::Utc::now().timestamp_micros(),
+        _ => start + k as i64 * 1_000_000,
+    });
     // One record per batch, as a quiet stream delivers them: thirteen attempts.
     let events: Vec<KinesisEvent> = records
         .into_iter()
@@ -723,13 +705,19 @@ async fn s3_unreachable_for_a_while_then_back_every_message_stored_once() {
     assert_eq!(distinct, count(&r, "SELECT count(*) AS n FROM hep_1").await);
 }
 
-/// Kinesis event records of one shard, `k` → sequence `k`, each holding 2
-/// calls' messages captured at `sent(k)`.
-fn stream_records(ks: std::ops::Range<u64>, sent: impl Fn(u64) -> i64) -> Vec<Value> {
+/// Kinesis event records of one shard, `k` → sequence `k`, each holding
+/// `calls` calls' messages (run `seed + k`) captured at `sent(k)`; arrival is
+/// now, so capture times hours ago are inside the accepted window.
+fn stream_records(
+    ks: std::ops::Range<u64>,
+    calls: u64,
+    seed: u64,
+    sent: impl Fn(u64) -> i64,
+) -> Vec<Value> {
     let arrival = chrono::Utc::now().timestamp() as f64;
     ks.map(|k| {
         let mut b = kinesis_record::RecordBuilder::new();
-        for p in packets(500 + k, 2, sent(k)) {
+        for p in packets(seed + k, calls, sent(k)) {
             b.push(&p).unwrap();
         }
         let data = b.finish().remove(0);
@@ -757,7 +745,7 @@ async fn delta_on_s3_after_retries_and_two_compactors_is_exact_for_outside_reade
     // A closed hour, and one record of now that settles the others.
     let start =
         (chrono::Utc::now().timestamp_micros() / 3_600_000_000 - 3) * 3_600_000_000 + 60_000_000;
-    let records = stream_records(0..21, |k| match k {
+    let records = stream_records(0..21, 2, 500, |k| match k {
         20 => chrono::Utc::now().timestamp_micros(),
         _ => start + k as i64 * 1_000_000,
     });

@@ -27,19 +27,7 @@ fn delta_rs_duckdb_and_polars_count_each_row_once_before_and_after_compaction() 
     let lake = srv.dir.as_ref().unwrap().path().to_owned();
     // Three files of 300 calls each (7 SIP messages a call), over TCP.
     for round in 1..=3u64 {
-        let send = Command::new(BIN)
-            .args(["send", "--quiet", "--traffic", "sip", "--count", "2100"])
-            .args([
-                "--transport",
-                "tcp",
-                "--rate",
-                "0",
-                "--to",
-                &srv.tcp.to_string(),
-            ])
-            .status()
-            .unwrap();
-        assert!(send.success());
+        send_over_tcp(srv.tcp, "sip", 2100);
         srv.wait_written(2100 * round);
     }
     let served = srv.count("SELECT count(*) AS n FROM hep_1");
@@ -83,19 +71,7 @@ fn delta_rs_duckdb_and_polars_count_each_row_once_before_and_after_compaction() 
 fn serve_publishes_to_delta_and_counts_its_commits() {
     let srv = Server::start(&["--compact-every-secs", "1"]);
     let lake = srv.dir.as_ref().unwrap().path().to_owned();
-    let send = Command::new(BIN)
-        .args(["send", "--quiet", "--traffic", "all", "--count", "2000"])
-        .args([
-            "--transport",
-            "tcp",
-            "--rate",
-            "0",
-            "--to",
-            &srv.tcp.to_string(),
-        ])
-        .status()
-        .unwrap();
-    assert!(send.success());
+    send_over_tcp(srv.tcp, "all", 2000);
     srv.wait_written(2000);
     let written_files = srv.metric("files_written");
     // Every file written so far is published once the commits pass the files' count.

@@ -303,6 +303,23 @@ impl TestCert {
 
 /// Runs `command` (`what` names it, and how it got installed) to the end;
 /// fails the test with its output unless it succeeded.
+/// `hepop send` of `count` generated messages (`traffic`: sip or all) over TCP to `to`, as fast as it can.
+pub fn send_over_tcp(to: SocketAddr, traffic: &str, count: u64) {
+    run_ok(
+        Command::new(BIN)
+            .args([
+                "send",
+                "--quiet",
+                "--traffic",
+                traffic,
+                "--count",
+                &count.to_string(),
+            ])
+            .args(["--transport", "tcp", "--rate", "0", "--to", &to.to_string()]),
+        "hepop send",
+    );
+}
+
 pub fn run_ok(command: &mut Command, what: &str) -> std::process::Output {
     let out = command
         .output()
