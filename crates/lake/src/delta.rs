@@ -407,8 +407,15 @@ impl PublicTable {
             // A removal that merely replaces files (compaction) is no change of data.
             let replaced = !c.add.is_empty();
             // Footers read a few at a time: a busy run publishes hundreds of files.
-            let stats: Vec<String> = futures::stream::iter(c.add.iter())
-                .map(|f| stats(&self.store, f))
+            let reads: Vec<_> = c
+                .add
+                .iter()
+                .map(|f| {
+                    let (store, f) = (self.store.clone(), f.clone());
+                    async move { stats(&store, &f).await }
+                })
+                .collect();
+            let stats: Vec<String> = futures::stream::iter(reads)
                 .buffered(16)
                 .try_collect()
                 .await?;
