@@ -377,14 +377,8 @@ async fn compaction_on_s3_while_queries_run() {
     let bucket = unique("hep-compact");
     create_bucket(&bucket);
     let store = lake(&bucket);
-    // Three hours ago: a closed hour. Twelve records, twelve small bundles (one object per attempt).
-    let start =
-        (chrono::Utc::now().timestamp_micros() / 3_600_000_000 - 3) * 3_600_000_000 + 60_000_000;
-    // Record 12, of the current hour, shows the checkpoint passed the others: they are settled.
-    let records = stream_records(0..13, 10, 100, |k| match k {
-        12 => chrono::Utc::now().timestamp_micros(),
-        _ => start + k as i64 * 1_000_000,
-    });
+    // Twelve records, twelve small bundles (one object per attempt), and one that settles them.
+    let (start, records) = settled_records_of_a_closed_hour(12, 10, 100);
     // One record per batch, as a quiet stream delivers them: thirteen attempts.
     let events: Vec<KinesisEvent> = records
         .into_iter()
@@ -705,6 +699,22 @@ async fn s3_unreachable_for_a_while_then_back_every_message_stored_once() {
     assert_eq!(distinct, count(&r, "SELECT count(*) AS n FROM hep_1").await);
 }
 
+/// `n` records captured a second apart three hours ago (a closed hour), and
+/// record `n`, of now, which shows the checkpoint passed them (they are
+/// settled); with the hour's start (µs).
+fn settled_records_of_a_closed_hour(n: u64, calls: u64, seed: u64) -> (i64, Vec<Value>) {
+    let start =
+        (chrono::Utc::now().timestamp_micros() / 3_600_000_000 - 3) * 3_600_000_000 + 60_000_000;
+    let records = stream_records(0..n + 1, calls, seed, |k| {
+        if k == n {
+            chrono::Utc::now().timestamp_micros()
+        } else {
+            start + k as i64 * 1_000_000
+        }
+    });
+    (start, records)
+}
+
 /// Kinesis event records of one shard, `k` → sequence `k`, each holding
 /// `calls` calls' messages (run `seed + k`) captured at `sent(k)`; arrival is
 /// now, so capture times hours ago are inside the accepted window.
@@ -742,13 +752,7 @@ async fn delta_on_s3_after_retries_and_two_compactors_is_exact_for_outside_reade
     let bucket = unique("hep-delta");
     create_bucket(&bucket);
     let store = lake(&bucket);
-    // A closed hour, and one record of now that settles the others.
-    let start =
-        (chrono::Utc::now().timestamp_micros() / 3_600_000_000 - 3) * 3_600_000_000 + 60_000_000;
-    let records = stream_records(0..21, 2, 500, |k| match k {
-        20 => chrono::Utc::now().timestamp_micros(),
-        _ => start + k as i64 * 1_000_000,
-    });
+    let (start, records) = settled_records_of_a_closed_hour(20, 2, 500);
     let batch = |r: std::ops::Range<usize>| -> KinesisEvent {
         serde_json::from_value(json!({ "Records": records[r].to_vec() })).unwrap()
     };
