@@ -40,7 +40,7 @@ use parquet::file::statistics::Statistics;
 
 use crate::catalog::{PartitionListing, file_name};
 use crate::parquet_io::StoreReader;
-use crate::paths::{BundleHour, FileName, MICROS_PER_HOUR, Partition, Root, date_dir, hour_dir};
+use crate::paths::{BundleHour, FileName, Partition, Root, date_dir, hour_dir};
 use crate::schema::{TIME, schema_for, table_name};
 use crate::spans::Frontier;
 use crate::{LakeError, Result};
@@ -320,11 +320,6 @@ impl PublicTable {
         self.table.snapshot().map_err(delta_error)
     }
 
-    /// The table's version.
-    pub fn version(&self) -> Option<u64> {
-        self.table.version()
-    }
-
     /// Reads the newest version of the log.
     pub async fn reload(&mut self) -> Result<()> {
         self.table.update_state().await.map_err(delta_error)
@@ -580,11 +575,6 @@ pub fn time_stats(rows: i64, range: Option<(i64, i64)>) -> String {
         s["nullCount"] = serde_json::json!({ TIME: 0 });
     }
     s.to_string()
-}
-
-/// Hour number of the first hour retention keeps, from its cut-off (µs).
-pub fn first_kept_hour(cutoff_micros: i64) -> i64 {
-    cutoff_micros.div_euclid(MICROS_PER_HOUR)
 }
 
 #[cfg(test)]
