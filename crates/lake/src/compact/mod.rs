@@ -214,6 +214,7 @@ pub async fn run(
         frontier,
         sets: &sets,
     };
+    let retries_end = clock.now() - micros(cfg.kinesis_retry_horizon);
     // Per partition, the listing its mirror is worked out from, with the attempts seen up to it.
     let mut mirrored: Vec<Listed> = Vec::new();
     let mut compacted = Vec::new();
@@ -221,8 +222,9 @@ pub async fn run(
         let p = listing.partition;
         let listed_at_micros = clock.now() - micros(listed_at.elapsed());
         // A listing taken long ago (a long run) is taken again rather than trusted;
-        // so is one whose plan depends on attempts seen after it was taken: a
-        // retry that superseded one of its files may have landed meanwhile.
+        // so is one whose plan or whose Delta files depend on attempts seen
+        // after it was taken: a retry that superseded one of its files may have
+        // landed meanwhile. Taken again, it is read with every attempt seen.
         let now = clock.now();
         let inputs = |f: &Frontier| -> Vec<Path> {
             plan(&listing, cfg, now, f)
@@ -230,8 +232,14 @@ pub async fn run(
                 .flat_map(|j| j.inputs.into_iter().map(|m| m.location))
                 .collect()
         };
-        let trusted =
-            listed_at.elapsed() < REUSE_LISTING_FOR && inputs(&before) == inputs(&run.frontier);
+        let publishable = |f: &Frontier| {
+            PartitionMirror::of(&listing, f, listed_at_micros, retries_end, &HashMap::new())
+                .add
+                .len()
+        };
+        let trusted = listed_at.elapsed() < REUSE_LISTING_FOR
+            && inputs(&before) == inputs(&run.frontier)
+            && publishable(&before) == publishable(&run.frontier);
         let mut seen = before;
         listing.observe(&mut seen);
         let fresh = trusted.then_some((listing, seen, listed_at_micros));
@@ -252,7 +260,6 @@ pub async fn run(
             }
         }
     }
-    let retries_end = clock.now() - micros(cfg.kinesis_retry_horizon);
     for (&t, pt) in public.iter_mut() {
         let of_table: Vec<_> = mirrored
             .iter()

@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hep::HepMessage;
 use lake::catalog::list_partition;
 use lake::compact::{CompactionConfig, Sweep, run};
 use lake::delta::{EXPIRED, PartitionMirror, PublicTable, app_id, is_conflict};
-use lake::paths::{MICROS_PER_HOUR, Partition};
+use lake::paths::{FileName, MICROS_PER_HOUR, Partition};
+use lake::rows::default_aleg_headers;
 use lake::spans::Frontier;
+use lake::writer::files_named;
 use object_store::ObjectStore;
 
 use crate::compaction::{
@@ -228,6 +231,43 @@ async fn an_unsettled_attempt_waits_and_the_report_says_how_long() {
         "settled by 2..=2, which is not yet"
     );
     assert_eq!(visible_ids(&store, p).await, vec![1, 2]);
+}
+
+/// The attempt that settles a file may be seen only in a partition listed
+/// after the file's own: the run lists that partition again and publishes the
+/// file at once. Two shards cross over, so one of them is in that case
+/// whichever table is listed first. (In the open hour, where the plan of one
+/// young file does not tell the two apart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_settled_by_a_later_listed_partition_is_published_in_the_same_run() {
+    let (_dir, store) = on_disk();
+    let base = now();
+    let started = now();
+    let attempt = |shard: &str, seq: u64, row: HepMessage| {
+        let name = FileName::kinesis_batch(shard, &seq.to_string(), &seq.to_string(), started);
+        files_named(&[row], &name, &default_aleg_headers())
+    };
+    let files = [
+        attempt("shardId-a", 1, typed(1, base, 1)),
+        attempt("shardId-a", 2, typed(2, base, 5)),
+        attempt("shardId-b", 1, typed(3, base, 5)),
+        attempt("shardId-b", 2, typed(4, base, 1)),
+    ];
+    for f in files.iter().flatten() {
+        f.write(&store).await.unwrap();
+    }
+    let r = run(&store, &no_retention(), now(), Sweep::Full, None).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(
+        delta_ids(&store, 1).await,
+        vec![1],
+        "settled by a's 2 (hep_5)"
+    );
+    assert_eq!(
+        delta_ids(&store, 5).await,
+        vec![3],
+        "settled by b's 2 (hep_1)"
+    );
 }
 
 /// A table created before the lake's schema gained columns: the next run adds
