@@ -29,7 +29,7 @@ if [ ! -d "$lake/hep_1" ]; then
   "$gen" generate "$lake" "$n"
   "$gen" compact "$lake" 512
 fi
-find "$lake" -name '*.parquet' -path '*hep_1*' | wc -l | awk '{print "hep_1 files: " $1}'
+find "$lake/hep_1" -name '*.parquet' -not -path '*/_delta_log/*' | wc -l | awk '{print "hep_1 files: " $1}'
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 
 echo "== 1. /query vs DuckDB, local files"
