@@ -305,7 +305,9 @@ async fn measure(rate: u64, secs: u64, d: Arc<Deployment>) -> Measured {
     let store: Arc<dyn ObjectStore> = inst.clone();
     // A deployment's Delta tables exist before any period: their creation (once) is not a run's cost.
     for hep_type in [1, 5, 100] {
-        lake::delta::PublicTable::open(&store, hep_type).await.unwrap();
+        lake::delta::PublicTable::open(&store, hep_type)
+            .await
+            .unwrap();
     }
     inst.take_ops();
     let spool = tempfile::tempdir().unwrap();
