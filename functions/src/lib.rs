@@ -58,7 +58,7 @@ pub fn query_router(
         engine: Arc::new(engine),
         response_limit: web::ResponseLimit::LambdaPayload(MAX_RESPONSE_BYTES),
     });
-    Ok(web::protect(router, tokens))
+    Ok(web::with_security_headers(web::protect(router, tokens)))
 }
 
 /// A numeric setting from the environment: its default when unset, an error naming it when malformed.

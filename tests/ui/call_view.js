@@ -24,6 +24,10 @@ function fail(message) {
     const page = await browser.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
+    // The server's Content-Security-Policy must fit the UI: a refusal is logged as an error.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(m.text());
+    });
     // Only this server: the UI loads nothing from elsewhere.
     const elsewhere = [];
     page.on('request', (r) => {

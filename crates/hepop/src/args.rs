@@ -107,6 +107,13 @@ pub struct HttpArgs {
     /// File of API tokens, one per line (`#` starts a comment).
     #[arg(long = "api-token-file", env = "HEPOP_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// Host names the HTTP API answers when it has no token, besides localhost and IP addresses (comma-separated); others get 421.
+    #[arg(
+        long = "http-allowed-hosts",
+        env = "HEPOP_HTTP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub http_allowed_hosts: Vec<String>,
     /// Serve the HTTP API on a non-loopback address with NO token: anyone who reaches the port reads every stored call.
     #[arg(long = "insecure-public-http", env = "HEPOP_INSECURE_PUBLIC_HTTP")]
     pub insecure_public_http: bool,
@@ -137,6 +144,10 @@ impl HttpArgs {
         let file = ApiTokens::parse_file(&text)
             .with_context(|| format!("API token file {}", path.display()))?;
         Ok(flags.merged(&file))
+    }
+
+    pub fn allowed_hosts(&self) -> anyhow::Result<web::AllowedHosts> {
+        web::AllowedHosts::new(&self.http_allowed_hosts).context("--http-allowed-hosts")
     }
 
     /// The HTTP API's address: public only with a token, or when insecurity is asked for by name.

@@ -102,6 +102,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let aleg_headers = lake::rows::parse_aleg_headers(&args.aleg_headers)
         .map_err(|e| anyhow::anyhow!("--aleg-headers: {e}"))?;
     let tokens = args.http.tokens()?;
+    let allowed_hosts = args.http.allowed_hosts()?;
     let http_ip = args.http.bind(args.host, !tokens.is_empty())?;
     let http_tls = args.http.tls()?;
     let auth_keys = args.hep.auth_keys()?;
@@ -163,6 +164,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     // /metrics follows the API's rule: behind the same tokens.
     let app = protect(app, &tokens);
+    // With no token, a browser page under a rebinding name must not reach it.
+    let app = if tokens.is_empty() {
+        web::only_allowed_hosts(app, &allowed_hosts)
+    } else {
+        app
+    };
+    let app = web::with_security_headers(app);
 
     // Tests and scripts read this line to find the ports.
     let hep_tls_addr = match &tls_listener {

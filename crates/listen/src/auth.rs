@@ -12,7 +12,14 @@ pub enum AuthKeyError {
     DuplicateName(String),
     #[error("HEP auth key #{0} is listed twice")]
     DuplicateSecret(usize),
+    #[error(
+        "HEP auth key #{0} is {1} characters; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 16`)"
+    )]
+    TooShort(usize, usize),
 }
+
+/// Shorter secrets are refused at start, as API tokens are: they can be guessed.
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// The verdict on one packet's auth key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +72,9 @@ impl AuthKeys {
             };
             if secret.is_empty() {
                 return Err(AuthKeyError::Empty(n));
+            }
+            if secret.chars().count() < MIN_SECRET_LEN {
+                return Err(AuthKeyError::TooShort(n, secret.chars().count()));
             }
             if !names.insert(name.clone()) {
                 return Err(AuthKeyError::DuplicateName(name));
@@ -120,22 +130,50 @@ mod tests {
 
     #[test]
     fn names_secrets_and_refusals() {
-        let k = AuthKeys::new(["edge=s3cret", "plain-secret", "", "x y=z"]).unwrap();
+        let k = AuthKeys::new([
+            "edge=s3cret-of-the-edge",
+            "plain-secret-of-16",
+            "",
+            "x y=z-and-more-to-be-long",
+        ])
+        .unwrap();
         assert_eq!(k.len(), 3);
-        assert_eq!(k.check(Some("s3cret")), KeyCheck::Allowed("edge"));
-        assert_eq!(k.check(Some("plain-secret")), KeyCheck::Allowed("key2"));
+        assert_eq!(
+            k.check(Some("s3cret-of-the-edge")),
+            KeyCheck::Allowed("edge")
+        );
+        assert_eq!(
+            k.check(Some("plain-secret-of-16")),
+            KeyCheck::Allowed("key2")
+        );
         // "x y" is no name: the whole entry is the secret.
-        assert_eq!(k.check(Some("x y=z")), KeyCheck::Allowed("key4"));
+        assert_eq!(
+            k.check(Some("x y=z-and-more-to-be-long")),
+            KeyCheck::Allowed("key4")
+        );
         assert_eq!(k.check(Some("edge")), KeyCheck::Refused);
         assert_eq!(k.check(None), KeyCheck::Refused);
         assert_eq!(AuthKeys::default().check(Some("any")), KeyCheck::Open);
         assert_eq!(
-            AuthKeys::new(["a=1", "a=2"]).unwrap_err(),
+            AuthKeys::new(["a=0123456789abcdef", "a=0123456789abcdeF"]).unwrap_err(),
             AuthKeyError::DuplicateName("a".into())
         );
         assert_eq!(AuthKeys::new(["a="]).unwrap_err(), AuthKeyError::Empty(1));
-        let f = AuthKeys::parse_file("# keys\nedge=s3cret # the edge\n\ncore=other\n").unwrap();
-        assert_eq!(f.check(Some("other")), KeyCheck::Allowed("core"));
-        assert_eq!(f.check(Some("s3cret")), KeyCheck::Allowed("edge"));
+        assert_eq!(
+            AuthKeys::new(["", "edge=s3cret"]).unwrap_err(),
+            AuthKeyError::TooShort(2, 6)
+        );
+        let f = AuthKeys::parse_file(
+            "# keys\nedge=s3cret-of-the-edge # the edge\n\ncore=other-secret-of-core\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.check(Some("other-secret-of-core")),
+            KeyCheck::Allowed("core")
+        );
+        assert_eq!(
+            f.check(Some("s3cret-of-the-edge")),
+            KeyCheck::Allowed("edge")
+        );
     }
 }

@@ -32,10 +32,11 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
+    /// Kept within 1970..=9999, which every time literal can name.
     fn widened(self, by: i64) -> Self {
         Self {
-            from: self.from - by,
-            to: self.to + by,
+            from: self.from.saturating_sub(by).max(0),
+            to: self.to.saturating_add(by).min(MAX_TIME_MICROS),
         }
     }
 
@@ -44,21 +45,29 @@ impl TimeRange {
     }
 }
 
-/// Epoch milliseconds (as HOMER sends them) or RFC 3339.
+/// The latest time a range may name: 9999-12-31T23:59:59.999999Z (µs), so
+/// that widening a range and writing it as SQL cannot overflow.
+pub const MAX_TIME_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Epoch milliseconds (as HOMER sends them) or RFC 3339, from 1970 to 9999.
 fn parse_time(name: &str, v: &str) -> Result<i64, String> {
     let v = v.trim();
-    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-        return v
-            .parse::<i64>()
-            .ok()
-            .and_then(|ms| ms.checked_mul(1000))
-            .ok_or_else(|| format!("{name}={v}: too large for epoch milliseconds"));
-    }
-    DateTime::parse_from_rfc3339(v)
-        .map(|t| t.timestamp_micros())
-        .map_err(|_| {
-            format!("{name}={v:?}: use RFC 3339 (2026-11-29T10:00:00Z) or epoch milliseconds")
-        })
+    let micros = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        v.parse::<i64>().ok().and_then(|ms| ms.checked_mul(1000))
+    } else {
+        Some(
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.timestamp_micros())
+                .map_err(|_| {
+                    format!(
+                        "{name}={v:?}: use RFC 3339 (2026-11-29T10:00:00Z) or epoch milliseconds"
+                    )
+                })?,
+        )
+    };
+    micros
+        .filter(|t| (0..=MAX_TIME_MICROS).contains(t))
+        .ok_or_else(|| format!("{name}={v}: out of range (1970 to 9999)"))
 }
 
 /// The range `from`..`to`: both required, `from` before `to`, at most a day.
@@ -444,6 +453,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_last_range_of_year_9999_widens_without_overflow() {
+        let r = parse_range(Some("253402300799000"), Some("253402300799999")).unwrap();
+        let w = r.widened(FLOW_MARGIN_MICROS);
+        assert_eq!(w.to, MAX_TIME_MICROS);
+        assert!(
+            w.sql().ends_with("time < '9999-12-31T23:59:59.999999Z'"),
+            "{}",
+            w.sql()
+        );
+    }
+
+    #[test]
     fn ranges_are_required_ordered_and_at_most_a_day() {
         let r = parse_range(Some("2026-11-29T10:00:00Z"), Some("1795950000000")).unwrap();
         assert_eq!(
@@ -458,6 +479,18 @@ mod tests {
             (Some("yesterday"), Some("1"), "RFC 3339"),
             (Some("2000"), Some("1000"), "later than"),
             (Some("0"), Some("90000000"), "at most 24"),
+            (
+                Some("9223372036854775000"),
+                Some("9223372036854775807"),
+                "out of range",
+            ),
+            (Some("1"), Some("9223372036854775000"), "out of range"),
+            (
+                Some("253402300799998"),
+                Some("99999999999999999999"),
+                "out of range",
+            ),
+            (Some("1969-12-31T23:00:00Z"), Some("1"), "out of range"),
         ] {
             let e = parse_range(from, to).unwrap_err();
             assert!(e.contains(says), "{e}");

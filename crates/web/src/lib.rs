@@ -21,9 +21,11 @@ pub mod auth;
 pub mod calls;
 mod encode;
 pub mod export;
+pub mod guard;
 
 pub use auth::{ApiTokens, TokenError, protect};
 pub use encode::{Encoder, Format, ResponseLimit, json_escaped_len, render};
+pub use guard::{AllowedHosts, HostError, only_allowed_hosts, with_security_headers};
 
 #[derive(Clone)]
 pub struct ApiState {

@@ -169,13 +169,13 @@ async fn udp_tcp_throttling_and_auth_keys() {
     });
     let relay = start(
         sink.clone(),
-        &["edge=good"],
+        &["edge=good-secret-of-edge"],
         Duration::from_secs(10),
         64 << 20,
     )
     .await;
-    let good_udp = packets(1, 100, "good");
-    let good_tcp = packets(2, 100, "good");
+    let good_udp = packets(1, 100, "good-secret-of-edge");
+    let good_tcp = packets(2, 100, "good-secret-of-edge");
     let bad_key = packets(3, 5, "intruder");
     send_udp(relay.udp, &good_udp, 50).await;
     send_udp(relay.udp, &bad_key, 50).await;
@@ -202,7 +202,8 @@ async fn udp_tcp_throttling_and_auth_keys() {
         assert_eq!(got.get(&named), Some(&1), "each valid message exactly once");
     }
     assert!(
-        got.keys().all(|m| !m.windows(4).any(|w| w == b"good")),
+        got.keys()
+            .all(|m| !m.windows(19).any(|w| w == b"good-secret-of-edge")),
         "no forwarded message holds the secret"
     );
     assert_eq!(got.len(), 2000, "nothing with a wrong key passed");
@@ -323,7 +324,7 @@ async fn hep_over_tls_is_relayed_and_plain_tcp_refused_on_its_port() {
     let sink = Arc::new(FlakySink::default());
     let spool = tempfile::tempdir().unwrap();
     let mut cfg = config(spool.path(), Duration::from_secs(5), 64 << 20);
-    cfg.auth_keys = listen::AuthKeys::new(["edge=good"]).unwrap();
+    cfg.auth_keys = listen::AuthKeys::new(["edge=good-secret-of-edge"]).unwrap();
     cfg.tls = Some(("127.0.0.1:0".parse().unwrap(), acceptor));
     let relay = start_with(sink.clone(), cfg, spool).await;
     let tls_addr = relay.tls.unwrap();
@@ -336,7 +337,7 @@ async fn hep_over_tls_is_relayed_and_plain_tcp_refused_on_its_port() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let sent = packets(40, 20, "good");
+    let sent = packets(40, 20, "good-secret-of-edge");
     let tls_stream = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tls_stream)
@@ -355,7 +356,9 @@ async fn hep_over_tls_is_relayed_and_plain_tcp_refused_on_its_port() {
     }
 
     let mut plain = TcpStream::connect(tls_addr).unwrap();
-    plain.write_all(&packets(41, 1, "good").concat()).unwrap();
+    plain
+        .write_all(&packets(41, 1, "good-secret-of-edge").concat())
+        .unwrap();
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut plain, &mut rest);
     until("the handshake failure", Duration::from_secs(10), || {

@@ -41,8 +41,78 @@ fn the_api_and_metrics_need_a_token_health_does_not() {
             .0,
         401
     );
+    // With a token, the token decides, whatever name the request gives.
+    let (s, _, b) = srv.get_for_host(
+        "/query?q=SELECT%201%20AS%20one",
+        "evil.example",
+        Some(TOKEN),
+    );
+    assert_eq!((s, b.as_str()), (200, r#"[{"one":1}]"#));
     srv.token = Some(TOKEN.into());
     assert_eq!(srv.metric("received"), 0);
+}
+
+/// DNS rebinding: a page under a name its author controls, pointed at
+/// 127.0.0.1, makes the browser send that name as `Host`. With no token, only
+/// localhost, IP addresses and `--http-allowed-hosts` are served.
+#[test]
+fn without_a_token_only_loopback_names_addresses_and_allowed_hosts_are_served() {
+    let srv = Server::start(&["--http-allowed-hosts", "hepop.lan"]);
+    let port = srv.http.port();
+    let q = "/query?q=SELECT%201%20AS%20one";
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        format!("HEPop.lan:{port}"),
+        "ui.localhost".to_owned(),
+    ] {
+        let (s, _, b) = srv.get_for_host(q, &host, None);
+        assert_eq!((s, b.as_str()), (200, r#"[{"one":1}]"#), "Host {host}");
+    }
+    for host in [
+        format!("evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        for path in [q, "/api/v1/calls?from=0&to=1", "/metrics", "/ui/"] {
+            let (s, _, b) = srv.get_for_host(path, &host, None);
+            assert_eq!(s, 421, "Host {host} {path}: {b}");
+            assert!(b.contains("--http-allowed-hosts"), "{b}");
+        }
+    }
+}
+
+#[test]
+fn every_answer_carries_the_security_headers_and_data_is_not_stored() {
+    let srv = Server::start(&[]);
+    for (path, status, cache) in [
+        ("/query?q=SELECT%201", 200, "no-store"),
+        ("/query?q=SELEC", 400, "no-store"),
+        ("/health", 200, "no-store"),
+        ("/nope", 404, "no-store"),
+        ("/ui/", 200, "no-cache"),
+        ("/ui/app.js", 200, "no-cache"),
+    ] {
+        let (s, head, b) = srv.get_for_host(path, "localhost", None);
+        assert_eq!(s, status, "{path}: {b}");
+        for h in [
+            "content-security-policy: default-src 'self'; frame-ancestors 'none'",
+            "x-content-type-options: nosniff",
+            "x-frame-options: deny",
+            "referrer-policy: no-referrer",
+        ] {
+            assert!(head.contains(h), "{path} lacks {h}: {head}");
+        }
+        assert!(
+            head.contains(&format!("cache-control: {cache}")),
+            "{path}: {head}"
+        );
+    }
+    // Refused ones too.
+    let (s, head, _) = srv.get_for_host("/health", "evil.example", None);
+    assert_eq!(s, 421);
+    assert!(head.contains("x-frame-options: deny"), "{head}");
 }
 
 /// Starts `hepop serve` with `args`, reads its first stdout line, stops it, returns (line, stderr).
@@ -117,15 +187,15 @@ fn keyed(run: u64, calls: u64, key: Option<&str>) -> Vec<Vec<u8>> {
 
 #[test]
 fn hep_auth_keys_refuse_strangers_and_rows_hold_the_name_not_the_secret() {
-    let file = token_file("# the core cluster\ncore=s3cret-of-core\n");
+    let file = token_file("# the core cluster\ncore=s3cret-of-the-core\n");
     let mut srv = Server::start(&[
         "--auth-key",
-        "edge=s3cret-of-edge",
+        "edge=s3cret-of-the-edge",
         "--auth-key-file",
         file.path().to_str().unwrap(),
     ]);
-    let edge = keyed(1, 3, Some("s3cret-of-edge"));
-    let core = keyed(2, 2, Some("s3cret-of-core"));
+    let edge = keyed(1, 3, Some("s3cret-of-the-edge"));
+    let core = keyed(2, 2, Some("s3cret-of-the-core"));
     let stranger = keyed(3, 2, Some("guess"));
     let keyless = keyed(4, 1, None);
     let mut legacy = Call::new(5, 0).sip_flow(chrono_now()).remove(0);
@@ -233,7 +303,16 @@ fn bad_security_settings_stop_the_start_with_a_message() {
             vec!["--http-tls-cert", &cert_path, "--http-tls-key", &cert_path],
             "private key",
         ),
-        (vec!["--auth-key", "a=1", "--auth-key", "a=2"], "used twice"),
+        (
+            vec![
+                "--auth-key",
+                "a=0123456789abcdef",
+                "--auth-key",
+                "a=0123456789abcdeF",
+            ],
+            "used twice",
+        ),
+        (vec!["--auth-key", "edge=S3cret"], "at least 16"),
         (vec!["--max-connections", "0"], "--max-connections"),
         (vec!["--query-concurrency", "0"], "--query-concurrency"),
     ];

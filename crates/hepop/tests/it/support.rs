@@ -136,6 +136,25 @@ impl Server {
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
+        let (status, _, body) = self.exchange(&req);
+        (status, body)
+    }
+
+    /// One GET naming `host`, with `token` if given: (status, headers lower-cased, body).
+    pub fn get_for_host(
+        &self,
+        path: &str,
+        host: &str,
+        token: Option<&str>,
+    ) -> (u16, String, String) {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        self.exchange(&format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}\r\n"
+        ))
+    }
+
+    /// Sends `req` as it is: (status, headers lower-cased, body).
+    pub fn exchange(&self, req: &str) -> (u16, String, String) {
         let tcp = TcpStream::connect(self.http).unwrap();
         let mut resp = String::new();
         match &self.https {
@@ -156,8 +175,8 @@ impl Server {
             }
         }
         let status = resp[9..12].parse().unwrap();
-        let body = resp.split_once("\r\n\r\n").unwrap().1.to_owned();
-        (status, body)
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        (status, head.to_ascii_lowercase(), body.to_owned())
     }
 
     pub fn query(&self, sql: &str) -> Value {
