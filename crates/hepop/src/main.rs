@@ -44,7 +44,7 @@ enum Command {
 struct QueryArgs {
     #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
     data: String,
-    /// json, ndjson or csv.
+    /// json, ndjson, csv (formula-safe for spreadsheets) or csv-raw.
     #[arg(long, default_value = "json")]
     format: String,
     sql: String,

@@ -3,7 +3,7 @@
 //! never sits in memory twice (batches and text) beyond that limit.
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -14,7 +14,11 @@ use lake::engine::{QueryError, QueryResult, ResultSink};
 pub enum Format {
     Json,
     NdJson,
+    /// CSV for people: a text cell a spreadsheet would run as a formula is
+    /// written with a leading `'` (OWASP's CSV injection advice).
     Csv,
+    /// CSV as stored, for machines.
+    CsvRaw,
 }
 
 impl Format {
@@ -23,7 +27,10 @@ impl Format {
             None | Some("") | Some("json") => Ok(Format::Json),
             Some("ndjson") | Some("jsonl") => Ok(Format::NdJson),
             Some("csv") => Ok(Format::Csv),
-            Some(other) => Err(format!("unknown format '{other}': use json, ndjson or csv")),
+            Some("csv-raw") => Ok(Format::CsvRaw),
+            Some(other) => Err(format!(
+                "unknown format '{other}': use json, ndjson, csv or csv-raw"
+            )),
         }
     }
 
@@ -31,7 +38,7 @@ impl Format {
         match self {
             Format::Json => "application/json",
             Format::NdJson => "application/x-ndjson",
-            Format::Csv => "text/csv",
+            Format::Csv | Format::CsvRaw => "text/csv",
         }
     }
 }
@@ -93,6 +100,52 @@ fn naive_times(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
 }
 
+/// Whether a spreadsheet would take a cell starting so as a formula (or as
+/// the start of one): `=`, `+`, `-`, `@`, tab and carriage return.
+fn runs_as_formula(cell: &str) -> bool {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// The batch with every text cell that would run as a formula prefixed by `'`.
+fn neutralised(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        let text = match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+            DataType::Dictionary(_, v) => {
+                matches!(
+                    **v,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+            }
+            _ => false,
+        };
+        if !text {
+            cols.push(c.clone());
+            fields.push(f.as_ref().clone());
+            continue;
+        }
+        let utf8 = cast(c, &DataType::Utf8)?;
+        let values = utf8.as_string::<i32>();
+        let out: arrow::array::StringArray = values
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    if runs_as_formula(v) {
+                        std::borrow::Cow::Owned(format!("'{v}"))
+                    } else {
+                        std::borrow::Cow::Borrowed(v)
+                    }
+                })
+            })
+            .collect();
+        cols.push(Arc::new(out) as arrow::array::ArrayRef);
+        fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+}
+
 fn encoding(e: ArrowError) -> QueryError {
     QueryError::Internal(format!("encoding result: {e}"))
 }
@@ -142,6 +195,7 @@ impl ResultSink for Encoder {
             return Ok(());
         }
         let batch = naive_times(batch).map_err(encoding)?;
+        let rows = batch.num_rows();
         let start = self.out.len();
         let first = self.rows == 0;
         match self.format {
@@ -164,7 +218,12 @@ impl ResultSink for Encoder {
                 w.write(&batch).map_err(encoding)?;
                 w.finish().map_err(encoding)?;
             }
-            Format::Csv => {
+            Format::Csv | Format::CsvRaw => {
+                let batch = if self.format == Format::Csv {
+                    neutralised(&batch).map_err(encoding)?
+                } else {
+                    batch
+                };
                 arrow::csv::WriterBuilder::new()
                     .with_header(first)
                     .build(&mut self.out)
@@ -172,7 +231,7 @@ impl ResultSink for Encoder {
                     .map_err(encoding)?;
             }
         }
-        self.rows += batch.num_rows();
+        self.rows += rows;
         self.counted_from(start)
     }
 
@@ -183,8 +242,10 @@ impl ResultSink for Encoder {
             Format::Json => self.out.push(b']'),
             Format::NdJson => {}
             // Still print the header.
-            Format::Csv if self.rows == 0 => self.csv_header(schema).map_err(encoding)?,
-            Format::Csv => {}
+            Format::Csv | Format::CsvRaw if self.rows == 0 => {
+                self.csv_header(schema).map_err(encoding)?
+            }
+            Format::Csv | Format::CsvRaw => {}
         }
         self.counted_from(start)?;
         Ok(self.out)
@@ -198,4 +259,72 @@ pub fn render(result: &QueryResult, format: Format) -> Result<Vec<u8>, QueryErro
         e.batch(&result.schema, b)?;
     }
     e.finish(&result.schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringViewArray};
+
+    fn csv(format: Format, batch: &RecordBatch) -> String {
+        let mut e = Encoder::new(format, ResponseLimit::Unbounded);
+        e.batch(&batch.schema(), batch).unwrap();
+        String::from_utf8(e.finish(&batch.schema()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn csv_cells_that_would_run_as_formulas_are_neutralised_and_raw_csv_keeps_them() {
+        let cells = [
+            "=HYPERLINK(\"http://x\")",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "sip:alice@example.com",
+            "a=b",
+            "",
+        ];
+        let batch = RecordBatch::try_from_iter([
+            (
+                "text",
+                Arc::new(StringArray::from(cells.to_vec())) as ArrayRef,
+            ),
+            (
+                "view",
+                Arc::new(StringViewArray::from(cells.to_vec())) as ArrayRef,
+            ),
+            ("n", Arc::new(Int64Array::from(vec![-1; 9])) as ArrayRef),
+        ])
+        .unwrap();
+        let people = csv(Format::Csv, &batch);
+        let machines = csv(Format::CsvRaw, &batch);
+        let mut rows = arrow::csv::ReaderBuilder::new(Arc::new(Schema::new(vec![
+            Field::new("text", DataType::Utf8, true),
+            Field::new("view", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ])))
+        .with_header(true)
+        .build(people.as_bytes())
+        .unwrap();
+        let read = rows.next().unwrap().unwrap();
+        for col in ["text", "view"] {
+            let got = read.column_by_name(col).unwrap().as_string::<i32>();
+            for (i, cell) in cells.iter().enumerate() {
+                let want = if runs_as_formula(cell) {
+                    format!("'{cell}")
+                } else {
+                    cell.to_string()
+                };
+                assert_eq!(got.is_null(i) || got.value(i).is_empty(), cell.is_empty());
+                if !cell.is_empty() {
+                    assert_eq!(got.value(i), want, "{col} row {i}");
+                }
+            }
+        }
+        assert!(people.contains(",-1\n"), "numbers stay numbers: {people}");
+        assert!(machines.contains("=HYPERLINK"), "{machines}");
+        assert!(!machines.contains("'="), "{machines}");
+        assert_eq!(Format::parse(Some("csv-raw")), Ok(Format::CsvRaw));
+    }
 }
