@@ -107,6 +107,18 @@ pub struct HttpArgs {
     /// File of API tokens, one per line (`#` starts a comment).
     #[arg(long = "api-token-file", env = "HEPOP_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// HTTP(S) connections at once; one more is closed at once (counted). Fits in the descriptors HEPop keeps for itself.
+    #[arg(long = "http-max-connections", env = "HEPOP_HTTP_MAX_CONNECTIONS", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub http_max_connections: u32,
+    /// A request's head must arrive within this; also how long an idle keep-alive connection is kept.
+    #[arg(long = "http-header-timeout-secs", env = "HEPOP_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_secs: u64,
+    /// A response the client does not read for this long closes the connection.
+    #[arg(long = "http-stall-timeout-secs", env = "HEPOP_HTTP_STALL_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_stall_timeout_secs: u64,
     /// Host names the HTTP API answers when it has no token, besides localhost and IP addresses (comma-separated); others get 421.
     #[arg(
         long = "http-allowed-hosts",

@@ -6,6 +6,7 @@ use listen::{Counters, add, get, prometheus};
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub listen: std::sync::Arc<Counters>,
+    pub http: std::sync::Arc<crate::http_server::HttpCounters>,
     /// Rows stored in Parquet files.
     pub written: AtomicU64,
     pub files_written: AtomicU64,
@@ -28,6 +29,7 @@ pub struct Metrics {
 impl Metrics {
     fn rows(&self) -> Vec<(&'static str, &'static str, u64)> {
         let mut rows = self.listen.rows();
+        rows.extend(self.http.rows());
         rows.extend([
             ("written", "rows written to Parquet", get(&self.written)),
             (
@@ -151,6 +153,11 @@ impl Metrics {
             ),
         ]);
         gauges.push(("buffered_rows", "rows waiting to be written", buffered));
+        gauges.push((
+            "http_open_connections",
+            "HTTP(S) connections open (bound: --http-max-connections)",
+            get(&self.http.open),
+        ));
         gauges.push((
             "delta_lag_seconds",
             "age of the oldest file HEPop serves that the Delta tables may not hold yet, after the last compaction run",

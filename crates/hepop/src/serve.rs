@@ -287,16 +287,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let http_stop = background.clone();
+    let limits = crate::http_server::HttpLimits {
+        max_connections: args.http.http_max_connections as usize,
+        header_timeout: Duration::from_secs(args.http.http_header_timeout_secs),
+        // Room for a calls request's several statements, each bounded by the query timeout.
+        request_timeout: Duration::from_secs(2 * args.query.query_timeout_secs + 10),
+        stall_timeout: Duration::from_secs(args.http.http_stall_timeout_secs),
+    };
+    let http_counters = metrics.http.clone();
     let http_task = tokio::spawn(async move {
-        let stopped = async move { http_stop.cancelled().await };
+        use crate::http_server::serve;
         match http_tls {
             Some(config) => {
-                axum::serve(crate::https::TlsListener::new(http, config)?, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
+                let l = crate::https::TlsListener::new(http, config)?;
+                serve(l, app, limits, http_counters, http_stop).await
             }
-            None => axum::serve(http, app).with_graceful_shutdown(stopped).await,
+            None => serve(http, app, limits, http_counters, http_stop).await,
         }
+        std::io::Result::Ok(())
     });
 
     shutdown_signal().await;

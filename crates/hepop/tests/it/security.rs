@@ -355,3 +355,86 @@ fn a_connection_flood_meets_the_cap_not_the_descriptor_limit() {
     srv.wait_written((cap + more.len()) as u64);
     drop(open);
 }
+
+/// `GET /health` on a connection of its own: Some(status), or None when the
+/// server closed it unanswered (the cap) or it could not connect.
+fn health(srv: &Server) -> Option<u16> {
+    let mut s = TcpStream::connect(srv.http).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.get(9..12)?.parse().ok()
+}
+
+/// Polls until `/health` answers 200 (the cap has room again), 30 s at most.
+fn wait_healthy(srv: &Server) {
+    let start = Instant::now();
+    while health(srv) != Some(200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "/health never came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Idle clients, a slow-loris client and a flood of connections meet the
+/// HTTP connection cap and the head timeout: each is counted, `/health`
+/// answers again as soon as they are gone, and HEP ingest never stops.
+#[test]
+fn idle_slow_and_flooding_http_clients_meet_the_cap_and_the_timeouts_and_ingest_goes_on() {
+    let srv = Server::start(&[
+        "--http-max-connections",
+        "4",
+        "--http-header-timeout-secs",
+        "3",
+    ]);
+    // Three idle connections and one that sends half a head fill the cap.
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(srv.http).unwrap())
+        .collect();
+    let mut slow = TcpStream::connect(srv.http).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHo").unwrap();
+    // A fifth is closed unanswered: the accept loop takes connections in order.
+    assert_eq!(health(&srv), None, "over the cap");
+    // Ingest is not held up meanwhile.
+    let first = keyed(9, 10, None);
+    send_udp(srv.udp, &first);
+    // The head timeout frees the cap without the clients' help.
+    wait_healthy(&srv);
+    let mut rest = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = slow.read_to_end(&mut rest);
+    drop(idle);
+    srv.wait_written(first.len() as u64);
+    srv.wait_metric_at_least("http_header_timeouts", 4);
+    assert!(srv.metric("http_connections_refused") >= 1);
+
+    // A flood: 200 connections at once, held open.
+    let accounted =
+        |srv: &Server| srv.metric("http_connections") + srv.metric("http_connections_refused");
+    let before = accounted(&srv);
+    let refused_before = srv.metric("http_connections_refused");
+    let flood: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(srv.http).ok())
+        .collect();
+    let second = keyed(10, 10, None);
+    send_udp(srv.udp, &second);
+    drop(flood);
+    wait_healthy(&srv);
+    srv.wait_written((first.len() + second.len()) as u64);
+    // Every connection of the flood was either served (4 at a time) or closed at once.
+    let start = Instant::now();
+    while accounted(&srv) < before + 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "connections unaccounted for"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(srv.metric("http_connections_refused") > refused_before);
+    assert!(srv.metric("http_open_connections") <= 4);
+}
