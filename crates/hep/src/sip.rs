@@ -126,9 +126,61 @@ pub fn extract(payload: &[u8]) -> SipFields<'_> {
     extract_with(payload, DEFAULT_ALEG_HEADERS)
 }
 
+/// The longest a text field is kept, in bytes: longer values are cut at a
+/// character boundary (the whole message stays in `payload`). Real values are
+/// far shorter (Call-IDs under 100 bytes); this keeps what the calls API
+/// matches and correlates on small whatever a sender puts in a header.
+pub const MAX_FIELD_BYTES: usize = 256;
+
+fn bounded(v: &mut Option<Cow<'_, str>>) {
+    let Some(s) = v.as_mut() else { return };
+    if s.len() <= MAX_FIELD_BYTES {
+        return;
+    }
+    let mut end = MAX_FIELD_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    match s {
+        Cow::Borrowed(b) => *b = &b[..end],
+        Cow::Owned(o) => o.truncate(end),
+    }
+}
+
+impl SipFields<'_> {
+    /// Every text field cut to [`MAX_FIELD_BYTES`].
+    fn bound(mut self) -> Self {
+        for f in [
+            &mut self.method,
+            &mut self.call_id,
+            &mut self.cseq_method,
+            &mut self.from_user,
+            &mut self.from_tag,
+            &mut self.to_user,
+            &mut self.to_tag,
+            &mut self.ruri_user,
+            &mut self.ruri_domain,
+            &mut self.user_agent,
+            &mut self.via_branch,
+            &mut self.contact,
+            &mut self.content_type,
+            &mut self.aleg_id,
+            &mut self.sdp_media_ip,
+        ] {
+            bounded(f);
+        }
+        self
+    }
+}
+
 /// Extracts SIP fields, the A leg's id from the first of `aleg_headers`
-/// present; every field is None when `payload` is not SIP.
+/// present; every field is None when `payload` is not SIP; text fields are
+/// at most [`MAX_FIELD_BYTES`] long.
 pub fn extract_with<'a>(payload: &'a [u8], aleg_headers: &[impl AsRef<str>]) -> SipFields<'a> {
+    extract_unbounded(payload, aleg_headers).bound()
+}
+
+fn extract_unbounded<'a>(payload: &'a [u8], aleg_headers: &[impl AsRef<str>]) -> SipFields<'a> {
     let mut out = SipFields::default();
     let mut seen = Seen {
         aleg_rank: usize::MAX,
@@ -428,6 +480,41 @@ fn name_addr_user_tag(v: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_text_field_is_cut_to_the_bound_at_a_character_boundary() {
+        let long = "é".repeat(40_000); // 80 000 bytes, two per character
+        let msg = format!(
+            "INVITE sip:{long}@{long} SIP/2.0\r\nCall-ID: {long}\r\nFrom: <sip:{long}@x>;tag={long}\r\n\
+             To: <sip:{long}@x>\r\nX-CID: {long}\r\nUser-Agent: {long}\r\n\
+             Via: SIP/2.0/UDP h;branch={long}\r\nContact: <sip:{long}@x>\r\n\
+             Subject: x\r\n {long}\r\nCSeq: 1 INVITE\r\n\r\n"
+        );
+        let f = extract(msg.as_bytes());
+        for v in [
+            &f.call_id,
+            &f.from_user,
+            &f.from_tag,
+            &f.to_user,
+            &f.ruri_user,
+            &f.ruri_domain,
+            &f.user_agent,
+            &f.via_branch,
+            &f.contact,
+            &f.aleg_id,
+        ] {
+            let v = v.as_deref().unwrap();
+            assert_eq!(v.len(), MAX_FIELD_BYTES, "{}", &v[..10]);
+            assert!(long.starts_with(v.trim_start_matches("sip:").trim_end_matches("@x")));
+        }
+        assert_eq!(f.method.as_deref(), Some("INVITE"));
+        // A three-byte character across the bound is left out whole.
+        let odd = format!("a{}", "€".repeat(100));
+        let msg = format!("BYE sip:b@h SIP/2.0\r\nCall-ID: {odd}\r\n\r\n");
+        let id = extract(msg.as_bytes()).call_id.unwrap();
+        assert_eq!(id.len(), 1 + 3 * 85);
+        assert!(odd.starts_with(&*id));
+    }
 
     fn s<'a>(v: &'a Option<Cow<'a, str>>) -> Option<&'a str> {
         v.as_deref()

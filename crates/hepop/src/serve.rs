@@ -172,6 +172,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = web::with_security_headers(app);
 
+    // Before the line below: a script may stop the server as soon as it reads it.
+    let signalled = shutdown_signal();
     // Tests and scripts read this line to find the ports.
     let hep_tls_addr = match &tls_listener {
         Some(l) => l.local_addr()?.to_string(),
@@ -307,7 +309,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::io::Result::Ok(())
     });
 
-    shutdown_signal().await;
+    signalled.await;
     tracing::info!("shutting down: flushing buffered rows");
     stop.cancel();
     while listeners.join_next().await.is_some() {}
@@ -320,16 +322,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers SIGINT and SIGTERM at once (one sent before would end the
+/// process unlogged); the future ends at the first.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    let mut signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        tokio::select! { _ = signals.0.recv() => {}, _ = signals.1.recv() => {} }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// A seconds flag that must be a finite number above 0 (NaN, negative and 0 stop the start).

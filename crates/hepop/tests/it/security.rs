@@ -438,3 +438,67 @@ fn idle_slow_and_flooding_http_clients_meet_the_cap_and_the_timeouts_and_ingest_
     assert!(srv.metric("http_connections_refused") > refused_before);
     assert!(srv.metric("http_open_connections") <= 4);
 }
+
+/// A sender with 60 KB Call-IDs (and fake B legs naming a victim call as
+/// their A leg) once made every call search answer 400 and broke the
+/// victim's flow: the ids were pasted into SQL over the 1 MiB limit. Fields
+/// are cut to `hep::sip::MAX_FIELD_BYTES`, so search, flow and PCAP answer.
+#[test]
+fn huge_captured_ids_neither_blind_call_search_nor_break_a_victims_flow() {
+    let srv = Server::start(&[]);
+    let now = chrono_now() - 60_000_000;
+    let victim = Call::new(61, 0);
+    let mut msgs = victim.sip_flow(now);
+    let victim_messages = msgs.len();
+    let template = msgs[0].clone();
+    for i in 0..25 {
+        let mut m = template.clone();
+        let huge = format!("{i}-{}", "x".repeat(60_000));
+        m.payload = format!(
+            "INVITE sip:bob@example.com SIP/2.0\r\nCall-ID: {huge}\r\nX-CID: {}\r\n\
+             From: <sip:eve@example.com>;tag={i}\r\nTo: <sip:bob@example.com>\r\nCSeq: 1 INVITE\r\n\r\n",
+            victim.call_id
+        )
+        .into_bytes();
+        m.time_usec = (m.time_usec + 1000 + i) % 1_000_000;
+        msgs.push(m);
+    }
+    let mut tcp = TcpStream::connect(srv.tcp).unwrap();
+    for m in &msgs {
+        tcp.write_all(&hep::encode_v3(m).unwrap()).unwrap();
+    }
+    drop(tcp);
+    srv.wait_written(msgs.len() as u64);
+    let (from, to) = (now / 1000 - 60_000, now / 1000 + 600_000);
+    let (s, b) = srv.http(
+        "GET",
+        &format!("/api/v1/calls?from={from}&to={to}&limit=100"),
+        "",
+    );
+    assert_eq!(s, 200, "{}", &b[..b.len().min(300)]);
+    let calls: Value = serde_json::from_str(&b).unwrap();
+    let calls = calls.as_array().unwrap();
+    assert_eq!(calls.len(), 26, "the victim and 25 fakes");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["call_id"].as_str().unwrap().len() <= 256)
+    );
+    let flow = format!("/api/v1/calls/{}?from={from}&to={to}", victim.call_id);
+    let (s, b) = srv.http("GET", &flow, "");
+    assert_eq!(s, 200, "{}", &b[..b.len().min(300)]);
+    let flow: Value = serde_json::from_str(&b).unwrap();
+    let own = flow["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["call_id"] == victim.call_id.as_str())
+        .count();
+    assert_eq!(own, victim_messages, "the victim's flow is whole");
+    let (s, _) = srv.http(
+        "GET",
+        &format!("/api/v1/calls/{}/pcap?from={from}&to={to}", victim.call_id),
+        "",
+    );
+    assert_eq!(s, 200);
+}

@@ -156,12 +156,13 @@ impl Server {
     /// Sends `req` as it is: (status, headers lower-cased, body).
     pub fn exchange(&self, req: &str) -> (u16, String, String) {
         let tcp = TcpStream::connect(self.http).unwrap();
-        let mut resp = String::new();
+        // Bodies may be binary (PCAP): read as bytes, shown lossily.
+        let mut buf = Vec::new();
         match &self.https {
             None => {
                 let mut s = tcp;
                 s.write_all(req.as_bytes()).unwrap();
-                s.read_to_string(&mut resp).unwrap();
+                s.read_to_end(&mut buf).unwrap();
             }
             Some(config) => {
                 let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -169,11 +170,10 @@ impl Server {
                 let mut s = rustls::StreamOwned::new(conn, tcp);
                 s.write_all(req.as_bytes()).unwrap();
                 // The server closes without close_notify at times: what was read counts.
-                let mut buf = Vec::new();
                 let _ = s.read_to_end(&mut buf);
-                resp = String::from_utf8(buf).unwrap();
             }
         }
+        let resp = String::from_utf8_lossy(&buf);
         let status = resp[9..12].parse().unwrap();
         let (head, body) = resp.split_once("\r\n\r\n").unwrap();
         (status, head.to_ascii_lowercase(), body.to_owned())
