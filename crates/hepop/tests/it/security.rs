@@ -502,3 +502,30 @@ fn huge_captured_ids_neither_blind_call_search_nor_break_a_victims_flow() {
     );
     assert_eq!(s, 200);
 }
+
+/// A client that asks for a large answer and never reads it: the connection
+/// is closed once the response makes no progress for the stall timeout
+/// (counted), and the server answers others meanwhile.
+#[test]
+fn a_client_that_stops_reading_its_answer_is_closed_after_the_stall_timeout() {
+    let srv = Server::start(&["--http-stall-timeout-secs", "1"]);
+    let sql = "SELECT v, repeat('x', 400) AS pad FROM generate_series(1, 90000) AS t(v)";
+    let mut greedy = TcpStream::connect(srv.http).unwrap();
+    let body = serde_json::json!({ "query": sql }).to_string();
+    write!(
+        greedy,
+        "POST /query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Never read: the socket buffers fill and the server's writes stop.
+    srv.wait_metric_at_least("http_stalled", 1);
+    assert_eq!(health(&srv), Some(200));
+    // What the client can still read ends short of the answer: the server closed it.
+    greedy
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = greedy.read_to_end(&mut got);
+    assert!(got.len() < 90_000 * 400, "{} bytes", got.len());
+}
