@@ -55,6 +55,20 @@ for _ in $(seq 1 120); do
      && echo "$health" | grep -Eq '"s3": "(available|running)"' \
      && echo "$health" | grep -Eq '"kinesis": "(available|running)"' \
      && echo "$health" | grep -Eq '"sqs": "(available|running)"'; then
+    break
+  fi
+  kill -0 "$(cat "$state/pid")" 2>/dev/null || { tail -30 "$log" >&2; die "LocalStack exited"; }
+  sleep 0.5
+done
+echo "$health" | grep -Eq '"kinesis": "(available|running)"' || { tail -30 "$log" >&2; die "LocalStack not ready after 60 s"; }
+
+# Kinesis starts its engine (kinesis-local) on the first call: make that call
+# here, until it answers, so tests that create streams at once never race it.
+for _ in $(seq 1 120); do
+  if curl -fsS -m 5 -o /dev/null -X POST http://127.0.0.1:4566/ \
+       -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: Kinesis_20131202.ListStreams' \
+       -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=0' \
+       -d '{}' 2>/dev/null; then
     echo "http://127.0.0.1:4566"
     exit 0
   fi
@@ -62,4 +76,4 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 tail -30 "$log" >&2
-die "LocalStack not ready after 60 s"
+die "LocalStack's Kinesis did not answer within 60 s"
