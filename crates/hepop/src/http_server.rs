@@ -45,7 +45,7 @@ pub struct HttpCounters {
 
 impl HttpCounters {
     pub fn rows(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        use listen::get;
         vec![
             (
                 "http_connections",

@@ -166,11 +166,7 @@ impl PartitionMirror {
         retries_end_micros: i64,
         held: &HashMap<String, i64>,
     ) -> Self {
-        let publishable = |f: &ObjectMeta| {
-            BundleHour::parse(&f.location).is_none()
-                && FileName::parse(file_name(f))
-                    .is_some_and(|n| frontier.settled(&n, retries_end_micros))
-        };
+        let publishable = |f: &ObjectMeta| is_publishable(f, frontier, retries_end_micros);
         let visible: HashSet<&str> = listing.visible().iter().map(file_name).collect();
         let present: HashSet<&str> = listing.files.iter().map(file_name).collect();
         let mut m = PartitionMirror {
@@ -201,6 +197,26 @@ impl PartitionMirror {
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.remove.is_empty()
     }
+
+    /// How many of the files HEPop's reader sees are final (what
+    /// [`PartitionMirror::of`] would have Delta hold), with the attempts in `frontier`.
+    pub fn publishable(
+        listing: &PartitionListing,
+        frontier: &Frontier,
+        retries_end_micros: i64,
+    ) -> usize {
+        listing
+            .visible()
+            .iter()
+            .filter(|f| is_publishable(f, frontier, retries_end_micros))
+            .count()
+    }
+}
+
+/// Final: not a bundle, and settled (no retry can supersede it).
+fn is_publishable(f: &ObjectMeta, frontier: &Frontier, retries_end_micros: i64) -> bool {
+    BundleHour::parse(&f.location).is_none()
+        && FileName::parse(file_name(f)).is_some_and(|n| frontier.settled(&n, retries_end_micros))
 }
 
 /// One HEP type's Delta table.

@@ -55,15 +55,10 @@ fn parse_time(name: &str, v: &str) -> Result<i64, String> {
     let micros = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         v.parse::<i64>().ok().and_then(|ms| ms.checked_mul(1000))
     } else {
-        Some(
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.timestamp_micros())
-                .map_err(|_| {
-                    format!(
-                        "{name}={v:?}: use RFC 3339 (2026-11-29T10:00:00Z) or epoch milliseconds"
-                    )
-                })?,
-        )
+        let t = DateTime::parse_from_rfc3339(v).map_err(|_| {
+            format!("{name}={v:?}: use RFC 3339 (2026-11-29T10:00:00Z) or epoch milliseconds")
+        })?;
+        Some(t.timestamp_micros())
     };
     micros
         .filter(|t| (0..=MAX_TIME_MICROS).contains(t))

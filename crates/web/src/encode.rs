@@ -1,9 +1,10 @@
 //! Query results as JSON, NDJSON or CSV, encoded batch by batch on the query
 //! pool and cut off as soon as the body passes its limit, so a large result
 //! never sits in memory twice (batches and text) beyond that limit.
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -83,21 +84,39 @@ pub fn json_escaped_len(bytes: &[u8]) -> usize {
         .sum()
 }
 
-/// Timestamps print as the seed's "2025-01-26T18:44:07.120" (UTC, no suffix).
-fn naive_times(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+/// The batch with each column `f` rewrites (to a new type) replaced; the
+/// columns it answers None for are kept as they are.
+fn map_columns(
+    batch: &RecordBatch,
+    f: impl Fn(&Field, &ArrayRef) -> Result<Option<ArrayRef>, ArrowError>,
+) -> Result<RecordBatch, ArrowError> {
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut cols = Vec::with_capacity(batch.num_columns());
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if let DataType::Timestamp(unit, Some(_)) = f.data_type() {
-            let t = DataType::Timestamp(*unit, None);
-            cols.push(cast(c, &t)?);
-            fields.push(Field::new(f.name(), t, f.is_nullable()));
-        } else {
-            cols.push(c.clone());
-            fields.push(f.as_ref().clone());
+    for (field, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        match f(field, c)? {
+            Some(new) => {
+                fields.push(Field::new(
+                    field.name(),
+                    new.data_type().clone(),
+                    field.is_nullable(),
+                ));
+                cols.push(new);
+            }
+            None => {
+                fields.push(field.as_ref().clone());
+                cols.push(c.clone());
+            }
         }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+}
+
+/// Timestamps print as the seed's "2025-01-26T18:44:07.120" (UTC, no suffix).
+fn naive_times(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    map_columns(batch, |f, c| match f.data_type() {
+        DataType::Timestamp(unit, Some(_)) => cast(c, &DataType::Timestamp(*unit, None)).map(Some),
+        _ => Ok(None),
+    })
 }
 
 /// Whether a spreadsheet would take a cell starting so as a formula (or as
@@ -108,42 +127,32 @@ fn runs_as_formula(cell: &str) -> bool {
 
 /// The batch with every text cell that would run as a formula prefixed by `'`.
 fn neutralised(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let mut fields = Vec::with_capacity(batch.num_columns());
-    let mut cols = Vec::with_capacity(batch.num_columns());
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+    let is_text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    map_columns(batch, |f, c| {
         let text = match f.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-            DataType::Dictionary(_, v) => {
-                matches!(
-                    **v,
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                )
-            }
-            _ => false,
+            DataType::Dictionary(_, v) => is_text(v),
+            t => is_text(t),
         };
         if !text {
-            cols.push(c.clone());
-            fields.push(f.as_ref().clone());
-            continue;
+            return Ok(None);
         }
         let utf8 = cast(c, &DataType::Utf8)?;
-        let values = utf8.as_string::<i32>();
-        let out: arrow::array::StringArray = values
+        let out: StringArray = utf8
+            .as_string::<i32>()
             .iter()
             .map(|v| {
                 v.map(|v| {
                     if runs_as_formula(v) {
-                        std::borrow::Cow::Owned(format!("'{v}"))
+                        Cow::Owned(format!("'{v}"))
                     } else {
-                        std::borrow::Cow::Borrowed(v)
+                        Cow::Borrowed(v)
                     }
                 })
             })
             .collect();
-        cols.push(Arc::new(out) as arrow::array::ArrayRef);
-        fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        Ok(Some(Arc::new(out) as ArrayRef))
+    })
 }
 
 fn encoding(e: ArrowError) -> QueryError {
@@ -264,7 +273,7 @@ pub fn render(result: &QueryResult, format: Format) -> Result<Vec<u8>, QueryErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringViewArray};
+    use arrow::array::{Array, Int64Array, StringViewArray};
 
     fn csv(format: Format, batch: &RecordBatch) -> String {
         let mut e = Encoder::new(format, ResponseLimit::Unbounded);

@@ -232,11 +232,7 @@ pub async fn run(
                 .flat_map(|j| j.inputs.into_iter().map(|m| m.location))
                 .collect()
         };
-        let publishable = |f: &Frontier| {
-            PartitionMirror::of(&listing, f, listed_at_micros, retries_end, &HashMap::new())
-                .add
-                .len()
-        };
+        let publishable = |f: &Frontier| PartitionMirror::publishable(&listing, f, retries_end);
         let trusted = listed_at.elapsed() < REUSE_LISTING_FOR
             && inputs(&before) == inputs(&run.frontier)
             && publishable(&before) == publishable(&run.frontier);
