@@ -1,15 +1,18 @@
 //! Read-only SQL over the lake, bounded in time, rows and memory.
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use thiserror::Error;
@@ -330,6 +333,22 @@ impl QueryEngine {
         sql: &str,
         sink: S,
     ) -> Result<S::Output, QueryError> {
+        let sql = sql.to_owned();
+        self.job(move |lake| async move { lake.run(&sql, &[], sink).await })
+            .await
+    }
+
+    /// Runs `work` on the query pool under one query slot and one timeout
+    /// for all of it: a request made of several statements (a call flow and
+    /// its export) is bounded as a whole, and its encoding is query work too.
+    /// The statements share one view of which tables exist.
+    pub async fn job<T, E, F, Fut>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(Statements) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<QueryError> + Send + 'static,
+    {
         let limits = &self.lake.limits;
         let slot = self
             .pool
@@ -337,21 +356,107 @@ impl QueryEngine {
             .clone()
             .try_acquire_owned()
             .map_err(|_| QueryError::Busy(limits.max_concurrent))?;
-        let (lake, sql) = (self.lake.clone(), sql.to_owned());
+        let lake = self.lake.clone();
         let task = self.pool.handle().spawn(async move {
-            // The slot is free only once the query really stopped.
+            // The slot is free only once the work really stopped.
             let _slot = slot;
-            lake.run(&sql, sink).await
+            let ctx = lake.session().await?;
+            work(Statements { lake, ctx }).await
         });
         let _abort = AbortOnDrop(task.abort_handle());
         match tokio::time::timeout(limits.timeout, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "query task failed");
-                Err(QueryError::Internal(format!("query task failed: {e}")))
+                Err(QueryError::Internal(format!("query task failed: {e}")).into())
             }
-            Err(_) => Err(QueryError::Timeout(limits.timeout)),
+            Err(_) => Err(QueryError::Timeout(limits.timeout).into()),
         }
+    }
+}
+
+/// The statements of one [`QueryEngine::job`]. Values go in as parameters
+/// (`$1`, `$2` …), never pasted into the SQL text, so what a value holds
+/// can neither change a statement nor grow it.
+pub struct Statements {
+    lake: Arc<Lake>,
+    ctx: SessionContext,
+}
+
+impl Statements {
+    /// Runs `sql` with `params` bound to `$1`, `$2` … as text, and collects the result.
+    pub async fn query(&self, sql: &str, params: &[&str]) -> Result<QueryResult, QueryError> {
+        self.run(sql, params, Collect::default()).await
+    }
+
+    /// Runs `sql` with `params` and hands its batches over one at a time.
+    pub async fn rows(&self, sql: &str, params: &[&str]) -> Result<Rows, QueryError> {
+        let df = self.plan(sql, params).await?;
+        Ok(Rows {
+            stream: df.execute_stream().await?,
+            rows: 0,
+            max_rows: self.lake.limits.max_rows,
+        })
+    }
+
+    async fn plan(&self, sql: &str, params: &[&str]) -> Result<DataFrame, QueryError> {
+        if sql.trim().is_empty() {
+            return Err(QueryError::Invalid("empty query".into()));
+        }
+        crate::sql_limits::check(sql).map_err(QueryError::Invalid)?;
+        // DDL (CREATE/DROP ...), DML (INSERT, COPY ...) and statements (SET ...)
+        // are refused while planning: the lake is read-only through SQL.
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self.ctx.sql_with_options(sql, options).await?;
+        if params.is_empty() {
+            return Ok(df);
+        }
+        let values: Vec<ScalarValue> = params
+            .iter()
+            .map(|p| ScalarValue::Utf8(Some((*p).to_owned())))
+            .collect();
+        Ok(df.with_param_values(values)?)
+    }
+
+    async fn run<S: ResultSink>(
+        &self,
+        sql: &str,
+        params: &[&str],
+        mut sink: S,
+    ) -> Result<S::Output, QueryError> {
+        let mut rows = self.rows(sql, params).await?;
+        while let Some(batch) = rows.next().await? {
+            sink.batch(&rows.schema(), &batch)?;
+        }
+        sink.finish(&rows.schema())
+    }
+}
+
+/// A statement's result as it is computed; more than the row limit is an error.
+pub struct Rows {
+    stream: SendableRecordBatchStream,
+    rows: usize,
+    max_rows: usize,
+}
+
+impl Rows {
+    pub fn schema(&self) -> SchemaRef {
+        self.stream.schema()
+    }
+
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, QueryError> {
+        let Some(batch) = self.stream.next().await else {
+            return Ok(None);
+        };
+        let batch = batch?;
+        self.rows += batch.num_rows();
+        if self.rows > self.max_rows {
+            return Err(QueryError::TooManyRows(self.max_rows));
+        }
+        Ok(Some(batch))
     }
 }
 
@@ -384,32 +489,5 @@ impl Lake {
             ctx.register_table(table_name(t), Arc::new(table))?;
         }
         Ok(ctx)
-    }
-
-    async fn run<S: ResultSink>(&self, sql: &str, mut sink: S) -> Result<S::Output, QueryError> {
-        if sql.trim().is_empty() {
-            return Err(QueryError::Invalid("empty query".into()));
-        }
-        crate::sql_limits::check(sql).map_err(QueryError::Invalid)?;
-        let ctx = self.session().await?;
-        // DDL (CREATE/DROP ...), DML (INSERT, COPY ...) and statements (SET ...)
-        // are refused while planning: the lake is read-only through SQL.
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let df = ctx.sql_with_options(sql, options).await?;
-        let mut stream = df.execute_stream().await?;
-        let schema = stream.schema();
-        let mut rows = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            rows += batch.num_rows();
-            if rows > self.limits.max_rows {
-                return Err(QueryError::TooManyRows(self.limits.max_rows));
-            }
-            sink.batch(&schema, &batch)?;
-        }
-        sink.finish(&schema)
     }
 }

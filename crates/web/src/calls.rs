@@ -94,13 +94,34 @@ fn ts(micros: i64) -> String {
     format!("'{}'", t.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
-/// A SQL string literal: quotes doubled, so a value can never end it.
-fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// A statement and the text values bound to its `$1`, `$2` … Values taken
+/// from a request or from the lake are never pasted into SQL: whatever a
+/// captured Call-ID holds, it can neither change a statement nor grow its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<String>,
 }
 
-fn list(values: &BTreeSet<String>) -> String {
-    values.iter().map(|v| lit(v)).collect::<Vec<_>>().join(", ")
+impl Statement {
+    /// The placeholder of `value`, bound as the next parameter.
+    fn bind(&mut self, value: &str) -> String {
+        self.params.push(value.to_owned());
+        format!("${}", self.params.len())
+    }
+
+    /// Placeholders of `values`, comma-separated, for an `IN (…)` list.
+    fn bind_all<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) -> String {
+        values
+            .into_iter()
+            .map(|v| self.bind(v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn params(&self) -> Vec<&str> {
+        self.params.iter().map(String::as_str).collect()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,8 +154,9 @@ pub struct Search {
     pub range: TimeRange,
     pub limit: usize,
     pub status: Option<u16>,
-    /// Conditions on a message that make its call a hit.
+    /// Conditions on a message that make its call a hit, and their values.
     hit: Vec<String>,
+    hit_params: Statement,
 }
 
 /// Messages the first step reads per call asked for: calls whose latest
@@ -159,20 +181,24 @@ impl Search {
             },
         };
         let mut hit = vec![range.sql(), "call_id IS NOT NULL".to_string()];
+        let mut values = Statement::default();
         if let Some(c) = given(&p.caller) {
-            hit.push(format!("from_user = {}", lit(c)));
+            hit.push(format!("from_user = {}", values.bind(c)));
         }
         if let Some(c) = given(&p.callee) {
-            hit.push(format!("(to_user = {0} OR ruri_user = {0})", lit(c)));
+            hit.push(format!(
+                "(to_user = {0} OR ruri_user = {0})",
+                values.bind(c)
+            ));
         }
         if let Some(c) = given(&p.call_id) {
             hit.push(format!(
                 "(call_id = {0} OR aleg_id = {0} OR correlation_id = {0})",
-                lit(c)
+                values.bind(c)
             ));
         }
         if let Some(ip) = given(&p.ip) {
-            hit.push(format!("(src_ip = {0} OR dst_ip = {0})", lit(ip)));
+            hit.push(format!("(src_ip = {0} OR dst_ip = {0})", values.bind(ip)));
         }
         if let Some(s) = status {
             // A call whose INVITE got this answer; the summary keeps those whose final answer it is.
@@ -183,26 +209,32 @@ impl Search {
             limit,
             status,
             hit,
+            hit_params: values,
         })
     }
 
     /// Step 1: the newest matching messages (a top-k the scan prunes by time,
     /// no aggregation); their distinct Call-IDs, newest first, are the calls.
-    pub fn recent_sql(&self) -> String {
-        format!(
-            "SELECT call_id, time FROM hep_1 WHERE {} ORDER BY time DESC LIMIT {}",
-            self.hit.join(" AND "),
-            self.limit * ROWS_PER_CALL
-        )
+    pub fn recent_sql(&self) -> Statement {
+        Statement {
+            sql: format!(
+                "SELECT call_id, time FROM hep_1 WHERE {} ORDER BY time DESC LIMIT {}",
+                self.hit.join(" AND "),
+                self.limit * ROWS_PER_CALL
+            ),
+            params: self.hit_params.params.clone(),
+        }
     }
 
     /// Step 2: one row per picked call, over its messages in range, newest first.
-    pub fn summary_sql(&self, calls: &BTreeSet<String>) -> String {
+    pub fn summary_sql(&self, calls: &BTreeSet<String>) -> Statement {
+        let mut st = Statement::default();
+        let ids = st.bind_all(calls);
         let status = self
             .status
             .map(|s| format!("WHERE final_status = {s}"))
             .unwrap_or_default();
-        format!(
+        st.sql = format!(
             "SELECT * FROM (SELECT call_id, min(time) AS start_time, max(time) AS end_time, \
                (CAST(max(time) AS BIGINT) - CAST(min(time) AS BIGINT)) / 1000 AS duration_ms, \
                first_value(from_user ORDER BY time) AS caller, \
@@ -212,11 +244,11 @@ impl Search {
                first_value(dst_ip ORDER BY time) AS dst_ip, first_value(dst_port ORDER BY time) AS dst_port, \
                count(*) AS messages, \
                max(coalesce(aleg_id, CASE WHEN correlation_id <> call_id THEN correlation_id END)) AS aleg_id \
-             FROM hep_1 WHERE {} AND call_id IN ({}) GROUP BY call_id) {status} \
+             FROM hep_1 WHERE {} AND call_id IN ({ids}) GROUP BY call_id) {status} \
              ORDER BY start_time DESC, call_id",
             self.range.sql(),
-            list(calls)
-        )
+        );
+        st
     }
 }
 
@@ -244,13 +276,15 @@ pub fn pick_calls(batches: &[RecordBatch], limit: usize) -> BTreeSet<String> {
 
 /// Step 3: the messages of other calls naming one of `calls` as their A
 /// leg, by header or HEP correlation id.
-pub fn links_sql(range: TimeRange, calls: &BTreeSet<String>) -> String {
-    let ids = list(calls);
-    format!(
+pub fn links_sql(range: TimeRange, calls: &BTreeSet<String>) -> Statement {
+    let mut st = Statement::default();
+    let ids = st.bind_all(calls);
+    st.sql = format!(
         "SELECT DISTINCT call_id, aleg_id, correlation_id FROM hep_1 WHERE {} AND call_id IS NOT NULL \
          AND (aleg_id IN ({ids}) OR (correlation_id IN ({ids}) AND correlation_id <> call_id))",
         range.sql()
-    )
+    );
+    st
 }
 
 /// Each call's B legs, from step 3's rows, sorted.
@@ -314,25 +348,29 @@ pub const LEG_COLUMNS: [&str; 3] = ["call_id", "aleg_id", "correlation_id"];
 
 /// One step of leg discovery: the ids in [`LEG_COLUMNS`] of every message
 /// that is one of `legs` or names one of them.
-pub fn legs_sql(window: TimeRange, legs: &BTreeSet<String>) -> String {
-    let ids = list(&id_forms(legs));
-    format!(
+pub fn legs_sql(window: TimeRange, legs: &BTreeSet<String>) -> Statement {
+    let mut st = Statement::default();
+    let ids = st.bind_all(&id_forms(legs));
+    st.sql = format!(
         "SELECT DISTINCT {} FROM hep_1 WHERE {} AND ({})",
         LEG_COLUMNS.join(", "),
         window.sql(),
         LEG_COLUMNS.map(|c| format!("{c} IN ({ids})")).join(" OR ")
-    )
+    );
+    st
 }
 
 /// The SIP messages of the legs, in time order.
-pub fn messages_sql(window: TimeRange, legs: &BTreeSet<String>) -> String {
-    format!(
+pub fn messages_sql(window: TimeRange, legs: &BTreeSet<String>) -> Statement {
+    let mut st = Statement::default();
+    let ids = st.bind_all(legs);
+    st.sql = format!(
         "SELECT time, call_id, method, status, cseq_num, cseq_method, src_ip, src_port, dst_ip, dst_port, \
          protocol, from_user, to_user, via_branch, aleg_id, content_type, sdp_media_ip, sdp_media_port, payload \
-         FROM hep_1 WHERE {} AND call_id IN ({}) ORDER BY time, call_id LIMIT {MAX_FLOW_ROWS}",
+         FROM hep_1 WHERE {} AND call_id IN ({ids}) ORDER BY time, call_id LIMIT {MAX_FLOW_ROWS}",
         window.sql(),
-        list(legs)
-    )
+    );
+    st
 }
 
 /// Which of the tables a call's RTCP and logs live in exist.
@@ -340,13 +378,15 @@ pub const CORRELATED_TABLES_SQL: &str =
     "SELECT table_name FROM information_schema.tables WHERE table_name IN ('hep_5', 'hep_100')";
 
 /// The RTCP reports (`hep_5`) or log lines (`hep_100`) correlated with the legs.
-pub fn correlated_sql(table: &str, window: TimeRange, legs: &BTreeSet<String>) -> String {
-    format!(
+pub fn correlated_sql(table: &str, window: TimeRange, legs: &BTreeSet<String>) -> Statement {
+    let mut st = Statement::default();
+    let ids = st.bind_all(&id_forms(legs));
+    st.sql = format!(
         "SELECT time, correlation_id, src_ip, src_port, dst_ip, dst_port, payload FROM {table} \
-         WHERE {} AND correlation_id IN ({}) ORDER BY time LIMIT {MAX_FLOW_ROWS}",
+         WHERE {} AND correlation_id IN ({ids}) ORDER BY time LIMIT {MAX_FLOW_ROWS}",
         window.sql(),
-        list(&id_forms(legs))
-    )
+    );
+    st
 }
 
 /// Every non-null text of the named columns.
@@ -368,79 +408,151 @@ pub fn texts(batches: &[RecordBatch], columns: &[&str]) -> BTreeSet<String> {
     out
 }
 
-fn endpoint(row: &Value, side: &str) -> Option<String> {
-    let ip = row[format!("{side}_ip")].as_str()?;
-    let port = row[format!("{side}_port")].as_i64()?;
-    Some(if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    })
+/// The columns of a batch a flow reads, as plain arrays.
+pub struct Columns {
+    pub rows: usize,
+    text: BTreeMap<&'static str, arrow::array::ArrayRef>,
+    int: BTreeMap<&'static str, arrow::array::ArrayRef>,
+}
+
+impl Columns {
+    const TEXT: [&'static str; 5] = ["call_id", "correlation_id", "src_ip", "dst_ip", "payload"];
+    const INT: [&'static str; 4] = ["time", "src_port", "dst_port", "protocol"];
+
+    pub fn of(b: &RecordBatch) -> Self {
+        use arrow::datatypes::{DataType, TimeUnit};
+        let int = Self::INT
+            .into_iter()
+            .filter_map(|name| {
+                let col = b.column_by_name(name)?;
+                // Times as µs since the epoch: drop the zone, then the type.
+                let col = match col.data_type() {
+                    DataType::Timestamp(_, _) => {
+                        arrow::compute::cast(col, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                            .ok()?
+                    }
+                    _ => col.clone(),
+                };
+                Some((name, arrow::compute::cast(&col, &DataType::Int64).ok()?))
+            })
+            .collect();
+        let text = Self::TEXT
+            .into_iter()
+            .filter_map(|name| Some((name, text_column(b, name)?)))
+            .collect();
+        Self {
+            rows: b.num_rows(),
+            text,
+            int,
+        }
+    }
+
+    pub fn text(&self, name: &str, row: usize) -> Option<&str> {
+        let col = self.text.get(name)?.as_string::<i32>();
+        col.is_valid(row).then(|| col.value(row))
+    }
+
+    pub fn int(&self, name: &str, row: usize) -> Option<i64> {
+        let col = self
+            .int
+            .get(name)?
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        col.is_valid(row).then(|| col.value(row))
+    }
+
+    /// `src` or `dst` as `ip:port` (`[ip]:port` for IPv6).
+    pub fn endpoint(&self, side: &str, row: usize) -> Option<String> {
+        let (ip_col, port_col) = match side {
+            "src" => ("src_ip", "src_port"),
+            _ => ("dst_ip", "dst_port"),
+        };
+        let ip = self.text(ip_col, row)?;
+        let port = self.int(port_col, row)?;
+        Some(if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        })
+    }
 }
 
 /// The ladder's columns: every address in the order it first appears.
-pub fn hosts(messages: &[Value]) -> Vec<String> {
-    let mut seen = Vec::new();
-    for m in messages {
-        for side in ["src", "dst"] {
-            if let Some(h) = endpoint(m, side).filter(|h| !seen.contains(h)) {
-                seen.push(h);
+#[derive(Debug, Default)]
+pub struct Hosts(Vec<String>);
+
+impl Hosts {
+    pub fn add(&mut self, c: &Columns) {
+        for row in 0..c.rows {
+            for side in ["src", "dst"] {
+                if let Some(h) = c.endpoint(side, row).filter(|h| !self.0.contains(h)) {
+                    self.0.push(h);
+                }
             }
         }
     }
-    seen
+
+    pub fn into_vec(self) -> Vec<String> {
+        self.0
+    }
 }
 
 /// RTCP quality per direction, from the JSON reports heplify sends: how many
 /// reports, the most packets lost (the counter is cumulative) and the
 /// interarrival jitter (mean and worst). Binary reports are only counted.
-pub fn rtcp_summary(rtcp: &[Value]) -> Vec<Value> {
-    #[derive(Default)]
-    struct Direction {
-        reports: u64,
-        unparsed: u64,
-        lost: i64,
-        jitters: Vec<f64>,
-    }
-    let mut by: BTreeMap<(String, String), Direction> = BTreeMap::new();
-    for r in rtcp {
-        let key = (
-            endpoint(r, "src").unwrap_or_default(),
-            endpoint(r, "dst").unwrap_or_default(),
-        );
-        let d = by.entry(key).or_default();
-        d.reports += 1;
-        let report: Option<Value> = r["payload"]
-            .as_str()
-            .and_then(|p| serde_json::from_str(p).ok());
-        let Some(blocks) = report.as_ref().and_then(|v| v["report_blocks"].as_array()) else {
-            d.unparsed += 1;
-            continue;
-        };
-        for b in blocks {
-            if let Some(l) = b["packets_lost"].as_i64() {
-                d.lost = d.lost.max(l);
-            }
-            if let Some(j) = b["ia_jitter"].as_f64() {
-                d.jitters.push(j);
+#[derive(Debug, Default)]
+pub struct RtcpSummary(BTreeMap<(String, String), Direction>);
+
+#[derive(Debug, Default)]
+struct Direction {
+    reports: u64,
+    unparsed: u64,
+    lost: i64,
+    jitter_sum: f64,
+    jitters: u64,
+    jitter_max: Option<f64>,
+}
+
+impl RtcpSummary {
+    pub fn add(&mut self, c: &Columns) {
+        for row in 0..c.rows {
+            let key = (
+                c.endpoint("src", row).unwrap_or_default(),
+                c.endpoint("dst", row).unwrap_or_default(),
+            );
+            let d = self.0.entry(key).or_default();
+            d.reports += 1;
+            let report: Option<Value> = c
+                .text("payload", row)
+                .and_then(|p| serde_json::from_str(p).ok());
+            let Some(blocks) = report.as_ref().and_then(|v| v["report_blocks"].as_array()) else {
+                d.unparsed += 1;
+                continue;
+            };
+            for b in blocks {
+                if let Some(l) = b["packets_lost"].as_i64() {
+                    d.lost = d.lost.max(l);
+                }
+                if let Some(j) = b["ia_jitter"].as_f64() {
+                    d.jitter_sum += j;
+                    d.jitters += 1;
+                    d.jitter_max = Some(d.jitter_max.map_or(j, |m| m.max(j)));
+                }
             }
         }
     }
-    by.into_iter()
-        .map(|((src, dst), d)| {
-            let mean = (!d.jitters.is_empty())
-                .then(|| d.jitters.iter().sum::<f64>() / d.jitters.len() as f64);
-            let max = d
-                .jitters
-                .iter()
-                .copied()
-                .fold(None, |m: Option<f64>, j| Some(m.map_or(j, |m| m.max(j))));
-            json!({
-                "src": src, "dst": dst, "reports": d.reports, "unparsed_reports": d.unparsed,
-                "packets_lost": d.lost, "jitter_mean": mean, "jitter_max": max,
+
+    pub fn to_json(&self) -> Value {
+        self.0
+            .iter()
+            .map(|((src, dst), d)| {
+                let mean = (d.jitters > 0).then(|| d.jitter_sum / d.jitters as f64);
+                json!({
+                    "src": src, "dst": dst, "reports": d.reports, "unparsed_reports": d.unparsed,
+                    "packets_lost": d.lost, "jitter_mean": mean, "jitter_max": d.jitter_max,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -493,16 +605,49 @@ mod tests {
     }
 
     #[test]
-    fn values_cannot_end_their_literal() {
-        let sql = Search::parse(&SearchParams {
+    fn values_are_bound_never_pasted_into_the_sql() {
+        let hostile = "x' OR '1'='1";
+        let search = Search::parse(&SearchParams {
             from: Some("0".into()),
             to: Some("1000".into()),
-            caller: Some("x' OR '1'='1".into()),
+            caller: Some(hostile.into()),
+            call_id: Some("c".repeat(60_000)),
             ..Default::default()
         })
-        .unwrap()
-        .recent_sql();
-        assert!(sql.contains("from_user = 'x'' OR ''1''=''1'"), "{sql}");
+        .unwrap();
+        let recent = search.recent_sql();
+        assert!(recent.sql.contains("from_user = $1"), "{}", recent.sql);
+        assert!(recent.sql.contains("call_id = $2"), "{}", recent.sql);
+        assert_eq!(recent.params[0], hostile);
+        assert!(
+            recent.sql.len() < 1000,
+            "the text does not grow with the values"
+        );
+        // Ids read from the lake: however long, the statement's text is the same.
+        let ids = |len: usize| -> BTreeSet<String> {
+            (0..100)
+                .map(|i| format!("{i}{}", "x".repeat(len)))
+                .collect()
+        };
+        let window = TimeRange { from: 0, to: 1000 };
+        for build in [
+            |ids: &BTreeSet<String>, w| legs_sql(w, ids),
+            |ids: &BTreeSet<String>, w| messages_sql(w, ids),
+            |ids: &BTreeSet<String>, w| links_sql(w, ids),
+            |ids: &BTreeSet<String>, w| correlated_sql("hep_5", w, ids),
+        ] {
+            let (short, long) = (build(&ids(1), window), build(&ids(60_000), window));
+            assert_eq!(short.sql, long.sql);
+            assert!(long.params.iter().all(|p| p.len() > 60_000));
+        }
+        assert_eq!(
+            search.summary_sql(&ids(1)).sql,
+            search.summary_sql(&ids(60_000)).sql
+        );
+    }
+
+    #[test]
+    fn limits_and_statuses_are_checked() {
         let ranged = |f: fn(&mut SearchParams)| {
             let mut p = SearchParams {
                 from: Some("0".into()),
@@ -510,7 +655,7 @@ mod tests {
                 ..Default::default()
             };
             f(&mut p);
-            Search::parse(&p).map(|s| s.summary_sql(&["c".to_string()].into()))
+            Search::parse(&p).map(|s| s.summary_sql(&["c".to_string()].into()).sql)
         };
         assert!(
             ranged(|p| p.limit = Some("0".into()))

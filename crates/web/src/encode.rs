@@ -63,11 +63,19 @@ impl ResponseLimit {
         }
     }
 
-    /// What `bytes` add to the counted size.
+    /// What `bytes` of text add to the counted size.
     fn cost(self, bytes: &[u8]) -> usize {
         match self {
             ResponseLimit::LambdaPayload(_) => json_escaped_len(bytes),
             _ => bytes.len(),
+        }
+    }
+
+    /// What `n` bytes of a binary body add: a Lambda response carries them in base64.
+    fn binary_cost(self, n: usize) -> usize {
+        match self {
+            ResponseLimit::LambdaPayload(_) => n.div_ceil(3) * 4,
+            _ => n,
         }
     }
 }
@@ -159,12 +167,110 @@ fn encoding(e: ArrowError) -> QueryError {
     QueryError::Internal(format!("encoding result: {e}"))
 }
 
-/// A [`ResultSink`] that encodes; its output is the response body.
-pub struct Encoder {
-    format: Format,
+/// A response body under construction, counted against its limit as it grows.
+pub struct Body {
     limit: ResponseLimit,
     out: Vec<u8>,
     counted: usize,
+}
+
+impl Body {
+    pub fn new(limit: ResponseLimit) -> Self {
+        Self {
+            limit,
+            out: Vec::new(),
+            counted: 0,
+        }
+    }
+
+    /// Counts text held for the body before it is written into it (entries
+    /// that must be ordered first); over the limit is an error.
+    pub fn reserve_text(&mut self, text: &[u8]) -> Result<(), QueryError> {
+        let cost = self.limit.cost(text);
+        self.reserve(cost)
+    }
+
+    /// Counts `n` bytes of a binary body held before it is written (a PCAP's frames).
+    pub fn reserve_binary(&mut self, n: usize) -> Result<(), QueryError> {
+        let cost = self.limit.binary_cost(n);
+        self.reserve(cost)
+    }
+
+    fn reserve(&mut self, cost: usize) -> Result<(), QueryError> {
+        self.counted += cost;
+        match self.limit.limit() {
+            Some(max) if self.counted > max => Err(QueryError::TooLarge(max)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), QueryError> {
+        self.out.extend_from_slice(bytes);
+        self.counted_from(self.out.len() - bytes.len())
+    }
+
+    /// Counts what was written since `start`.
+    fn counted_from(&mut self, start: usize) -> Result<(), QueryError> {
+        let cost = self.limit.cost(&self.out[start..]);
+        self.reserve(cost)
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+/// About how much of a batch is encoded before the limit is checked again:
+/// one batch of large payloads (8 192 rows of 64 KiB) is half a gigabyte.
+const SLICE_BYTES: usize = 256 << 10;
+
+/// `batch` in row ranges of about [`SLICE_BYTES`] each (one row at least).
+fn slices(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
+    let rows = batch.num_rows();
+    let per_row = (batch.get_array_memory_size() / rows.max(1)).max(1);
+    let step = (SLICE_BYTES / per_row).clamp(1, rows.max(1));
+    (0..rows)
+        .step_by(step)
+        .map(move |at| batch.slice(at, step.min(rows - at)))
+}
+
+/// Rows as one JSON array of objects, written into a [`Body`] batch by batch.
+#[derive(Default)]
+pub struct JsonArray {
+    rows: usize,
+}
+
+impl JsonArray {
+    pub fn write(&mut self, body: &mut Body, batch: &RecordBatch) -> Result<(), QueryError> {
+        let batch = naive_times(batch).map_err(encoding)?;
+        for slice in slices(&batch) {
+            let mut one = Vec::new();
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut one);
+            w.write(&slice).map_err(encoding)?;
+            w.finish().map_err(encoding)?;
+            drop(w);
+            let start = body.out.len();
+            body.out.push(if self.rows == 0 { b'[' } else { b',' });
+            body.out.extend_from_slice(&one[1..one.len() - 1]);
+            self.rows += slice.num_rows();
+            body.counted_from(start)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the array (`[]` when it had no rows).
+    pub fn close(self, body: &mut Body) -> Result<(), QueryError> {
+        body.push(if self.rows == 0 { b"[]" } else { b"]" })
+    }
+}
+
+/// A [`ResultSink`] that encodes; its output is the response body.
+pub struct Encoder {
+    format: Format,
+    body: Body,
+    json: JsonArray,
     rows: usize,
 }
 
@@ -172,26 +278,22 @@ impl Encoder {
     pub fn new(format: Format, limit: ResponseLimit) -> Self {
         Self {
             format,
-            limit,
-            out: Vec::new(),
-            counted: 0,
+            body: Body::new(limit),
+            json: JsonArray::default(),
             rows: 0,
         }
     }
 
-    fn counted_from(&mut self, start: usize) -> Result<(), QueryError> {
-        self.counted += self.limit.cost(&self.out[start..]);
-        match self.limit.limit() {
-            Some(max) if self.counted > max => Err(QueryError::TooLarge(max)),
-            _ => Ok(()),
-        }
+    /// Bytes encoded so far: with a limit, never more than one slice past it.
+    pub fn encoded_len(&self) -> usize {
+        self.body.out.len()
     }
 
     fn csv_header(&mut self, schema: &SchemaRef) -> Result<(), ArrowError> {
         let empty = naive_times(&RecordBatch::new_empty(schema.clone()))?;
         arrow::csv::WriterBuilder::new()
             .with_header(true)
-            .build(&mut self.out)
+            .build(&mut self.body.out)
             .write(&empty)
     }
 }
@@ -203,61 +305,58 @@ impl ResultSink for Encoder {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = naive_times(batch).map_err(encoding)?;
-        let rows = batch.num_rows();
-        let start = self.out.len();
-        let first = self.rows == 0;
-        match self.format {
-            Format::Json => {
-                // One array across batches: each batch's objects, comma-joined.
-                let mut one = Vec::new();
-                let mut w = arrow::json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, arrow::json::writer::JsonArray>(&mut one);
-                w.write(&batch).map_err(encoding)?;
-                w.finish().map_err(encoding)?;
-                drop(w);
-                self.out.push(if first { b'[' } else { b',' });
-                self.out.extend_from_slice(&one[1..one.len() - 1]);
-            }
-            Format::NdJson => {
-                let mut w = arrow::json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, arrow::json::writer::LineDelimited>(&mut self.out);
-                w.write(&batch).map_err(encoding)?;
-                w.finish().map_err(encoding)?;
-            }
-            Format::Csv | Format::CsvRaw => {
-                let batch = if self.format == Format::Csv {
-                    neutralised(&batch).map_err(encoding)?
-                } else {
-                    batch
-                };
-                arrow::csv::WriterBuilder::new()
-                    .with_header(first)
-                    .build(&mut self.out)
-                    .write(&batch)
-                    .map_err(encoding)?;
-            }
+        if self.format == Format::Json {
+            self.rows += batch.num_rows();
+            return self.json.write(&mut self.body, batch);
         }
-        self.rows += rows;
-        self.counted_from(start)
+        let batch = naive_times(batch).map_err(encoding)?;
+        for slice in slices(&batch) {
+            let start = self.body.out.len();
+            let rows = slice.num_rows();
+            match self.format {
+                Format::Json => unreachable!("written above"),
+                Format::NdJson => {
+                    let mut w = arrow::json::WriterBuilder::new()
+                        .with_explicit_nulls(true)
+                        .build::<_, arrow::json::writer::LineDelimited>(&mut self.body.out);
+                    w.write(&slice).map_err(encoding)?;
+                    w.finish().map_err(encoding)?;
+                }
+                Format::Csv | Format::CsvRaw => {
+                    let slice = if self.format == Format::Csv {
+                        neutralised(&slice).map_err(encoding)?
+                    } else {
+                        slice
+                    };
+                    arrow::csv::WriterBuilder::new()
+                        .with_header(self.rows == 0)
+                        .build(&mut self.body.out)
+                        .write(&slice)
+                        .map_err(encoding)?;
+                }
+            }
+            self.rows += rows;
+            self.body.counted_from(start)?;
+        }
+        Ok(())
     }
 
     fn finish(mut self, schema: &SchemaRef) -> Result<Vec<u8>, QueryError> {
-        let start = self.out.len();
         match self.format {
-            Format::Json if self.rows == 0 => self.out.extend_from_slice(b"[]"),
-            Format::Json => self.out.push(b']'),
+            Format::Json => {
+                let json = std::mem::take(&mut self.json);
+                json.close(&mut self.body)?;
+            }
             Format::NdJson => {}
             // Still print the header.
             Format::Csv | Format::CsvRaw if self.rows == 0 => {
-                self.csv_header(schema).map_err(encoding)?
+                let start = self.body.out.len();
+                self.csv_header(schema).map_err(encoding)?;
+                self.body.counted_from(start)?;
             }
             Format::Csv | Format::CsvRaw => {}
         }
-        self.counted_from(start)?;
-        Ok(self.out)
+        Ok(self.body.into_bytes())
     }
 }
 
@@ -335,5 +434,37 @@ mod tests {
         assert!(machines.contains("=HYPERLINK"), "{machines}");
         assert!(!machines.contains("'="), "{machines}");
         assert_eq!(Format::parse(Some("csv-raw")), Ok(Format::CsvRaw));
+    }
+
+    #[test]
+    fn encoding_stops_at_the_limit_inside_one_batch() {
+        // One batch of 512 payloads of 64 KiB: 32 MiB encoded whole.
+        let payload = "x".repeat(64 << 10);
+        let batch = RecordBatch::try_from_iter([(
+            "payload",
+            Arc::new(StringArray::from(vec![payload.as_str(); 512])) as ArrayRef,
+        )])
+        .unwrap();
+        let limit = 1 << 20;
+        for format in [Format::Json, Format::NdJson, Format::Csv, Format::CsvRaw] {
+            let mut e = Encoder::new(format, ResponseLimit::Body(limit));
+            let r = e.batch(&batch.schema(), &batch);
+            assert!(
+                matches!(r, Err(QueryError::TooLarge(l)) if l == limit),
+                "{format:?}"
+            );
+            assert!(
+                e.encoded_len() <= limit + SLICE_BYTES + (64 << 10) + 64,
+                "{format:?}: {} bytes encoded for a {limit}-byte limit",
+                e.encoded_len()
+            );
+        }
+        // Under the limit, slicing changes nothing.
+        let mut whole = Encoder::new(Format::Json, ResponseLimit::Unbounded);
+        whole.batch(&batch.schema(), &batch).unwrap();
+        let out = whole.finish(&batch.schema()).unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(rows.len(), 512);
+        assert!(rows.iter().all(|r| r["payload"] == payload.as_str()));
     }
 }

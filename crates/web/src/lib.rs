@@ -13,18 +13,20 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use serde_json::Value;
 
 use lake::engine::{QueryEngine, QueryError};
 
 pub mod auth;
 pub mod calls;
 mod encode;
+mod error;
 pub mod export;
+pub mod flow;
 pub mod guard;
 
 pub use auth::{ApiTokens, TokenError, protect};
-pub use encode::{Encoder, Format, ResponseLimit, json_escaped_len, render};
+pub use encode::{Body, Encoder, Format, JsonArray, ResponseLimit, json_escaped_len, render};
+pub use error::ApiError;
 pub use guard::{AllowedHosts, HostError, only_allowed_hosts, with_security_headers};
 
 #[derive(Clone)]
@@ -167,25 +169,8 @@ async fn post_influx(State(s): State<ApiState>, body: Bytes) -> Response {
     }
 }
 
-/// Seconds a client is asked to wait when every query slot is taken.
-const RETRY_AFTER_SECS: &str = "1";
-
 pub fn query_error_response(e: QueryError) -> Response {
-    match e {
-        QueryError::Busy(_) => {
-            let mut r = error_response(StatusCode::TOO_MANY_REQUESTS, e.to_string());
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-            r
-        }
-        QueryError::Internal(_) => {
-            tracing::error!(error = %e, "query failed");
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        }
-        _ => bad_request(e.to_string()),
-    }
+    ApiError::from(e).into_response()
 }
 
 async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Response {
@@ -216,82 +201,52 @@ async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Response {
 async fn search_calls(
     State(s): State<ApiState>,
     params: Result<Query<calls::SearchParams>, QueryRejection>,
-) -> Response {
-    let Query(p) = match params {
-        Ok(p) => p,
-        Err(e) => return bad_request(e.body_text()),
-    };
-    let search = match calls::Search::parse(&p) {
-        Ok(search) => search,
-        Err(m) => return bad_request(m),
-    };
-    match search_rows(&s, &search).await {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(r) => r,
-    }
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let search = calls::Search::parse(&p).map_err(ApiError::BadRequest)?;
+    let limit = s.response_limit;
+    let body = s
+        .engine
+        .job(move |st| flow::search(st, search, limit))
+        .await?;
+    Ok(answer(&s, "application/json", body))
 }
 
-// The error is the HTTP response itself, returned as it is.
-#[allow(clippy::result_large_err)]
-async fn search_rows(s: &ApiState, search: &calls::Search) -> Result<Value, Response> {
-    let (_, recent) = rows(s, &search.recent_sql()).await?;
-    let picked = calls::pick_calls(&recent.batches, search.limit);
-    if picked.is_empty() {
-        return Ok(Value::Array(Vec::new()));
+/// A body the calls endpoints made, with its type; on Lambda, text is sent as text.
+fn answer(s: &ApiState, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    if matches!(s.response_limit, ResponseLimit::LambdaPayload(_)) && !content_type.contains("pcap")
+    {
+        r.headers_mut().insert(
+            "x-lambda-http-content-encoding",
+            HeaderValue::from_static("text"),
+        );
     }
-    let (mut summary, _) = rows(s, &search.summary_sql(&picked)).await?;
-    let (_, links) = rows(s, &calls::links_sql(search.range, &picked)).await?;
-    let b_legs = calls::b_legs(&links.batches, &picked);
-    for row in &mut summary {
-        let legs = row["call_id"].as_str().and_then(|id| b_legs.get(id));
-        row["b_legs"] = legs.map_or(Value::Null, |l| serde_json::json!(l));
-    }
-    Ok(Value::Array(summary))
+    r
 }
 
-/// Runs one statement of a call view and gives its rows as JSON values.
-async fn rows(
-    s: &ApiState,
-    sql: &str,
-) -> Result<(Vec<Value>, lake::engine::QueryResult), Response> {
-    let r = s.engine.query(sql).await.map_err(query_error_response)?;
-    let json = render(&r, Format::Json).map_err(query_error_response)?;
-    let rows: Vec<Value> = serde_json::from_slice(&json).map_err(|e| {
-        error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering rows: {e}"),
-        )
-    })?;
-    Ok((rows, r))
-}
-
-/// A call's flow as JSON, or made into a response by `shape`.
+/// A call's flow, as `view` makes it, computed and encoded on the query pool.
 async fn call_view(
     s: &ApiState,
-    call_id: &str,
+    call_id: String,
     params: Result<Query<calls::FlowParams>, QueryRejection>,
-    shape: impl FnOnce(Value) -> Response,
-) -> Response {
-    let Query(p) = match params {
-        Ok(p) => p,
-        Err(e) => return bad_request(e.body_text()),
-    };
-    let window = match calls::flow_window(&p) {
-        Ok(w) => w,
-        Err(m) => return bad_request(m),
-    };
-    match flow(s, call_id, window).await {
-        Ok(v) => shape(v),
-        Err(r) => r,
-    }
+    view: flow::View,
+) -> Result<Vec<u8>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let window = calls::flow_window(&p).map_err(ApiError::BadRequest)?;
+    let limit = s.response_limit;
+    s.engine
+        .job(move |st| flow::flow(st, call_id, window, view, limit))
+        .await
 }
 
 async fn call_flow(
     State(s): State<ApiState>,
     Path(call_id): Path<String>,
     params: Result<Query<calls::FlowParams>, QueryRejection>,
-) -> Response {
-    call_view(&s, &call_id, params, |v| axum::Json(v).into_response()).await
+) -> Result<Response, ApiError> {
+    let body = call_view(&s, call_id, params, flow::View::Json).await?;
+    Ok(answer(&s, "application/json", body))
 }
 
 /// A file name for a download: the Call-ID with anything odd replaced.
@@ -314,93 +269,19 @@ async fn call_pcap(
     State(s): State<ApiState>,
     Path(call_id): Path<String>,
     params: Result<Query<calls::FlowParams>, QueryRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let name = file_name(&call_id, "pcap");
-    call_view(&s, &call_id, params, |v| {
-        (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/vnd.tcpdump.pcap"),
-                ),
-                (header::CONTENT_DISPOSITION, name),
-            ],
-            export::pcap(&v),
-        )
-            .into_response()
-    })
-    .await
+    let body = call_view(&s, call_id, params, flow::View::Pcap).await?;
+    let mut r = answer(&s, "application/vnd.tcpdump.pcap", body);
+    r.headers_mut().insert(header::CONTENT_DISPOSITION, name);
+    Ok(r)
 }
 
 async fn call_text(
     State(s): State<ApiState>,
     Path(call_id): Path<String>,
     params: Result<Query<calls::FlowParams>, QueryRejection>,
-) -> Response {
-    call_view(&s, &call_id, params, |v| {
-        (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            export::text(&v),
-        )
-            .into_response()
-    })
-    .await
-}
-
-// The error is the HTTP response itself, returned as it is.
-#[allow(clippy::result_large_err)]
-async fn flow(s: &ApiState, call_id: &str, window: calls::TimeRange) -> Result<Value, Response> {
-    // Legs: the call, the calls naming it as their A leg (header or HEP
-    // correlation id), the A leg it names, and so on, until nothing new turns up.
-    let mut legs: std::collections::BTreeSet<String> = [call_id.to_owned()].into();
-    loop {
-        let (_, r) = rows(s, &calls::legs_sql(window, &legs)).await?;
-        let found = calls::texts(&r.batches, &calls::LEG_COLUMNS);
-        let before = legs.len();
-        legs.extend(
-            found
-                .into_iter()
-                .take(calls::MAX_LEGS.saturating_sub(before)),
-        );
-        if legs.len() == before || legs.len() >= calls::MAX_LEGS {
-            break;
-        }
-    }
-    let (messages, _) = rows(s, &calls::messages_sql(window, &legs)).await?;
-    if messages.is_empty() {
-        return Err(error_response(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no SIP message of Call-ID {call_id:?} between from and to, widened by {} minutes",
-                calls::FLOW_MARGIN_MICROS / 60_000_000
-            ),
-        ));
-    }
-    // Only the Call-IDs that have messages are legs (the suffix forms were guesses).
-    let legs: std::collections::BTreeSet<String> = messages
-        .iter()
-        .filter_map(|m| m["call_id"].as_str().map(str::to_owned))
-        .collect();
-    // A lake that never received RTCP or logs has no such table.
-    let (_, r) = rows(s, calls::CORRELATED_TABLES_SQL).await?;
-    let present = calls::texts(&r.batches, &["table_name"]);
-    let mut correlated = [Vec::new(), Vec::new()];
-    for (table, out) in ["hep_5", "hep_100"].into_iter().zip(&mut correlated) {
-        if present.contains(table) {
-            *out = rows(s, &calls::correlated_sql(table, window, &legs))
-                .await?
-                .0;
-        }
-    }
-    let [rtcp, logs] = correlated;
-    Ok(serde_json::json!({
-        "call_id": call_id,
-        "legs": legs,
-        "hosts": calls::hosts(&messages),
-        "rtcp_summary": calls::rtcp_summary(&rtcp),
-        "truncated": messages.len() >= calls::MAX_FLOW_ROWS,
-        "messages": messages,
-        "rtcp": rtcp,
-        "logs": logs,
-    }))
+) -> Result<Response, ApiError> {
+    let body = call_view(&s, call_id, params, flow::View::Text).await?;
+    Ok(answer(&s, "text/plain; charset=utf-8", body))
 }

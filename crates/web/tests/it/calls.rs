@@ -37,6 +37,8 @@ fn relabelled(msgs: Vec<HepMessage>, from: &str, to: &str, extra: &str) -> Vec<H
 
 struct Calls {
     _dir: tempfile::TempDir,
+    store: Arc<dyn object_store::ObjectStore>,
+    engine: Arc<QueryEngine>,
     app: axum::Router,
     a: Call,
     b: Call,
@@ -87,9 +89,11 @@ async fn calls() -> Calls {
     for f in buf.take_due(std::time::Instant::now(), true) {
         f.write(&store).await.unwrap();
     }
-    let engine = Arc::new(QueryEngine::new(store, QueryLimits::default()).unwrap());
+    let engine = Arc::new(QueryEngine::new(store.clone(), QueryLimits::default()).unwrap());
     Calls {
         _dir: dir,
+        store,
+        engine: engine.clone(),
         app: router(ApiState {
             engine,
             response_limit: ResponseLimit::Unbounded,
@@ -389,4 +393,80 @@ async fn a_call_pcap_reads_in_tshark_as_the_api_answers_it() {
         rtcp.len(),
         "every RTCP report decodes as a sender report"
     );
+}
+
+/// The search, the flow and its exports are counted against the response
+/// limit as they are encoded (a 400 that says so, not a body held whole),
+/// and each takes one query slot for all its statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_views_honour_the_response_limit_and_take_one_query_slot() {
+    let c = calls().await;
+    let q = format!("from={}&to={}", c.t / 1000, c.t / 1000 + 1);
+    let range = format!(
+        "from={}&to={}",
+        enc(&iso(c.t - 1000)),
+        enc(&iso(c.t + 60_000_000))
+    );
+    let id = enc(&c.a.call_id);
+    let limited = |bytes: usize| {
+        router(ApiState {
+            engine: c.engine.clone(),
+            response_limit: ResponseLimit::Body(bytes),
+        })
+    };
+    for uri in [
+        format!("/api/v1/calls?{range}"),
+        format!("/api/v1/calls/{id}?{q}"),
+        format!("/api/v1/calls/{id}/pcap?{q}"),
+        format!("/api/v1/calls/{id}/text?{q}"),
+    ] {
+        let (s, _, whole) = get_bytes(&c.app, &uri).await;
+        assert_eq!(s, StatusCode::OK, "{uri}");
+        let (s, _, body) = get_bytes(&limited(whole.len() / 2), &uri).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("response limit"), "{uri}: {body}");
+        let (s, _, same) = get_bytes(&limited(whole.len() * 2), &uri).await;
+        assert_eq!((s, same), (StatusCode::OK, whole), "{uri}");
+    }
+
+    let one_slot = Arc::new(
+        QueryEngine::new(
+            c.store.clone(),
+            QueryLimits {
+                max_concurrent: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    let app = router(ApiState {
+        engine: one_slot.clone(),
+        response_limit: ResponseLimit::Unbounded,
+    });
+    let (started, holding) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn({
+        let e = one_slot.clone();
+        async move {
+            e.job(move |_| async move {
+                started.send(()).unwrap();
+                let _ = released.await;
+                Ok::<(), lake::engine::QueryError>(())
+            })
+            .await
+        }
+    });
+    holding.await.unwrap();
+    for uri in [
+        format!("/api/v1/calls?{range}"),
+        format!("/api/v1/calls/{id}/pcap?{q}"),
+    ] {
+        let (s, _, _) = get_bytes(&app, &uri).await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+    }
+    release.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+    let (s, _, _) = get_bytes(&app, &format!("/api/v1/calls/{id}/pcap?{q}")).await;
+    assert_eq!(s, StatusCode::OK);
 }

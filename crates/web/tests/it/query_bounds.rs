@@ -242,3 +242,63 @@ async fn the_response_limit_counts_the_encoded_body() {
         }
     }
 }
+
+/// A job of several statements (a call flow) is bounded as a whole: each
+/// statement is quick, the job is not, and it is cut off at the timeout
+/// with its slot given back.
+#[tokio::test]
+async fn the_timeout_bounds_a_whole_job_not_each_statement() {
+    let e = engine(QueryLimits {
+        timeout: Duration::from_millis(500),
+        max_concurrent: 1,
+        ..Default::default()
+    });
+    let statements = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ran = statements.clone();
+    let started = Instant::now();
+    let r: Result<(), QueryError> = e
+        .job(move |st| async move {
+            loop {
+                st.query("SELECT count(*) FROM generate_series(1, 1000)", &[])
+                    .await?;
+                ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .await;
+    assert!(matches!(r, Err(QueryError::Timeout(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        statements.load(std::sync::atomic::Ordering::Relaxed) > 1,
+        "each statement finished in time"
+    );
+    slot_freed(&e).await;
+}
+
+#[tokio::test]
+async fn statement_values_are_bound_as_text_whatever_they_hold() {
+    let e = engine(QueryLimits::default());
+    let hostile = "x') OR ('1'='1";
+    let huge = "y".repeat(2 << 20);
+    let r = e
+        .job(move |st| async move {
+            st.query(
+                "SELECT v FROM (VALUES ('a'), ('x'), ('b')) AS t(v) WHERE v IN ($1, $2) OR length($3) = 2097152",
+                &[hostile, "b", &huge],
+            )
+            .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.num_rows(), 3, "length($3) holds for every row");
+    let r = e
+        .job(|st| async move {
+            st.query(
+                "SELECT v FROM (VALUES ('a'), ('x'), ('b')) AS t(v) WHERE v IN ($1, $2)",
+                &["x') OR ('1'='1", "b"],
+            )
+            .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.num_rows(), 1, "only 'b': the hostile value is one value");
+}
