@@ -196,6 +196,17 @@ impl Body {
         self.reserve(cost)
     }
 
+    /// Refuses a slice whose text alone would pass the limit, before it is
+    /// encoded: one row can hold a value of hundreds of megabytes.
+    fn expect(&self, slice: &RecordBatch) -> Result<(), QueryError> {
+        match self.limit.limit() {
+            Some(max) if self.counted.saturating_add(text_bytes(slice)) > max => {
+                Err(QueryError::TooLarge(max))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn reserve(&mut self, cost: usize) -> Result<(), QueryError> {
         self.counted += cost;
         match self.limit.limit() {
@@ -234,6 +245,32 @@ fn slices(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
         .map(move |at| batch.slice(at, step.min(rows - at)))
 }
 
+/// Bytes of the text and binary values of `batch`: every format writes at
+/// least that many.
+fn text_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.data_type(),
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Binary
+                    | DataType::LargeBinary
+                    | DataType::BinaryView
+            )
+        })
+        .filter_map(|c| {
+            let lengths = arrow::compute::kernels::length::length(c).ok()?;
+            let lengths = cast(&lengths, &DataType::UInt64).ok()?;
+            arrow::compute::sum(lengths.as_primitive::<arrow::datatypes::UInt64Type>())
+        })
+        .map(|n| n as usize)
+        .sum()
+}
+
 /// Rows as one JSON array of objects, written into a [`Body`] batch by batch.
 #[derive(Default)]
 pub struct JsonArray {
@@ -244,6 +281,7 @@ impl JsonArray {
     pub fn write(&mut self, body: &mut Body, batch: &RecordBatch) -> Result<(), QueryError> {
         let batch = naive_times(batch).map_err(encoding)?;
         for slice in slices(&batch) {
+            body.expect(&slice)?;
             let mut one = Vec::new();
             let mut w = arrow::json::WriterBuilder::new()
                 .with_explicit_nulls(true)
@@ -311,6 +349,7 @@ impl ResultSink for Encoder {
         }
         let batch = naive_times(batch).map_err(encoding)?;
         for slice in slices(&batch) {
+            self.body.expect(&slice)?;
             let start = self.body.out.len();
             let rows = slice.num_rows();
             match self.format {

@@ -177,8 +177,9 @@ async fn compaction_merges_and_keeps_every_row_once() {
     // Again within the grace period: nothing to do, nothing deleted.
     let r = run(&store, &cfg, t, Sweep::Full, None).await;
     assert_eq!((r.jobs, r.deleted), (0, 0));
-    // After it, the inputs go.
-    let r = run(&store, &cfg, t + 301_000_000, Sweep::Full, None).await;
+    // After it, the inputs go. The grace runs from the commit, which a loaded
+    // machine makes seconds after `t`: well past it, not one second.
+    let r = run(&store, &cfg, t + 600_000_000, Sweep::Full, None).await;
     assert_eq!((r.jobs, r.deleted), (0, 12));
     assert_eq!(list_partition(&store, p).await.unwrap().files.len(), 1);
     assert_eq!(visible_ids(&store, p).await, expected);

@@ -142,8 +142,17 @@ async fn functions_that_could_allocate_gigabytes_are_refused_before_they_do() {
             "SELECT length(concat({}))",
             ["repeat('a', 30000000)"; 5].join(", ")
         ),
-        "SELECT length(repeat(v, 100000000)) FROM (VALUES ('ab'), ('cd')) t(v)".into(),
+        // 4 GB from two rows, over the 1 GiB pool.
+        "SELECT length(repeat(v, 1000000000)) FROM (VALUES ('ab'), ('cd')) t(v)".into(),
         format!("SELECT {}", many.join(", ")),
+        // Each step within the pool, the chain not: 200 MB, then 400, then 600 more.
+        "SELECT length(v || v || v || v) FROM (SELECT repeat(CAST(value % 2 AS VARCHAR), 50000000) AS v \
+            FROM generate_series(1, 4)) t"
+            .into(),
+        // Doubling in nested calls adds up the same way.
+        "SELECT length(concat(concat(concat(v, v), concat(v, v)), v)) FROM (SELECT repeat(v, 100000000) AS v \
+            FROM (VALUES ('a'), ('b')) t(v)) u"
+            .into(),
     ] {
         let (status, _, body) = call(&app, &q(&sql)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
@@ -167,6 +176,31 @@ async fn functions_that_could_allocate_gigabytes_are_refused_before_they_do() {
         v[0],
         serde_json::json!({"r": "ababab", "l": "007", "p": "a ", "s": "a::b::c", "x": "call-N",
             "c": "sip:alice@example.com", "n": 1000000})
+    );
+}
+
+#[tokio::test]
+async fn string_concatenation_keeps_the_operators_null_rule_and_column_names() {
+    let e = engine(QueryLimits::default());
+    let app = router(ApiState {
+        engine: e.clone(),
+        response_limit: ResponseLimit::Unbounded,
+    });
+    let (status, _, body) = call(
+        &app,
+        &q("SELECT v || '-' || w, concat(v, w) AS c, 'n' || 1 AS n \
+            FROM (VALUES ('a', 'b'), (NULL, 'b'), ('a', NULL)) t(v, w)"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"t.v || Utf8(\"-\") || t.w": "a-b", "c": "ab", "n": "n1"},
+            {"t.v || Utf8(\"-\") || t.w": null, "c": "b", "n": "n1"},
+            {"t.v || Utf8(\"-\") || t.w": null, "c": "a", "n": "n1"},
+        ])
     );
 }
 
