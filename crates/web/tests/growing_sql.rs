@@ -4,40 +4,23 @@
 //! and the `array_*` functions (not built in: refused). Every answer is 200
 //! or 400 with a message, and the process's peak memory stays within the
 //! query pool and a fixed allowance. Its own process, so the peak is its own.
+#[path = "common/fuzz.rs"]
+mod fuzz;
 #[path = "../../lake/tests/it/support.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use lake::engine::{QueryEngine, QueryLimits};
-use object_store::ObjectStore;
+use axum::http::StatusCode;
+use fuzz::{Lake, peak_rss_bytes};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
-use tower::ServiceExt;
-use web::{ApiState, ResponseLimit, router};
 
 const POOL: usize = 256 << 20;
 /// What the process may hold beyond the pool: the runtime, the plan, one
 /// batch being encoded, a function's output before it is counted.
 const ALLOWANCE: u64 = 384 << 20;
-
-fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
-}
 
 /// A text expression over the row source `s`(`p` a SIP payload, `v` a number as text).
 fn text() -> impl Strategy<Value = String> {
@@ -114,52 +97,9 @@ fn growing() -> impl Strategy<Value = String> {
     ]
 }
 
-async fn ask(app: &axum::Router, sql: &str) -> (StatusCode, String) {
-    let body = serde_json::json!({ "query": sql }).to_string();
-    let req = Request::post("/query")
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
 #[test]
 fn growing_strings_and_lists_stay_within_the_query_memory_pool() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = lake::store::open(dir.path().to_str().unwrap()).unwrap();
-    let now = chrono::Utc::now().timestamp_micros();
-    let msgs: Vec<_> = (0..2000)
-        .map(|i| support::sip(i / 7, i % 7, now - 60_000_000 + i as i64))
-        .collect();
-    rt.block_on(support::write(&store, &msgs));
-    let engine = Arc::new(
-        QueryEngine::new(
-            store,
-            QueryLimits {
-                // Generous: memory is what is tested, not time.
-                timeout: Duration::from_secs(20),
-                memory_bytes: POOL,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
-    let app = router(ApiState {
-        engine: engine.clone(),
-        response_limit: ResponseLimit::Body(16 << 20),
-    });
-    let (status, body) = rt.block_on(ask(&app, "SELECT count(*) AS n FROM hep_1"));
-    assert_eq!((status, body.as_str()), (StatusCode::OK, r#"[{"n":2000}]"#));
+    let lake = Lake::new(Duration::from_secs(20), POOL);
     let baseline = peak_rss_bytes();
 
     let cases = std::env::var("GROWING_SQL_CASES")
@@ -174,7 +114,7 @@ fn growing_strings_and_lists_stay_within_the_query_memory_pool() {
     let statuses = std::sync::Mutex::new(std::collections::BTreeMap::new());
     runner
         .run(&growing(), |sql| {
-            let (status, body) = rt.block_on(ask(&app, &sql));
+            let (status, body) = lake.ask(&sql);
             let shown: String = sql.chars().take(300).collect();
             prop_assert!(
                 status == StatusCode::OK || status == StatusCode::BAD_REQUEST,

@@ -3,38 +3,21 @@
 //! garbage. Every answer is 200 or 400 (with a message) within the timeout
 //! plus a little, nothing panics, and the process's peak memory stays near
 //! the query pool's size (a 2 GB `repeat` would show).
+#[path = "common/fuzz.rs"]
+mod fuzz;
 #[path = "../../lake/tests/it/support.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use lake::engine::{QueryEngine, QueryLimits};
-use object_store::ObjectStore;
+use axum::http::StatusCode;
+use fuzz::{Lake, peak_rss_bytes};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
-use tower::ServiceExt;
-use web::{ApiState, ResponseLimit, router};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 const POOL: usize = 256 << 20;
-
-fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
-}
 
 fn table() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -142,51 +125,10 @@ fn hostile() -> impl Strategy<Value = String> {
     ]
 }
 
-async fn ask(app: &axum::Router, sql: &str) -> (StatusCode, String) {
-    let body = serde_json::json!({ "query": sql }).to_string();
-    let req = Request::post("/query")
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
 #[test]
 fn hostile_sql_gets_200_or_400_in_time_and_memory_stays_bounded() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = lake::store::open(dir.path().to_str().unwrap()).unwrap();
-    let now = chrono::Utc::now().timestamp_micros();
-    let msgs: Vec<_> = (0..2000)
-        .map(|i| support::sip(i / 7, i % 7, now - 60_000_000 + i as i64))
-        .collect();
-    rt.block_on(support::write(&store, &msgs));
-    let engine = Arc::new(
-        QueryEngine::new(
-            store,
-            QueryLimits {
-                timeout: TIMEOUT,
-                memory_bytes: POOL,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
-    let app = router(ApiState {
-        engine: engine.clone(),
-        response_limit: ResponseLimit::Body(16 << 20),
-    });
-    // Warm up, then measure the peak from here.
-    rt.block_on(ask(&app, "SELECT count(*) FROM hep_1"));
+    let lake = Lake::new(TIMEOUT, POOL);
+    let engine = &lake.engine;
     let baseline = peak_rss_bytes();
 
     let mut runner = TestRunner::new(Config {
@@ -198,7 +140,7 @@ fn hostile_sql_gets_200_or_400_in_time_and_memory_stays_bounded() {
     runner
         .run(&hostile(), |sql| {
             let started = Instant::now();
-            let (status, body) = rt.block_on(ask(&app, &sql));
+            let (status, body) = lake.ask(&sql);
             let took = started.elapsed();
             let shown: String = sql.chars().take(200).collect();
             // A timed-out query stops at its next yield; planning has none, so
@@ -226,10 +168,8 @@ fn hostile_sql_gets_200_or_400_in_time_and_memory_stays_bounded() {
         })
         .unwrap();
     // The refused statements really did nothing.
-    let (status, body) = rt.block_on(ask(
-        &app,
-        "SELECT count(*) AS n FROM hep_1 WHERE time > now() - interval '1 hour'",
-    ));
+    let (status, body) =
+        lake.ask("SELECT count(*) AS n FROM hep_1 WHERE time > now() - interval '1 hour'");
     assert_eq!((status, body.as_str()), (StatusCode::OK, r#"[{"n":2000}]"#));
     assert!(!std::path::Path::new("/tmp/hepop-stolen.csv").exists());
     let statuses = statuses.into_inner().unwrap();
