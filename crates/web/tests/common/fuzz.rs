@@ -43,6 +43,7 @@ pub async fn ask(app: &axum::Router, sql: &str) -> (StatusCode, String) {
 /// The API over a fresh lake, with its runtime and its engine.
 pub struct Lake {
     pub rt: tokio::runtime::Runtime,
+    #[allow(dead_code)] // each test binary compiles this file; not all read it
     pub engine: Arc<QueryEngine>,
     pub app: axum::Router,
     _dir: tempfile::TempDir,
