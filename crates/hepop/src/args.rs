@@ -210,7 +210,7 @@ pub struct QueryArgs {
     /// A result with more rows is refused.
     #[arg(long, env = "HEPOP_QUERY_MAX_ROWS", default_value_t = QUERY.max_rows)]
     pub query_max_rows: usize,
-    /// Memory pool for sorts, joins and aggregates, MiB.
+    /// Memory pool for sorts, joins, aggregates and what string functions build, MiB.
     #[arg(long, env = "HEPOP_QUERY_MEMORY_MB", default_value_t = QUERY.memory_bytes >> 20)]
     pub query_memory_mb: usize,
     /// Queries running at once; one more is answered 429 with Retry-After.
