@@ -27,7 +27,9 @@ use arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue, plan_datafusion_err, resources_datafusion_err};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
 use datafusion::logical_expr::interval_arithmetic::Interval;
 use datafusion::logical_expr::preimage::PreimageResult;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
@@ -104,19 +106,24 @@ impl Guard {
     /// Reserves `n` bytes in the pool for what `function` makes.
     fn reserve(&self, function: &str, n: u64, what: &str) -> Result<MemoryReservation> {
         let held = MemoryConsumer::new(format!("{function}()")).register(&self.pool);
-        let free = self
-            .pool
-            .memory_limit_bytes()
-            .saturating_sub(self.pool.reserved());
         usize::try_from(n)
             .ok()
             .and_then(|n| held.try_grow(n).ok())
             .map(|()| held)
             .ok_or_else(|| {
                 resources_datafusion_err!(
-                    "{function}() {what} {n} bytes, more than the {free} bytes the query memory pool has free"
+                    "{function}() {what} {n} bytes, more than the {} bytes the query memory pool has free",
+                    self.free_bytes()
                 )
             })
+    }
+
+    /// For the refusal's message only: the pool is shared and moves.
+    fn free_bytes(&self) -> usize {
+        match self.pool.memory_limit() {
+            MemoryLimit::Finite(n) => n.saturating_sub(self.pool.reserved()),
+            _ => usize::MAX,
+        }
     }
 }
 
@@ -133,24 +140,13 @@ impl std::hash::Hash for Guard {
     }
 }
 
-trait PoolLimit {
-    fn memory_limit_bytes(&self) -> usize;
-}
-
-impl PoolLimit for Arc<dyn MemoryPool> {
-    fn memory_limit_bytes(&self) -> usize {
-        match self.memory_limit() {
-            datafusion::execution::memory_pool::MemoryLimit::Finite(n) => n,
-            _ => usize::MAX,
-        }
-    }
-}
-
 /// Arrays whose size depends on their values, not only on their row count.
 fn is_variable_width(t: &DataType) -> bool {
     !t.is_primitive()
-        && !matches!(t, DataType::Boolean | DataType::Null)
-        && !matches!(t, DataType::FixedSizeBinary(_))
+        && !matches!(
+            t,
+            DataType::Boolean | DataType::Null | DataType::FixedSizeBinary(_)
+        )
 }
 
 /// Hands the bytes reserved for one output to arrow's buffer claims, so they
@@ -268,7 +264,7 @@ impl ScalarUDFImpl for Bounded {
             .args
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let _before = match self.growth {
+        let reserved_before = match self.growth {
             Some(g) => {
                 let bound = growth::output_bound(g, &args.args, args.number_rows)?;
                 if constant {
@@ -285,7 +281,7 @@ impl ScalarUDFImpl for Bounded {
             && is_variable_width(a.data_type())
         {
             let size = a.get_array_memory_size();
-            drop(_before);
+            drop(reserved_before);
             let held = self.guard.reserve(self.name(), size as u64, "made")?;
             a.to_data().claim(&Claims(Mutex::new(held)));
         }
