@@ -1,6 +1,7 @@
 //! Read-only SQL over the lake, bounded in time, rows and memory.
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -227,11 +228,15 @@ fn lower_thread_priority() {
     }
 }
 
-/// Aborts the query task when the caller stops waiting (timeout, client gone).
-struct AbortOnDrop(tokio::task::AbortHandle);
+/// Aborts the query task when the caller stops waiting (timeout, client
+/// gone). The task stops at its next yield; the flag also stops it at its next
+/// scalar function call (`bounded_functions`), since one batch of a
+/// projection runs all its functions within one poll.
+struct AbortOnDrop(tokio::task::AbortHandle, Arc<AtomicBool>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
+        self.1.store(true, Ordering::Relaxed);
         self.0.abort();
     }
 }
@@ -357,13 +362,15 @@ impl QueryEngine {
             .try_acquire_owned()
             .map_err(|_| QueryError::Busy(limits.max_concurrent))?;
         let lake = self.lake.clone();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = abandoned.clone();
         let task = self.pool.handle().spawn(async move {
             // The slot is free only once the work really stopped.
             let _slot = slot;
-            let ctx = lake.session().await?;
+            let ctx = lake.session(stop).await?;
             work(Statements { lake, ctx }).await
         });
-        let _abort = AbortOnDrop(task.abort_handle());
+        let _abort = AbortOnDrop(task.abort_handle(), abandoned);
         match tokio::time::timeout(limits.timeout, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -462,7 +469,7 @@ impl Rows {
 
 impl Lake {
     /// A session with every existing `hep_<type>` table registered.
-    async fn session(&self) -> Result<SessionContext, QueryError> {
+    async fn session(&self, abandoned: Arc<AtomicBool>) -> Result<SessionContext, QueryError> {
         let mut config = SessionConfig::new().with_information_schema(true);
         let parquet = &mut config.options_mut().execution.parquet;
         // Evaluate filters while decoding: skips payload pages of rows that fail.
@@ -475,7 +482,7 @@ impl Lake {
             .with_physical_optimizer_rule(Arc::new(crate::cooperative::YieldEverywhere))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        crate::bounded_functions::register(&ctx)?;
+        crate::bounded_functions::register(&ctx, abandoned)?;
         let now = chrono::Utc::now().timestamp_micros();
         let window = (
             now - self.limits.default_window.as_micros() as i64,

@@ -13,13 +13,18 @@
 //! - calls on constants only are folded into literals while planning, which
 //!   live in the plan and its text: they share [`CONSTANT_BUDGET`].
 //!
+//! - a function reserves what it may repeat of its constant arguments (one
+//!   copy per row) while it runs.
+//!
 //! `a || b` is a binary operator, not a function: [`concat_op`] replaces it
-//! by a bounded function with the operator's NULL rule.
+//! by a bounded function with the operator's NULL rule. A literal an operator
+//! repeats into a column is reserved by [`broadcast`].
+mod broadcast;
 mod concat_op;
 mod growth;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::Array;
@@ -50,11 +55,13 @@ use growth::Growth;
 pub const CONSTANT_BUDGET: u64 = 8 << 20;
 
 /// Wraps every scalar function of `ctx` and replaces `||` (call once per query:
-/// the constant budget is the query's).
-pub fn register(ctx: &SessionContext) -> Result<()> {
+/// the constant budget is the query's). Once `abandoned` is set (the query's
+/// caller stopped waiting) every function call fails instead of running.
+pub fn register(ctx: &SessionContext, abandoned: Arc<AtomicBool>) -> Result<()> {
     let guard = Arc::new(Guard {
         constants: AtomicU64::new(CONSTANT_BUDGET),
         pool: ctx.runtime_env().memory_pool.clone(),
+        abandoned,
     });
     let state = ctx.state();
     let mut wrapped = HashMap::new();
@@ -74,10 +81,11 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
                 concat,
             ))),
             growth: Some(Growth::Sum),
-            guard,
+            guard: guard.clone(),
         },
     ))));
     ctx.add_optimizer_rule(Arc::new(concat_op::Rewrap::new(wrapped)));
+    ctx.add_optimizer_rule(Arc::new(broadcast::Repeats::new(guard)));
     Ok(())
 }
 
@@ -87,9 +95,21 @@ struct Guard {
     /// Bytes constant calls may still produce.
     constants: AtomicU64,
     pool: Arc<dyn MemoryPool>,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Guard {
+    /// Fails once the query is abandoned: a projection runs all its functions
+    /// on a batch within one poll, with no yield where it could stop.
+    fn check_wanted(&self) -> Result<()> {
+        match self.abandoned.load(Ordering::Relaxed) {
+            true => Err(datafusion::error::DataFusionError::Execution(
+                "the query was cancelled".into(),
+            )),
+            false => Ok(()),
+        }
+    }
+
     fn take_constant(&self, n: u64) -> Result<()> {
         self.constants
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
@@ -105,14 +125,19 @@ impl Guard {
 
     /// Reserves `n` bytes in the pool for what `function` makes.
     fn reserve(&self, function: &str, n: u64, what: &str) -> Result<MemoryReservation> {
-        let held = MemoryConsumer::new(format!("{function}()")).register(&self.pool);
+        self.reserve_as(&format!("{function}()"), n, &format!("{function}() {what}"))
+    }
+
+    /// Reserves `n` bytes for `consumer`; the refusal says "`refused` n bytes, …".
+    fn reserve_as(&self, consumer: &str, n: u64, refused: &str) -> Result<MemoryReservation> {
+        let held = MemoryConsumer::new(consumer).register(&self.pool);
         usize::try_from(n)
             .ok()
             .and_then(|n| held.try_grow(n).ok())
             .map(|()| held)
             .ok_or_else(|| {
                 resources_datafusion_err!(
-                    "{function}() {what} {n} bytes, more than the {} bytes the query memory pool has free",
+                    "{refused} {n} bytes, more than the {} bytes the query memory pool has free",
                     self.free_bytes()
                 )
             })
@@ -260,6 +285,7 @@ impl ScalarUDFImpl for Bounded {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.guard.check_wanted()?;
         let constant = args
             .args
             .iter()
@@ -275,6 +301,24 @@ impl ScalarUDFImpl for Bounded {
                 }
             }
             None => None,
+        };
+        // Many functions make a column of each constant argument first.
+        let repeated = match constant {
+            true => 0,
+            false => args.args.iter().fold(0u64, |n, a| match a {
+                ColumnarValue::Scalar(s) if is_variable_width(&s.data_type()) => {
+                    n.saturating_add((s.size() as u64).saturating_mul(args.number_rows as u64))
+                }
+                _ => n,
+            }),
+        };
+        let _repeated = match repeated {
+            0 => None,
+            n => Some(self.guard.reserve(
+                self.name(),
+                n,
+                "would repeat its constant arguments into",
+            )?),
         };
         let out = self.inner.invoke_with_args(args)?;
         if let ColumnarValue::Array(a) = &out

@@ -12,6 +12,13 @@ use web::{ApiState, ResponseLimit, router};
 
 use super::support;
 
+/// Starts the process's peak memory again from what it holds now (Linux
+/// `clear_refs` 5), so one case's peak is its own and not an earlier case's.
+#[allow(dead_code)] // each test binary compiles this file; not all call it
+pub fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS (Linux 4.0+)");
+}
+
 pub fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: u64 = status
@@ -43,7 +50,6 @@ pub async fn ask(app: &axum::Router, sql: &str) -> (StatusCode, String) {
 /// The API over a fresh lake, with its runtime and its engine.
 pub struct Lake {
     pub rt: tokio::runtime::Runtime,
-    #[allow(dead_code)] // each test binary compiles this file; not all read it
     pub engine: Arc<QueryEngine>,
     pub app: axum::Router,
     _dir: tempfile::TempDir,
@@ -88,5 +94,20 @@ impl Lake {
 
     pub fn ask(&self, sql: &str) -> (StatusCode, String) {
         self.rt.block_on(ask(&self.app, sql))
+    }
+
+    /// Waits until no query holds a slot; false if one still does after
+    /// `within`. A timed-out query stops at its next yield, and planning or a
+    /// function's call on one batch has none, so it can run on briefly after
+    /// its answer: each case should meet an idle engine (429 has its own test).
+    pub fn wait_idle(&self, within: Duration) -> bool {
+        let winding = std::time::Instant::now();
+        while self.engine.running() > 0 {
+            if winding.elapsed() > within {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 }

@@ -121,13 +121,27 @@ async fn beyond_the_concurrency_limit_a_query_gets_429_with_retry_after() {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// The API over the default limits, with no response limit.
+fn unbounded_app() -> axum::Router {
+    router(ApiState {
+        engine: engine(QueryLimits::default()),
+        response_limit: ResponseLimit::Unbounded,
+    })
+}
+
+/// A 400 whose message names the bytes the query would have taken.
+async fn refused_for_its_bytes(app: &axum::Router, sql: &str) {
+    let (status, _, body) = call(app, &q(sql)).await;
+    let shown = &body[..body.len().min(300)];
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {shown}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains("bytes"), "{sql}: {msg}");
+}
+
 #[tokio::test]
 async fn functions_that_could_allocate_gigabytes_are_refused_before_they_do() {
-    let e = engine(QueryLimits::default());
-    let app = router(ApiState {
-        engine: e.clone(),
-        response_limit: ResponseLimit::Unbounded,
-    });
+    let app = unbounded_app();
     let sixty_mb = "repeat('x', 60000000)";
     let many: Vec<String> = (0..10)
         .map(|i| format!("length({sixty_mb}) AS l{i}"))
@@ -154,11 +168,7 @@ async fn functions_that_could_allocate_gigabytes_are_refused_before_they_do() {
             FROM (VALUES ('a'), ('b')) t(v)) u"
             .into(),
     ] {
-        let (status, _, body) = call(&app, &q(&sql)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        let msg = v["error"].as_str().unwrap();
-        assert!(msg.contains("bytes"), "{sql}: {msg}");
+        refused_for_its_bytes(&app, &sql).await;
     }
     // Ordinary uses give the ordinary answers.
     let (status, _, body) = call(
@@ -180,12 +190,61 @@ async fn functions_that_could_allocate_gigabytes_are_refused_before_they_do() {
 }
 
 #[tokio::test]
+async fn constants_repeated_into_columns_are_reserved_in_the_pool() {
+    let app = unbounded_app();
+    // 1 MB constants over batches of 8192 rows: 8 GB each, over the 1 GiB pool.
+    let rows = "FROM generate_series(1, 100000)";
+    for sql in [
+        format!("SELECT value, repeat('x', 1000000) AS t {rows}"),
+        format!(
+            "SELECT max(length(CASE WHEN value % 2 = 0 THEN repeat('x', 1000000) ELSE 'y' END)) {rows}"
+        ),
+        format!("SELECT count(DISTINCT k) FROM (SELECT repeat('k', 1000000) AS k {rows}) s"),
+        format!("SELECT max(repeat('x', 1000000)) AS m {rows}"),
+        format!("SELECT max(length(nullif(CAST(value AS VARCHAR), repeat('x', 1000000)))) {rows}"),
+        // A delimiter stays a literal: it may not be that long.
+        format!("SELECT length(string_agg(CAST(value AS VARCHAR), repeat('-', 20000))) {rows}"),
+    ] {
+        refused_for_its_bytes(&app, &sql).await;
+    }
+    // Ordinary constants keep their values, headings and NULLs.
+    let (status, _, body) = call(
+        &app,
+        &q(
+            "SELECT 'tag' AS t, 'x', value, CASE WHEN value = 2 THEN 'two' END AS c, \
+            nullif(CAST(value AS VARCHAR), '1') AS n FROM generate_series(1, 2)",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"t": "tag", "Utf8(\"x\")": "x", "value": 1, "c": null, "n": null},
+            {"t": "tag", "Utf8(\"x\")": "x", "value": 2, "c": "two", "n": "2"},
+        ])
+    );
+    let (status, _, body) = call(
+        &app,
+        &q(
+            "SELECT count(*) AS n, max(t) AS m, length(string_agg(t, ',')) AS l, \
+            max(length(repeat('ab', 500))) AS r \
+            FROM (SELECT 'tag' AS t, value FROM generate_series(1, 20000)) s GROUP BY 'k'",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{"n": 20000, "m": "tag", "l": 79999, "r": 1000}])
+    );
+}
+
+#[tokio::test]
 async fn string_concatenation_keeps_the_operators_null_rule_and_column_names() {
-    let e = engine(QueryLimits::default());
-    let app = router(ApiState {
-        engine: e.clone(),
-        response_limit: ResponseLimit::Unbounded,
-    });
+    let app = unbounded_app();
     let (status, _, body) = call(
         &app,
         &q("SELECT v || '-' || w, concat(v, w) AS c, 'n' || 1 AS n \
@@ -206,11 +265,7 @@ async fn string_concatenation_keeps_the_operators_null_rule_and_column_names() {
 
 #[tokio::test]
 async fn results_across_many_batches_encode_whole_in_every_format() {
-    let e = engine(QueryLimits::default());
-    let app = router(ApiState {
-        engine: e.clone(),
-        response_limit: ResponseLimit::Unbounded,
-    });
+    let app = unbounded_app();
     // 20 000 rows: three batches of 8192 at most.
     let sql = "SELECT value AS v, 'r' || value AS s FROM generate_series(1, 20000) ORDER BY value";
     let (status, _, json) = call(&app, &q(sql)).await;
