@@ -11,6 +11,7 @@ mod legacy;
 mod message;
 pub mod sample;
 pub mod sip;
+pub mod sip_metrics;
 mod v3;
 
 pub use error::DecodeError;
