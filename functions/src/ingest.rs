@@ -13,6 +13,8 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use futures::StreamExt;
 use hep::{HepMessage, TimeWindow};
+use hep_metrics::CaptureMetrics;
+use hep_metrics::emf::Emf;
 use lake::paths::{FileName, Quarantined};
 use lake::rows::{AlegHeaders, default_aleg_headers, parse_aleg_headers};
 use object_store::path::Path;
@@ -169,6 +171,7 @@ async fn ingest_shard(
     records: &[&KinesisEventRecord],
     started_micros: i64,
     report: &mut IngestReport,
+    capture: Option<&mut CaptureMetrics>,
 ) -> Result<(), String> {
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         return Ok(());
@@ -211,6 +214,10 @@ async fn ingest_shard(
         return Err(e);
     }
     report.files += files.len();
+    // Counted once stored: a batch that fails is counted when its retry lands.
+    if let Some(capture) = capture {
+        msgs.iter().for_each(|m| capture.observe(m));
+    }
     Ok(())
 }
 
@@ -224,6 +231,45 @@ pub async fn handle(
     handle_attempt(store, cfg, event, now).await
 }
 
+/// [`handle`], counting what it stores into heplify-server's series, and
+/// writing what they grew by as CloudWatch embedded metrics to `out` (the
+/// function's log: CloudWatch makes metrics of it with no API call).
+pub async fn handle_metered(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &IngestConfig,
+    event: &KinesisEvent,
+    metered: &mut Metered,
+    out: &mut impl std::io::Write,
+) -> (KinesisEventResponse, IngestReport) {
+    let now = chrono::Utc::now().timestamp_micros();
+    let result = attempt(store, cfg, event, now, Some(&mut metered.capture)).await;
+    for line in metered.emf.report(&metered.capture, now / 1000) {
+        // A log line lost is a metric lost, never a batch retried.
+        let _ = writeln!(out, "{line}");
+    }
+    result
+}
+
+/// The ingest function's SIP, RTCP and packet series across invocations of
+/// one instance (each instance reports what it counted).
+#[derive(Debug)]
+pub struct Metered {
+    capture: CaptureMetrics,
+    emf: Emf,
+}
+
+impl Default for Metered {
+    fn default() -> Self {
+        Self {
+            capture: CaptureMetrics::default(),
+            emf: Emf::new(METRICS_NAMESPACE),
+        }
+    }
+}
+
+/// The CloudWatch namespace of the ingest function's capture metrics.
+pub const METRICS_NAMESPACE: &str = "HEPop";
+
 /// Ingests a Kinesis event; `started_micros` names this attempt: attempts of
 /// a shard must start in this clock's order (each after the previous ended).
 pub async fn handle_attempt(
@@ -231,6 +277,16 @@ pub async fn handle_attempt(
     cfg: &IngestConfig,
     event: &KinesisEvent,
     started_micros: i64,
+) -> (KinesisEventResponse, IngestReport) {
+    attempt(store, cfg, event, started_micros, None).await
+}
+
+async fn attempt(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &IngestConfig,
+    event: &KinesisEvent,
+    started_micros: i64,
+    mut capture: Option<&mut CaptureMetrics>,
 ) -> (KinesisEventResponse, IngestReport) {
     let mut report = IngestReport {
         records: event.records.len(),
@@ -248,8 +304,16 @@ pub async fn handle_attempt(
     }
     for (shard, records) in shards {
         let mut attempt = IngestReport::default();
-        let outcome =
-            ingest_shard(store, cfg, &shard, &records, started_micros, &mut attempt).await;
+        let outcome = ingest_shard(
+            store,
+            cfg,
+            &shard,
+            &records,
+            started_micros,
+            &mut attempt,
+            capture.as_deref_mut(),
+        )
+        .await;
         match outcome {
             Ok(()) => report.add(&attempt),
             Err(e) => {

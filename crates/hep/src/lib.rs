@@ -11,7 +11,6 @@ mod legacy;
 mod message;
 pub mod sample;
 pub mod sip;
-pub mod sip_metrics;
 mod v3;
 
 pub use error::DecodeError;

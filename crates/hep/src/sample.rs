@@ -196,6 +196,51 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
                 None,
             ),
         ];
+        self.flow(start_micros, steps)
+    }
+
+    /// An unanswered call: INVITE (SDP), 100, then `status` (e.g. `486 Busy Here`)
+    /// 40 ms later, and the caller's ACK: four messages.
+    pub fn failed_flow(&self, start_micros: i64, status: &str) -> Vec<HepMessage> {
+        let ruri = format!("sip:{}@{}", self.callee, self.uas);
+        let steps: [FlowStep; 4] = [
+            (
+                0,
+                true,
+                format!("INVITE {ruri} SIP/2.0"),
+                "1 INVITE",
+                false,
+                Some(self.sdp(self.uac, 16_000)),
+            ),
+            (
+                2_000,
+                false,
+                "SIP/2.0 100 Trying".into(),
+                "1 INVITE",
+                false,
+                None,
+            ),
+            (
+                40_000,
+                false,
+                format!("SIP/2.0 {status}"),
+                "1 INVITE",
+                true,
+                None,
+            ),
+            (
+                41_000,
+                true,
+                format!("ACK {ruri} SIP/2.0"),
+                "1 ACK",
+                true,
+                None,
+            ),
+        ];
+        self.flow(start_micros, steps)
+    }
+
+    fn flow<const N: usize>(&self, start_micros: i64, steps: [FlowStep; N]) -> Vec<HepMessage> {
         steps
             .into_iter()
             .map(|(dt, from_uac, line, cseq, tt, body)| {

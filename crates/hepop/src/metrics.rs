@@ -24,6 +24,8 @@ pub struct Metrics {
     pub delta_conflicts: AtomicU64,
     /// Seconds the Delta tables were behind HEPop's view after the last run.
     pub delta_lag_secs: AtomicU64,
+    /// heplify-server's SIP, RTCP and packet series of what was received.
+    pub capture: std::sync::Mutex<hep_metrics::CaptureMetrics>,
 }
 
 impl Metrics {
@@ -73,7 +75,7 @@ impl Metrics {
                 get(&self.quarantined_files),
             ),
             (
-                "expired_hours",
+                "expired_partitions",
                 "hour partitions deleted by retention",
                 get(&self.expired_hours),
             ),
@@ -168,7 +170,11 @@ impl Metrics {
             "message bytes queued for the writer (bound: --queue-mb)",
             queued_bytes,
         ));
-        prometheus("hepop", &counters, &gauges)
+        let mut text = prometheus("hepop", &counters, &gauges);
+        // A panic elsewhere while holding the lock leaves counts still worth showing.
+        let capture = self.capture.lock().unwrap_or_else(|p| p.into_inner());
+        capture.prometheus(&mut text);
+        text
     }
 
     /// received, decoded, invalid, written, dropped: the log line.

@@ -425,11 +425,15 @@ async fn run_writer(
         tokio::select! {
             m = rx.recv() => match m {
                 Some(m) => {
-                    buffer.append(&m);
-                    // Take what else is queued without a select per message.
+                    // One lock for what is queued, taken without a select per message.
+                    let mut capture = metrics.capture.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut take = |m: HepMessage| {
+                        buffer.append_seen(&m, |sip| capture.observe_parsed(&m, sip));
+                    };
+                    take(m);
                     for _ in 0..4096 {
                         match rx.try_recv() {
-                            Some(m) => buffer.append(&m),
+                            Some(m) => take(m),
                             None => break,
                         }
                     }

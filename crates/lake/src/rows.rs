@@ -185,6 +185,12 @@ impl BatchBuilder {
 
     /// Appends one message. Its type must be this builder's.
     pub fn append(&mut self, m: &HepMessage) {
+        self.append_seen(m, |_| {});
+    }
+
+    /// [`Self::append`], handing `seen` the SIP fields it extracted (None for
+    /// other types), so a caller that needs them does not extract them again.
+    pub fn append_seen(&mut self, m: &HepMessage, seen: impl FnOnce(Option<&SipFields<'_>>)) {
         debug_assert_eq!(m.proto_type, self.hep_type);
         self.time.append_value(m.time_micros());
         self.time_sec.append_value(m.time_sec as i64);
@@ -206,8 +212,13 @@ impl BatchBuilder {
         // Stored as text (SIP, JSON RTCP reports, logs): invalid UTF-8 becomes U+FFFD.
         self.payload
             .append_value(String::from_utf8_lossy(&m.payload));
-        if let Some(sip) = self.sip.as_mut() {
-            sip.append(&hep::sip::extract_with(&m.payload, &self.aleg_headers));
+        match self.sip.as_mut() {
+            Some(sip) => {
+                let fields = hep::sip::extract_with(&m.payload, &self.aleg_headers);
+                sip.append(&fields);
+                seen(Some(&fields));
+            }
+            None => seen(None),
         }
         self.original_time.append_option(m.original_time_micros);
         self.rows += 1;

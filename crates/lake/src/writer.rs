@@ -162,6 +162,15 @@ impl WriteBuffer {
 
     /// Adds one message to its table's current hour buffer.
     pub fn append(&mut self, m: &HepMessage) {
+        self.append_seen(m, |_| {});
+    }
+
+    /// [`Self::append`], handing `seen` the SIP fields extracted for the row.
+    pub fn append_seen(
+        &mut self,
+        m: &HepMessage,
+        seen: impl FnOnce(Option<&hep::sip::SipFields<'_>>),
+    ) {
         let p = Partition::for_micros(m.proto_type, m.time_micros());
         self.buffers
             .entry(p)
@@ -170,7 +179,7 @@ impl WriteBuffer {
                 since: Instant::now(),
             })
             .rows
-            .append(m);
+            .append_seen(m, seen);
         self.rows += 1;
     }
 

@@ -1,4 +1,7 @@
+use std::sync::Arc;
+
 use aws_lambda_events::event::kinesis::KinesisEvent;
+use functions::ingest::Metered;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -6,12 +9,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     functions::init_tracing();
     let store = functions::lake_from_env()?;
     let cfg = functions::ingest::IngestConfig::from_env()?;
+    // One invocation at a time per instance: the lock is never contended.
+    let metered = Arc::new(tokio::sync::Mutex::new(Metered::default()));
     lambda_runtime::run(service_fn(|e: LambdaEvent<KinesisEvent>| {
-        let (store, cfg) = (store.clone(), cfg.clone());
+        let (store, cfg, metered) = (store.clone(), cfg.clone(), metered.clone());
         async move {
-            Ok::<_, lambda_runtime::Error>(
-                functions::ingest::handle(&store, &cfg, &e.payload).await.0,
+            let mut metered = metered.lock().await;
+            let (response, _) = functions::ingest::handle_metered(
+                &store,
+                &cfg,
+                &e.payload,
+                &mut metered,
+                &mut std::io::stdout(),
             )
+            .await;
+            Ok::<_, lambda_runtime::Error>(response)
         }
     }))
     .await

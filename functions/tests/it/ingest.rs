@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow::array::{Array, TimestampMicrosecondArray};
 use aws_lambda_events::encodings::SecondTimestamp;
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use functions::ingest::{IngestConfig, handle, handle_attempt};
+use functions::ingest::{IngestConfig, Metered, handle, handle_attempt, handle_metered};
 use hep::TimeWindow;
 use hep::sample::Call;
 use lake::catalog::list_partition;
@@ -245,4 +245,72 @@ async fn a_quiet_batch_of_three_tables_is_one_object_and_retries_keep_each_row_o
     for (i, t) in [1u8, 5, 100].into_iter().enumerate() {
         assert_eq!(rows_seen(&store, t, start).await, expected[i], "hep_{t}");
     }
+}
+
+/// The embedded-metric documents printed for one invocation, by metric name
+/// and dimension values.
+async fn metered(
+    store: &Arc<dyn ObjectStore>,
+    event: &KinesisEvent,
+    state: &mut Metered,
+) -> (usize, std::collections::BTreeMap<String, f64>) {
+    let mut out = Vec::new();
+    let (resp, _) = handle_metered(store, &IngestConfig::default(), event, state, &mut out).await;
+    let mut seen = std::collections::BTreeMap::new();
+    for line in String::from_utf8(out).unwrap().lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let spec = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(spec["Namespace"], functions::ingest::METRICS_NAMESPACE);
+        let name = spec["Metrics"][0]["Name"].as_str().unwrap();
+        let dims: Vec<String> = spec["Dimensions"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}={}",
+                    d.as_str().unwrap(),
+                    doc[d.as_str().unwrap()].as_str().unwrap()
+                )
+            })
+            .collect();
+        seen.insert(
+            format!("{name}{{{}}}", dims.join(",")),
+            doc[name].as_f64().unwrap(),
+        );
+    }
+    (resp.batch_item_failures.len(), seen)
+}
+
+#[tokio::test]
+async fn the_function_prints_heplify_series_as_embedded_metrics_of_what_it_stored() {
+    let arrival = chrono::Utc::now().timestamp_micros();
+    let four_calls = batch(&records(0, 4, arrival));
+    let invites = "heplify_method_response{node_id=2001,response=INVITE,method=INVITE}";
+    let sip = "heplify_packets_total{type=sip}";
+
+    // A lake that cannot be written (its root is a file): nothing stored, nothing counted.
+    let not_a_dir = tempfile::NamedTempFile::new().unwrap();
+    let broken: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(not_a_dir.path()).unwrap());
+    let mut state = Metered::default();
+    let (failures, seen) = metered(&broken, &four_calls, &mut state).await;
+    assert_eq!((failures, seen.len()), (1, 0), "{seen:?}");
+
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (failures, seen) = metered(&store, &four_calls, &mut state).await;
+    assert_eq!(failures, 0);
+    assert_eq!(seen.get(sip), Some(&28.0), "{seen:?}");
+    assert_eq!(seen.get(invites), Some(&4.0), "{seen:?}");
+    assert_eq!(
+        seen.get("heplify_method_response{node_id=2001,response=200,method=INVITE}"),
+        Some(&4.0)
+    );
+    assert!(seen.contains_key("heplify_kpi_srd{}"), "{seen:?}");
+
+    // The same batch again (its answer was lost): packets count again, as
+    // heplify-server counts them, calls do not; only what grew is printed.
+    let (_, seen) = metered(&store, &four_calls, &mut state).await;
+    assert_eq!(seen.get(sip), Some(&28.0), "{seen:?}");
+    assert_eq!(seen.get(invites), None, "{seen:?}");
 }

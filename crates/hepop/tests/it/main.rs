@@ -2,6 +2,7 @@
 //! crates/lake/tests/it).
 mod delta;
 mod import;
+mod metrics;
 mod security;
 mod server;
 mod support;

@@ -568,14 +568,14 @@ fn retention_deletes_expired_hours_and_counts_them() {
     );
     srv.wait_written(2);
     let start = Instant::now();
-    while srv.metric("expired_hours") < 1 {
+    while srv.metric("expired_partitions") < 1 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the expired hour was not deleted"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(srv.metric("expired_hours"), 1);
+    assert_eq!(srv.metric("expired_partitions"), 1);
     assert!(srv.metric("expired_objects") >= 1);
     assert_eq!(
         srv.count("SELECT count(*) AS n FROM hep_1"),

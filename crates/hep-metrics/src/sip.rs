@@ -1,7 +1,5 @@
-//! SIP counters and delays computed the way heplify-server computes them, so
-//! the Grafana dashboards and alert rules built on its series work on HEPop's
-//! `/metrics`. Pure: fed SIP messages in arrival order, read as a snapshot,
-//! bounded in memory whatever the traffic.
+//! SIP counters and delays computed the way heplify-server computes them.
+//! Fed SIP messages in arrival order; bounded in memory whatever the traffic.
 //!
 //! - `heplify_method_response{response,method}`: `response` is the first
 //!   line's method or status code, `method` the CSeq method; each (Call-ID,
@@ -12,21 +10,21 @@
 //!   to that address (the last value seen, a gauge, as heplify-server keeps it).
 //!
 //! Labels are bounded: known request methods, status codes 100-699, anything
-//! else `other`; node labels at most [`MAX_NODES`]. Users, IPs and Call-IDs
-//! never become labels.
-use std::collections::hash_map::DefaultHasher;
+//! else `other`. Users, IPs and Call-IDs never become labels.
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
 
-use crate::sip::SipFields;
+use hep::sip::SipFields;
+
+use crate::Node;
 
 /// How long a Call-ID's message kind counts as seen, and a request waits for
 /// its answer (heplify-server's cache lifetime).
 pub const REMEMBER_MICROS: i64 = 600 * 1_000_000;
 /// At most this many Call-ID entries are remembered; the oldest go first.
 pub const MAX_REMEMBERED: usize = 1 << 20;
-/// Distinct `node_id` labels; further capture nodes are counted as `other`.
-pub const MAX_NODES: usize = 64;
 
 const METHODS: [&str; 14] = [
     "INVITE",
@@ -113,27 +111,51 @@ impl Recent {
     }
 }
 
-fn key(parts: &[&str]) -> u64 {
-    let mut h = DefaultHasher::new();
-    parts.hash(&mut h);
-    h.finish()
+/// What is remembered of a call, hashed with the metrics' own random key (so
+/// crafted Call-IDs cannot aim at another call's entry).
+#[derive(Hash)]
+enum Key<'a> {
+    /// A call whose request started a delay clock.
+    Call(&'a str),
+    /// The request's sender, to match the answer sent back to it.
+    Sender(Option<IpAddr>, &'a str),
+    /// A (first line, CSeq method) of a call already counted.
+    Seen(&'a str, NoCase<'a>, NoCase<'a>),
+}
+
+/// Text hashed without regard to ASCII case, as SIP methods compare.
+struct NoCase<'a>(&'a str);
+
+impl Hash for NoCase<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // In chunks: a hasher call per byte costs more than the rest of a message.
+        let mut buf = [0u8; 32];
+        for chunk in self.0.as_bytes().chunks(buf.len()) {
+            let upper = &mut buf[..chunk.len()];
+            upper.copy_from_slice(chunk);
+            upper.make_ascii_uppercase();
+            h.write(upper);
+        }
+        h.write_u8(0xff);
+    }
 }
 
 /// One SIP message as the metrics see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Observed<'a> {
     pub time_micros: i64,
-    pub src_ip: &'a str,
-    pub dst_ip: &'a str,
+    pub src_ip: Option<IpAddr>,
+    pub dst_ip: Option<IpAddr>,
     pub sip: &'a SipFields<'a>,
 }
 
 /// heplify-server's SIP series, accumulated.
 #[derive(Debug, Default)]
 pub struct SipMetrics {
-    method_response: BTreeMap<(Label, Label), u64>,
+    method_response: BTreeMap<(Node, Label, Label), u64>,
     seen: Recent,
     waiting: Recent,
+    keys: RandomState,
     /// Last session (INVITE) and registration request delays, nanoseconds.
     pub srd_nanos: Option<u64>,
     pub rrd_nanos: Option<u64>,
@@ -144,7 +166,7 @@ pub struct SipMetrics {
 }
 
 impl SipMetrics {
-    pub fn observe(&mut self, m: Observed<'_>) {
+    pub fn observe(&mut self, node: Node, m: Observed<'_>) {
         let (Some(call_id), Some(cseq)) = (m.sip.call_id.as_deref(), m.sip.cseq_method.as_deref())
         else {
             return;
@@ -152,28 +174,33 @@ impl SipMetrics {
         self.latest = self.latest.max(m.time_micros);
         self.seen.expire(self.latest);
         self.waiting.expire(self.latest);
+        let status_text;
         let (first, first_text) = match (&m.sip.method, m.sip.status) {
-            (Some(method), _) => (Label::method(method), method.to_ascii_uppercase()),
-            (None, Some(s)) => (Label::status(s), s.to_string()),
+            (Some(method), _) => (Label::method(method), method.as_ref()),
+            (None, Some(s)) => {
+                status_text = s.to_string();
+                (Label::status(s), status_text.as_str())
+            }
             (None, None) => return,
         };
+        let key = |k: Key<'_>| self.keys.hash_one(k);
         let cseq_label = Label::method(cseq);
         let is_cseq = |name: &str| cseq.eq_ignore_ascii_case(name);
 
         // The request starts the clock once per Call-ID, keyed by its sender.
         if first == cseq_label && (is_cseq("INVITE") || is_cseq("REGISTER")) {
-            let by_call = key(&["call", call_id]);
+            let by_call = key(Key::Call(call_id));
             if self.waiting.get(by_call).is_none() {
                 self.waiting.insert(by_call, m.time_micros);
                 self.waiting
-                    .insert(key(&[m.src_ip, call_id]), m.time_micros);
+                    .insert(key(Key::Sender(m.src_ip, call_id)), m.time_micros);
             }
         }
         // The first ringing or success answer back to that sender stops it.
         if matches!(m.sip.status, Some(180..=183) | Some(200))
             && (is_cseq("INVITE") || is_cseq("REGISTER"))
         {
-            let to_sender = key(&[m.dst_ip, call_id]);
+            let to_sender = key(Key::Sender(m.dst_ip, call_id));
             if let Some(started) = self.waiting.get(to_sender) {
                 let nanos = (m.time_micros - started).max(0) as u64 * 1000;
                 if is_cseq("INVITE") {
@@ -182,63 +209,76 @@ impl SipMetrics {
                 } else {
                     self.rrd_nanos = Some(nanos);
                     self.rrd_count += 1;
-                    self.waiting.remove(key(&["call", call_id]));
+                    self.waiting.remove(key(Key::Call(call_id)));
                 }
                 self.waiting.remove(to_sender);
             }
         }
-        let once = key(&["seen", call_id, &first_text, &cseq.to_ascii_uppercase()]);
+        let once = key(Key::Seen(call_id, NoCase(first_text), NoCase(cseq)));
         if self.seen.get(once).is_none() {
             self.seen.insert(once, m.time_micros);
-            *self.method_response.entry((first, cseq_label)).or_insert(0) += 1;
+            *self
+                .method_response
+                .entry((node, first, cseq_label))
+                .or_insert(0) += 1;
         }
     }
 
-    /// `(response, method) → count`, in label order.
-    pub fn method_responses(&self) -> impl Iterator<Item = (&Label, &Label, u64)> {
-        self.method_response.iter().map(|((r, m), n)| (r, m, *n))
+    /// `(node, response, method) → count`, in label order.
+    pub fn method_responses(&self) -> impl Iterator<Item = (&Node, &Label, &Label, u64)> {
+        self.method_response
+            .iter()
+            .map(|((d, r, m), n)| (d, r, m, *n))
     }
 
     /// Call-ID entries held now (bounded by [`MAX_REMEMBERED`] each).
     pub fn remembered(&self) -> usize {
         self.seen.at.len() + self.waiting.at.len()
     }
+}
 
-    /// Prometheus text exposition of these series.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        out.push_str("# HELP heplify_method_response SIP method and response counter\n");
-        out.push_str("# TYPE heplify_method_response counter\n");
-        for (r, m, n) in self.method_responses() {
-            let _ = writeln!(
-                out,
-                "heplify_method_response{{target_name=\"\",direction=\"\",node_id=\"\",response=\"{r}\",method=\"{m}\"}} {n}"
-            );
+/// The Q.850 cause of a `Reason: Q.850;cause=N` header (RFC 3326), 1-127.
+/// Reads headers only, up to the blank line.
+pub fn q850_cause(payload: &[u8]) -> Option<u8> {
+    let head = payload
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(payload, |end| &payload[..end]);
+    for line in head.split(|b| *b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        if !line[..colon].trim_ascii().eq_ignore_ascii_case(b"Reason") {
+            continue;
         }
-        for (name, help, v) in [
-            (
-                "heplify_kpi_srd",
-                "SIP Session Request Delay KPI",
-                self.srd_nanos,
-            ),
-            (
-                "heplify_kpi_rrd",
-                "SIP Registration Request Delay",
-                self.rrd_nanos,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            if let Some(v) = v {
-                let _ = writeln!(out, "{name}{{target_name=\"\",node_id=\"\"}} {v}");
+        let Ok(value) = std::str::from_utf8(&line[colon + 1..]) else {
+            continue;
+        };
+        // One header may list several reasons: `SIP;cause=480, Q.850;cause=18`.
+        for reason in value.split(',') {
+            let mut parts = reason.split(';').map(str::trim);
+            if !parts
+                .next()
+                .is_some_and(|p| p.eq_ignore_ascii_case("Q.850"))
+            {
+                continue;
+            }
+            for p in parts {
+                if let Some((k, v)) = p.split_once('=')
+                    && k.trim().eq_ignore_ascii_case("cause")
+                {
+                    return v.trim().parse().ok().filter(|c| (1..=127).contains(c));
+                }
             }
         }
     }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::extract;
+    use hep::sip::extract;
 
     fn msg(first: &str, call: &str, cseq: &str) -> Vec<u8> {
         format!(
@@ -249,12 +289,19 @@ mod tests {
 
     fn feed(m: &mut SipMetrics, t: i64, src: &str, dst: &str, payload: &[u8]) {
         let sip = extract(payload);
-        m.observe(Observed {
-            time_micros: t,
-            src_ip: src,
-            dst_ip: dst,
-            sip: &sip,
-        });
+        let ip = |name: &str| -> Option<IpAddr> {
+            // Hosts named by one letter in the tests below.
+            Some(IpAddr::from([10, 0, 0, name.bytes().last().unwrap()]))
+        };
+        m.observe(
+            Node::Id(1),
+            Observed {
+                time_micros: t,
+                src_ip: ip(src),
+                dst_ip: ip(dst),
+                sip: &sip,
+            },
+        );
     }
 
     #[test]
@@ -301,7 +348,7 @@ mod tests {
         );
         let counts: Vec<String> = m
             .method_responses()
-            .map(|(r, k, n)| format!("{r}/{k}={n}"))
+            .map(|(_, r, k, n)| format!("{r}/{k}={n}"))
             .collect();
         assert_eq!(
             counts,
@@ -353,10 +400,28 @@ mod tests {
         }
         assert_eq!(
             m.method_responses()
-                .filter(|(r, _, _)| **r == Label::Other)
+                .filter(|(_, r, _, _)| **r == Label::Other)
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn q850_causes_are_read_from_reason_headers_only() {
+        let m = |h: &str| {
+            format!("SIP/2.0 480 Unavailable\r\nCall-ID: x\r\n{h}\r\n\r\nReason: Q.850;cause=9")
+                .into_bytes()
+        };
+        assert_eq!(
+            q850_cause(&m("Reason: Q.850 ;cause=17;text=\"Busy\"")),
+            Some(17)
+        );
+        assert_eq!(
+            q850_cause(&m("reason: SIP;cause=480, Q.850;cause=18")),
+            Some(18)
+        );
+        assert_eq!(q850_cause(&m("Reason: Q.850;cause=300")), None);
+        assert_eq!(q850_cause(&m("X-Reason: Q.850;cause=16")), None);
     }
 
     #[test]
@@ -370,8 +435,5 @@ mod tests {
         let bye = msg("BYE sip:b@y SIP/2.0", "late", "BYE");
         feed(&mut m, REMEMBER_MICROS + 1_000, "a", "b", &bye);
         assert_eq!(m.remembered(), 1);
-        let mut text = String::new();
-        m.render(&mut text);
-        assert!(text.contains("heplify_method_response{target_name=\"\",direction=\"\",node_id=\"\",response=\"INVITE\",method=\"INVITE\"} 100"), "{text}");
     }
 }
