@@ -95,10 +95,43 @@ fn bearer(req: &Request) -> Option<&[u8]> {
         .then(|| token.trim_ascii())
 }
 
-/// The middleware: `/health` and the UI's files pass, everything else needs a valid token.
+/// Largest body `POST /api/v3/auth` is read for.
+const AUTH_BODY_LIMIT: usize = 4096;
+
+/// homer-app's login: the password must be one of the tokens; the handler
+/// then answers it back as the token to use.
+async fn check_homer_login(tokens: &ApiTokens, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let refused = |message: &str| {
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({ "error": message })),
+        )
+            .into_response()
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, AUTH_BODY_LIMIT).await else {
+        return refused("a login body of at most 4 KiB expected");
+    };
+    let password = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["password"].as_str().map(str::to_owned));
+    match password {
+        Some(p) if tokens.allows(p.as_bytes()) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        _ => refused("invalid credentials: the password is one of HEPop's API tokens"),
+    }
+}
+
+/// The middleware: `/health` and the UI's files pass, homer-app's login is
+/// checked by its password, everything else needs a valid token.
 pub async fn require_token(State(tokens): State<ApiTokens>, req: Request, next: Next) -> Response {
     if is_open(req.uri().path()) {
         return next.run(req).await;
+    }
+    if req.uri().path() == crate::paths::HOMER_AUTH {
+        return check_homer_login(&tokens, req, next).await;
     }
     match bearer(&req) {
         Some(t) if tokens.allows(t) => next.run(req).await,

@@ -89,7 +89,7 @@ pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, St
 }
 
 /// A SQL timestamp literal the scan's time pruning understands.
-fn ts(micros: i64) -> String {
+pub(crate) fn ts(micros: i64) -> String {
     let t = DateTime::from_timestamp_micros(micros).unwrap_or_default();
     format!("'{}'", t.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
@@ -105,13 +105,13 @@ pub struct Statement {
 
 impl Statement {
     /// The placeholder of `value`, bound as the next parameter.
-    fn bind(&mut self, value: &str) -> String {
+    pub(crate) fn bind(&mut self, value: &str) -> String {
         self.params.push(value.to_owned());
         format!("${}", self.params.len())
     }
 
     /// Placeholders of `values`, comma-separated, for an `IN (…)` list.
-    fn bind_all<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) -> String {
+    pub(crate) fn bind_all<'a>(&mut self, values: impl IntoIterator<Item = &'a String>) -> String {
         values
             .into_iter()
             .map(|v| self.bind(v))

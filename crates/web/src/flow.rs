@@ -89,10 +89,9 @@ const CORRELATED: [(&str, &str, &str); 2] = [("hep_5", "rtcp", "RTCP"), ("hep_10
 /// turns up or [`calls::MAX_LEGS`] are found.
 async fn legs(
     st: &Statements,
-    call_id: &str,
+    mut legs: BTreeSet<String>,
     window: TimeRange,
 ) -> Result<BTreeSet<String>, QueryError> {
-    let mut legs: BTreeSet<String> = [call_id.to_owned()].into();
     loop {
         let r = query(st, &calls::legs_sql(window, &legs)).await?;
         let found = calls::texts(&r.batches, &calls::LEG_COLUMNS);
@@ -109,14 +108,18 @@ async fn legs(
 }
 
 /// Which of [`CORRELATED`] exist: a lake that never received RTCP or logs has no such table.
-async fn present_tables(st: &Statements) -> Result<BTreeSet<String>, QueryError> {
+pub(crate) async fn present_tables(st: &Statements) -> Result<BTreeSet<String>, QueryError> {
     let r = st.query(calls::CORRELATED_TABLES_SQL, &[]).await?;
     Ok(calls::texts(&r.batches, &["table_name"]))
 }
 
-fn not_found(call_id: &str) -> ApiError {
+fn not_found(call_ids: &BTreeSet<String>) -> ApiError {
+    let named = match call_ids.len() {
+        1 => format!("Call-ID {:?}", call_ids.first().expect("one")),
+        n => format!("any of {n} Call-IDs"),
+    };
     ApiError::NotFound(format!(
-        "no SIP message of Call-ID {call_id:?} between from and to, widened by {} minutes",
+        "no SIP message of {named} between from and to, widened by {} minutes",
         calls::FLOW_MARGIN_MICROS / 60_000_000
     ))
 }
@@ -129,7 +132,19 @@ pub async fn flow(
     view: View,
     limit: ResponseLimit,
 ) -> Result<Vec<u8>, ApiError> {
-    let legs = legs(&st, &call_id, window).await?;
+    flow_of(st, [call_id].into(), window, view, limit).await
+}
+
+/// The flow of the calls `call_ids` and their legs; JSON names the first.
+pub async fn flow_of(
+    st: Statements,
+    call_ids: BTreeSet<String>,
+    window: TimeRange,
+    view: View,
+    limit: ResponseLimit,
+) -> Result<Vec<u8>, ApiError> {
+    let call_id = call_ids.first().cloned().unwrap_or_default();
+    let legs = legs(&st, call_ids.clone(), window).await?;
     let mut body = Body::new(limit);
     let mut out = match view {
         View::Json => FlowOut::Json {
@@ -162,7 +177,7 @@ pub async fn flow(
         }
     }
     if count == 0 {
-        return Err(not_found(&call_id));
+        return Err(not_found(&call_ids));
     }
     if let FlowOut::Json { hosts, .. } = &mut out {
         array.close(&mut body)?;

@@ -11,7 +11,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use lake::engine::{QueryEngine, QueryError};
@@ -23,6 +23,7 @@ mod error;
 pub mod export;
 pub mod flow;
 pub mod guard;
+pub mod homer;
 
 pub use auth::{ApiTokens, TokenError, protect};
 pub use encode::{Body, Encoder, Format, JsonArray, ResponseLimit, json_escaped_len, render};
@@ -49,8 +50,30 @@ pub mod paths {
     pub const CALL_TEXT: &str = "/api/v1/calls/{call_id}/text";
     pub const OPENAPI: &str = "/api/v1/openapi.json";
     pub const HEALTH: &str = "/health";
-    pub const ALL: [&str; 8] = [
-        QUERY, INFLUX_SQL, CALLS, CALL, CALL_PCAP, CALL_TEXT, OPENAPI, HEALTH,
+    /// homer-app's v3 API (`crate::homer`).
+    pub const HOMER_AUTH: &str = "/api/v3/auth";
+    pub const HOMER_SEARCH: &str = "/api/v3/search/call/data";
+    pub const HOMER_TRANSACTION: &str = "/api/v3/call/transaction";
+    pub const HOMER_QOS: &str = "/api/v3/call/report/qos";
+    pub const HOMER_LOG: &str = "/api/v3/call/report/log";
+    pub const HOMER_PCAP: &str = "/api/v3/export/call/messages/pcap";
+    pub const HOMER_TEXT: &str = "/api/v3/export/call/messages/text";
+    pub const ALL: [&str; 15] = [
+        QUERY,
+        INFLUX_SQL,
+        CALLS,
+        CALL,
+        CALL_PCAP,
+        CALL_TEXT,
+        OPENAPI,
+        HEALTH,
+        HOMER_AUTH,
+        HOMER_SEARCH,
+        HOMER_TRANSACTION,
+        HOMER_QOS,
+        HOMER_LOG,
+        HOMER_PCAP,
+        HOMER_TEXT,
     ];
 }
 
@@ -92,7 +115,14 @@ pub fn router(state: ApiState) -> Router {
             paths::OPENAPI,
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
-        .route(paths::HEALTH, get(|| async { "ok" }));
+        .route(paths::HEALTH, get(|| async { "ok" }))
+        .route(paths::HOMER_AUTH, post(homer_auth))
+        .route(paths::HOMER_SEARCH, post(homer_search))
+        .route(paths::HOMER_TRANSACTION, post(homer_transaction))
+        .route(paths::HOMER_QOS, post(homer_qos))
+        .route(paths::HOMER_LOG, post(homer_log))
+        .route(paths::HOMER_PCAP, post(homer_pcap))
+        .route(paths::HOMER_TEXT, post(homer_text));
     let mut r = ui::FILES.iter().fold(r, |r, &(path, content_type, body)| {
         r.route(
             path,
@@ -284,4 +314,105 @@ async fn call_text(
 ) -> Result<Response, ApiError> {
     let body = call_view(&s, call_id, params, flow::View::Text).await?;
     Ok(answer(&s, "text/plain; charset=utf-8", body))
+}
+
+/// A homer-app request body, or a 400 saying what is wrong with it.
+fn homer_request(body: &Bytes) -> Result<homer::HomerRequest, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("a homer-app request body: {e}")))
+}
+
+/// `POST /api/v3/auth`: reached with a valid token as the password (the
+/// token layer checks it) or when no token is configured; the token answered
+/// is the password given, which homer-app's clients then send as a bearer token.
+async fn homer_auth(body: Bytes) -> Result<Response, ApiError> {
+    let r: homer::AuthRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("{{\"username\", \"password\"}} expected: {e}"))
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "token": r.password, "scope": r.username })),
+    )
+        .into_response())
+}
+
+async fn homer_search(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let r = homer_request(&body)?;
+    let range = r
+        .range(homer::MAX_SEARCH_RANGE_MICROS)
+        .map_err(ApiError::BadRequest)?;
+    let statement = r.search_sql(range).map_err(ApiError::BadRequest)?;
+    let limit = s.response_limit;
+    let body = s
+        .engine
+        .job(move |st| homer::search(st, statement, limit))
+        .await?;
+    Ok(answer(&s, "application/json", body))
+}
+
+/// The Call-IDs and range of a transaction, export or report request.
+fn homer_lookup(
+    body: &Bytes,
+) -> Result<(std::collections::BTreeSet<String>, calls::TimeRange), ApiError> {
+    let r = homer_request(body)?;
+    let range = r
+        .range(homer::MAX_LOOKUP_RANGE_MICROS)
+        .map_err(ApiError::BadRequest)?;
+    Ok((r.call_ids().map_err(ApiError::BadRequest)?, range))
+}
+
+async fn homer_transaction(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let (ids, range) = homer_lookup(&body)?;
+    let limit = s.response_limit;
+    let body = s
+        .engine
+        .job(move |st| homer::transaction(st, ids, range, limit))
+        .await?;
+    Ok(answer(&s, "application/json", body))
+}
+
+async fn homer_report(
+    s: &ApiState,
+    body: &Bytes,
+    which: homer::Report,
+) -> Result<Response, ApiError> {
+    let (ids, range) = homer_lookup(body)?;
+    let limit = s.response_limit;
+    let body = s
+        .engine
+        .job(move |st| homer::report(st, ids, range, which, limit))
+        .await?;
+    Ok(answer(s, "application/json", body))
+}
+
+async fn homer_qos(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    homer_report(&s, &body, homer::Report::Qos).await
+}
+
+async fn homer_log(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    homer_report(&s, &body, homer::Report::Log).await
+}
+
+/// An export of the calls named, their legs, RTCP (and, as text, logs): the flow's.
+async fn homer_export(s: &ApiState, body: &Bytes, view: flow::View) -> Result<Vec<u8>, ApiError> {
+    let (ids, range) = homer_lookup(body)?;
+    let limit = s.response_limit;
+    s.engine
+        .job(move |st| flow::flow_of(st, ids, range, view, limit))
+        .await
+}
+
+async fn homer_pcap(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let pcap = homer_export(&s, &body, flow::View::Pcap).await?;
+    let mut r = answer(&s, "application/vnd.tcpdump.pcap", pcap);
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"export.pcap\""),
+    );
+    Ok(r)
+}
+
+async fn homer_text(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let text = homer_export(&s, &body, flow::View::Text).await?;
+    Ok(answer(&s, "text/plain; charset=utf-8", text))
 }

@@ -35,22 +35,22 @@ fn relabelled(msgs: Vec<HepMessage>, from: &str, to: &str, extra: &str) -> Vec<H
         .collect()
 }
 
-struct Calls {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn object_store::ObjectStore>,
-    engine: Arc<QueryEngine>,
-    app: axum::Router,
-    a: Call,
-    b: Call,
+pub(crate) struct Calls {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) store: Arc<dyn object_store::ObjectStore>,
+    pub(crate) engine: Arc<QueryEngine>,
+    pub(crate) app: axum::Router,
+    pub(crate) a: Call,
+    pub(crate) b: Call,
     /// A B leg whose agent set the HEP correlation id to the A leg's Call-ID (no X-CID).
-    c: Call,
-    suffix_leg: String,
-    other: Call,
+    pub(crate) c: Call,
+    pub(crate) suffix_leg: String,
+    pub(crate) other: Call,
     /// The A leg's INVITE, µs.
-    t: i64,
+    pub(crate) t: i64,
 }
 
-async fn calls() -> Calls {
+pub(crate) async fn calls() -> Calls {
     let dir = tempfile::tempdir().unwrap();
     let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
     let t = chrono::Utc::now().timestamp_micros() - 3_600_000_000;
@@ -107,13 +107,13 @@ async fn calls() -> Calls {
     }
 }
 
-fn iso(micros: i64) -> String {
+pub(crate) fn iso(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
@@ -285,7 +285,7 @@ async fn a_call_flow_gathers_every_leg_both_ways_with_rtcp_and_logs() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
-async fn get_bytes(app: &axum::Router, uri: &str) -> (StatusCode, String, Vec<u8>) {
+pub(crate) async fn get_bytes(app: &axum::Router, uri: &str) -> (StatusCode, String, Vec<u8>) {
     let resp = app
         .clone()
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())

@@ -3,6 +3,7 @@
 //! memory, which tests running beside it in one process would raise.
 mod api;
 mod calls;
+mod homer;
 mod query_bounds;
 #[path = "../../../lake/tests/it/support.rs"]
 mod support;
