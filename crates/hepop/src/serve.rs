@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// HTTP port for /query, /api/v3/query_sql and /metrics.
     #[arg(long, env = "HTTP_PORT", default_value_t = 9070)]
     pub http_port: u16,
+    /// Arrow Flight SQL port (Grafana, ADBC), on the HTTP address with the
+    /// API's tokens and limits; off unless given (0 picks a free one).
+    #[arg(long = "flight-port", env = "HEPOP_FLIGHT_PORT")]
+    pub flight_port: Option<u16>,
     /// Where the lake lives: a directory, or s3://bucket/prefix.
     #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
     pub data: String,
@@ -145,6 +149,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP {http_addr}"))?;
 
     let engine = Arc::new(QueryEngine::new(store.clone(), query_limits)?);
+    let flight = match args.flight_port {
+        Some(port) => {
+            let addr = SocketAddr::new(http_ip, port);
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding Flight SQL {addr}"))?;
+            let service = flight_sql::FlightSql::new(
+                engine.clone(),
+                tokens.clone(),
+                args.query.max_response_mb << 20,
+            );
+            Some((l, service))
+        }
+        None => None,
+    };
     // Writer and compactor tell the engine's listing cache what they change.
     let store = engine.watched(store);
     let (tx, rx) = listen::queue::<HepMessage>(args.queue_mb.saturating_mul(1 << 20));
@@ -179,8 +198,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(l) => l.local_addr()?.to_string(),
         None => "off".into(),
     };
+    let flight_addr = match &flight {
+        Some((l, _)) => l.local_addr()?.to_string(),
+        None => "off".into(),
+    };
     println!(
-        "hepop listening hep_udp={} hep_tcp={} hep_tls={hep_tls_addr} http={} http_tls={} data={}",
+        "hepop listening hep_udp={} hep_tcp={} hep_tls={hep_tls_addr} http={} http_tls={} data={} flight={flight_addr}",
         udp.local_addr()?,
         tcp.local_addr()?,
         http.local_addr()?,
@@ -309,6 +332,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::io::Result::Ok(())
     });
 
+    let flight_task = flight.map(|(listener, service)| {
+        let stop = background.clone();
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let served = tonic::transport::Server::builder()
+                .add_service(service.service())
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "Flight SQL server stopped");
+            }
+        })
+    });
+
     signalled.await;
     tracing::info!("shutting down: flushing buffered rows");
     stop.cancel();
@@ -317,6 +354,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     writer.await?;
     background.cancel();
     let _ = http_task.await;
+    if let Some(t) = flight_task {
+        let _ = t.await;
+    }
     tracing::info!("stopped: {}", metrics.summary());
     println!("hepop stopped {}", metrics.summary());
     Ok(())

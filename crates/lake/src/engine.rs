@@ -406,6 +406,14 @@ impl Statements {
         })
     }
 
+    /// The columns `sql` would answer and how many `$n` parameters it takes,
+    /// planned without running it (Flight SQL's prepared statements).
+    pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, usize), QueryError> {
+        let df = self.plan(sql, &[]).await?;
+        let params = df.logical_plan().get_parameter_types()?.len();
+        Ok((Arc::new(df.schema().as_arrow().clone()), params))
+    }
+
     async fn plan(&self, sql: &str, params: &[&str]) -> Result<DataFrame, QueryError> {
         if sql.trim().is_empty() {
             return Err(QueryError::Invalid("empty query".into()));

@@ -1,6 +1,7 @@
 //! `hepop`'s end-to-end tests against the real binary, one binary (see
 //! crates/lake/tests/it).
 mod delta;
+mod flight;
 mod import;
 mod metrics;
 mod security;

@@ -20,6 +20,8 @@ pub struct Server {
     pub dir: Option<tempfile::TempDir>,
     /// HEP over TLS, when the server was started with a certificate.
     pub hep_tls: Option<SocketAddr>,
+    /// Arrow Flight SQL, when started with `--flight-port`.
+    pub flight: Option<SocketAddr>,
     /// Sent as a bearer token with every request, when set.
     pub token: Option<String>,
     /// Talk HTTPS with this client configuration, when set.
@@ -111,6 +113,10 @@ impl Server {
             hep_tls: line
                 .split_whitespace()
                 .find_map(|kv| kv.strip_prefix("hep_tls="))
+                .and_then(|v| v.parse().ok()),
+            flight: line
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("flight="))
                 .and_then(|v| v.parse().ok()),
             child,
             dir: Some(dir),
