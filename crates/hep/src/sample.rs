@@ -135,14 +135,17 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
         }
     }
 
-    /// INVITE (SDP), 100, 180, 200 (SDP), ACK, BYE, 200: seven messages, 1 ms to 2 s apart.
-    pub fn sip_flow(&self, start_micros: i64) -> Vec<HepMessage> {
-        let ruri = format!("sip:{}@{}", self.callee, self.uas);
-        let steps: [FlowStep; 7] = [
+    fn ruri(&self) -> String {
+        format!("sip:{}@{}", self.callee, self.uas)
+    }
+
+    /// INVITE (SDP) at 0, and 100 Trying back 2 ms later: how every generated call opens.
+    fn opening(&self) -> Vec<FlowStep<'static>> {
+        vec![
             (
                 0,
                 true,
-                format!("INVITE {ruri} SIP/2.0"),
+                format!("INVITE {} SIP/2.0", self.ruri()),
                 "1 INVITE",
                 false,
                 Some(self.sdp(self.uac, 16_000)),
@@ -155,6 +158,14 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
                 false,
                 None,
             ),
+        ]
+    }
+
+    /// INVITE (SDP), 100, 180, 200 (SDP), ACK, BYE, 200: seven messages, 1 ms to 2 s apart.
+    pub fn sip_flow(&self, start_micros: i64) -> Vec<HepMessage> {
+        let ruri = self.ruri();
+        let mut steps = self.opening();
+        steps.extend([
             (
                 40_000,
                 false,
@@ -195,31 +206,15 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
                 true,
                 None,
             ),
-        ];
+        ]);
         self.flow(start_micros, steps)
     }
 
     /// An unanswered call: INVITE (SDP), 100, then `status` (e.g. `486 Busy Here`)
     /// 40 ms later, and the caller's ACK: four messages.
     pub fn failed_flow(&self, start_micros: i64, status: &str) -> Vec<HepMessage> {
-        let ruri = format!("sip:{}@{}", self.callee, self.uas);
-        let steps: [FlowStep; 4] = [
-            (
-                0,
-                true,
-                format!("INVITE {ruri} SIP/2.0"),
-                "1 INVITE",
-                false,
-                Some(self.sdp(self.uac, 16_000)),
-            ),
-            (
-                2_000,
-                false,
-                "SIP/2.0 100 Trying".into(),
-                "1 INVITE",
-                false,
-                None,
-            ),
+        let mut steps = self.opening();
+        steps.extend([
             (
                 40_000,
                 false,
@@ -231,16 +226,16 @@ Contact: <sip:{caller}@{contact_ip}:5060>\r\nUser-Agent: hepop-send/1.0\r\nAllow
             (
                 41_000,
                 true,
-                format!("ACK {ruri} SIP/2.0"),
+                format!("ACK {} SIP/2.0", self.ruri()),
                 "1 ACK",
                 true,
                 None,
             ),
-        ];
+        ]);
         self.flow(start_micros, steps)
     }
 
-    fn flow<const N: usize>(&self, start_micros: i64, steps: [FlowStep; N]) -> Vec<HepMessage> {
+    fn flow(&self, start_micros: i64, steps: Vec<FlowStep>) -> Vec<HepMessage> {
         steps
             .into_iter()
             .map(|(dt, from_uac, line, cseq, tt, body)| {
