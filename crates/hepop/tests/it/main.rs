@@ -3,6 +3,7 @@
 mod delta;
 mod flight;
 mod import;
+mod kamailio;
 mod metrics;
 mod security;
 mod server;
