@@ -34,9 +34,21 @@ pub struct Retired {
     pub names: Vec<String>,
 }
 
+/// The compaction log's format: every entry written says it; a reader that
+/// meets a newer one refuses the partition rather than guess what it sees
+/// ([`LakeError::NewerLogFormat`]). Entries written before the field
+/// existed are format 1, today's.
+pub const LOG_FORMAT: u32 = 1;
+
+fn first_log_format() -> u32 {
+    1
+}
+
 /// The state of a partition after log entry `seq`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Snapshot {
+    #[serde(default = "first_log_format")]
+    pub format: u32,
     pub seq: u64,
     pub committed_micros: i64,
     /// Compaction outputs whose rows are in force.
@@ -91,6 +103,7 @@ impl Snapshot {
             names,
         });
         Snapshot {
+            format: LOG_FORMAT,
             seq: self.seq + 1,
             committed_micros: now_micros.max(self.committed_micros),
             live,
@@ -119,6 +132,7 @@ impl Snapshot {
             })
             .collect();
         Snapshot {
+            format: LOG_FORMAT,
             seq: 0,
             committed_micros: markers
                 .iter()
@@ -339,6 +353,13 @@ async fn from_objects(
     log.sort_by_key(|(seq, _)| *seq);
     let snapshot = match log.last() {
         Some((_, newest)) => match get_json::<Snapshot>(store, &newest.location).await? {
+            Some(s) if s.format > LOG_FORMAT => {
+                return Err(LakeError::NewerLogFormat {
+                    path: newest.location.to_string(),
+                    found: s.format,
+                    supported: LOG_FORMAT,
+                });
+            }
             Some(s) => s,
             None => return Ok(None),
         },
@@ -531,6 +552,71 @@ mod tests {
 
     const A: &str = "c-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-0.parquet";
     const B: &str = "c-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-0.parquet";
+
+    /// Today's log entry, byte for byte: a change to what is written must be
+    /// a new [`LOG_FORMAT`], not a silent one.
+    const GOLDEN_V1: &str = include_str!("../tests/golden/compaction_log_v1.json");
+
+    fn two_commits() -> Snapshot {
+        let s1 = Snapshot::default().next(
+            &["w-1-1.parquet".into(), "w-1-2.parquet".into()],
+            &[A.into()],
+            1_764_410_000_000_000,
+        );
+        s1.next(
+            &["w-1-3.parquet".into(), A.into()],
+            &[B.into()],
+            1_764_410_400_000_000,
+        )
+    }
+
+    #[test]
+    fn log_entries_are_pinned_by_a_golden_file() {
+        let written = serde_json::to_string(&two_commits()).unwrap();
+        assert_eq!(written, GOLDEN_V1.trim_end());
+        let read: Snapshot = serde_json::from_str(GOLDEN_V1).unwrap();
+        assert_eq!(read, two_commits());
+        // Entries from before the field are today's format.
+        let without: Snapshot =
+            serde_json::from_str(&GOLDEN_V1.replacen("\"format\":1,", "", 1)).unwrap();
+        assert_eq!(without, two_commits());
+    }
+
+    #[tokio::test]
+    async fn a_newer_log_format_is_refused_with_a_clear_error() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let p = Partition::for_micros(1, 1_764_410_000_000_000);
+        let newer = GOLDEN_V1.replacen("\"format\":1", "\"format\":2", 1);
+        store
+            .put(&p.marker(&MarkerName::Log(2)), newer.into_bytes().into())
+            .await
+            .unwrap();
+        let err = list_partition(&store, p).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LakeError::NewerLogFormat {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade"), "{err}");
+        // Format 1 reads.
+        store
+            .put(
+                &p.marker(&MarkerName::Log(3)),
+                GOLDEN_V1.as_bytes().to_vec().into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            list_partition(&store, p).await.unwrap().snapshot,
+            two_commits()
+        );
+    }
 
     #[test]
     fn next_moves_inputs_from_live_to_retired() {

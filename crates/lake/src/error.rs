@@ -13,6 +13,16 @@ pub enum LakeError {
         path: String,
         source: serde_json::Error,
     },
+    /// A compaction log entry written by a newer HEPop: which files it makes
+    /// visible may follow rules this reader does not know.
+    #[error(
+        "compaction log {path} is format {found}; this HEPop reads format {supported} at most: upgrade it"
+    )]
+    NewerLogFormat {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
     /// A file that cannot be decoded: compaction moves it to quarantine.
     #[error("unreadable file {path}: {reason}")]
     Unreadable {
