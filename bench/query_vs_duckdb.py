@@ -3,8 +3,12 @@ Parquet files, medians of N runs, and the ratio. Called by
 bench/query-vs-duckdb.sh, which builds the lake and starts the server.
   python3 bench/query_vs_duckdb.py <lake dir> <http host:port> [runs]
   python3 bench/query_vs_duckdb.py <lake dir> --emit <file.json>
-The second form only writes the queries (for the S3 run of the same set)."""
+The second form only writes the queries (for the S3 run of the same set).
+Each query runs with every window form of WINDOWS (the hour written six
+ways); env WINDOWS="<= HH:59:59,BETWEEN" picks forms, LOOKUPS_ONLY=1 or
+SCANS_ONLY=1 part of the queries."""
 import json
+import os
 import statistics
 import sys
 import time
@@ -16,9 +20,21 @@ from deltalake import DeltaTable
 
 lake, http = sys.argv[1], sys.argv[2]
 runs = int(sys.argv[3]) if len(sys.argv) > 3 and http != "--emit" else 7
-HOUR = "time >= '2025-11-29T10:00:00Z' AND time < '2025-11-29T11:00:00Z'"
+# The hour 2025-11-29T10 as people write it. The first form covers whole
+# partitions; the others cut the hour's last second or name it through a function.
+WINDOWS = [
+    ("< next hour", "time >= '2025-11-29T10:00:00Z' AND time < '2025-11-29T11:00:00Z'"),
+    ("<= HH:59:59", "time >= '2025-11-29T10:00:00' AND time <= '2025-11-29T10:59:59'"),
+    ("BETWEEN", "time BETWEEN '2025-11-29 10:00:00' AND '2025-11-29 10:59:59'"),
+    ("zone +01:00", "time >= '2025-11-29T11:00:00+01:00' AND time <= '2025-11-29T11:59:59+01:00'"),
+    ("to_timestamp", "time >= to_timestamp(1764410400) AND time <= to_timestamp(1764413999)"),
+    ("date_trunc", "date_trunc('hour', time) = '2025-11-29T10:00:00Z'"),
+]
+HOUR = WINDOWS[0][1]
 
 db = duckdb.connect()
+# DuckDB reads strings without a zone in its session zone: UTC, as HEPop does.
+db.execute("SET TimeZone = 'UTC'")
 for t in ("hep_1", "hep_5", "hep_100"):
     # Only data files: the compaction log (_compactions/*.json) is not Parquet.
     db.execute(
@@ -26,6 +42,7 @@ for t in ("hep_1", "hep_5", "hep_100"):
     )
 # The same tables as outside engines read them: the Delta tables the compactor keeps.
 delta = duckdb.connect()
+delta.execute("SET TimeZone = 'UTC'")
 for t in ("hep_1", "hep_5", "hep_100"):
     delta.register(t, DeltaTable(f"{lake}/{t}").to_pyarrow_dataset())
 call_id, from_user = db.execute(
@@ -36,17 +53,25 @@ call_id, from_user = db.execute(
     "SELECT correlation_id FROM hep_5 WHERE correlation_id IS NOT NULL ORDER BY correlation_id LIMIT 1 OFFSET 12345"
 ).fetchone()
 
-QUERIES = [
-    ("call_id lookup", f"SELECT * FROM hep_1 WHERE {HOUR} AND call_id = '{call_id}' ORDER BY time"),
-    ("from_user lookup", f"SELECT time, method, status, call_id FROM hep_1 WHERE {HOUR} AND from_user = '{from_user}' ORDER BY time"),
-    ("correlation_id across hep_1/5/100",
-     f"SELECT time, type, payload FROM hep_1 WHERE {HOUR} AND correlation_id = '{corr}' "
-     f"UNION ALL SELECT time, type, payload FROM hep_5 WHERE {HOUR} AND correlation_id = '{corr}' "
-     f"UNION ALL SELECT time, type, payload FROM hep_100 WHERE {HOUR} AND correlation_id = '{corr}' ORDER BY time"),
-    ("count by method, the hour", f"SELECT method, count(*) AS n FROM hep_1 WHERE {HOUR} GROUP BY method ORDER BY n DESC"),
-    ("payload LIKE, the hour", f"SELECT count(*) AS n FROM hep_1 WHERE {HOUR} AND payload LIKE '%Call-ID: {call_id}%'"),
-    ("latest 100 rows of the hour", f"SELECT time, method, call_id FROM hep_1 WHERE {HOUR} ORDER BY time DESC LIMIT 100"),
-]
+
+def queries(w):
+    return [
+        ("call_id lookup", f"SELECT * FROM hep_1 WHERE {w} AND call_id = '{call_id}' ORDER BY time"),
+        ("from_user lookup", f"SELECT time, method, status, call_id FROM hep_1 WHERE {w} AND from_user = '{from_user}' ORDER BY time"),
+        ("correlation_id across hep_1/5/100",
+         f"SELECT time, type, payload FROM hep_1 WHERE {w} AND correlation_id = '{corr}' "
+         f"UNION ALL SELECT time, type, payload FROM hep_5 WHERE {w} AND correlation_id = '{corr}' "
+         f"UNION ALL SELECT time, type, payload FROM hep_100 WHERE {w} AND correlation_id = '{corr}' ORDER BY time"),
+        ("correlation_id in hep_5", f"SELECT time, payload FROM hep_5 WHERE {w} AND correlation_id = '{corr}' ORDER BY time"),
+        ("count by method, the hour", f"SELECT method, count(*) AS n FROM hep_1 WHERE {w} GROUP BY method ORDER BY n DESC"),
+        ("payload LIKE, the hour", f"SELECT count(*) AS n FROM hep_1 WHERE {w} AND payload LIKE '%Call-ID: {call_id}%'"),
+        ("latest 100 rows of the hour", f"SELECT time, method, call_id FROM hep_1 WHERE {w} ORDER BY time DESC LIMIT 100"),
+    ]
+
+
+QUERIES = queries(HOUR)
+# LOOKUPS_ONLY=1 / SCANS_ONLY=1 (env) run part of the set.
+LOOKUP = {"call_id lookup", "from_user lookup", "correlation_id across hep_1/5/100", "correlation_id in hep_5"}
 
 
 if http == "--emit":
@@ -73,11 +98,30 @@ def timed(f, sql):
     return statistics.median(times), out
 
 
-print(f"{'query':36} {'HEPop ms':>10} {'DuckDB ms':>10} {'ratio':>7} {'DuckDB on Delta ms':>19} {'ratio':>7}  rows")
-for name, sql in QUERIES:
+def row(name, form, sql, with_delta):
     h, rows_h = timed(hepop, sql)
     d, rows_d = timed(lambda q: db.execute(q).fetchall(), sql)
-    dd, rows_dd = timed(lambda q: delta.execute(q).fetchall(), sql)
-    assert len(rows_h) == len(rows_d), f"{name}: HEPop {len(rows_h)} rows, DuckDB {len(rows_d)}"
-    assert len(rows_h) == len(rows_dd), f"{name}: HEPop {len(rows_h)} rows, DuckDB on Delta {len(rows_dd)}"
-    print(f"{name:36} {h:10.1f} {d:10.1f} {h / d:6.2f}x {dd:19.1f} {h / dd:6.2f}x  {len(rows_h)}")
+    assert len(rows_h) == len(rows_d), f"{name} {form}: HEPop {len(rows_h)} rows, DuckDB {len(rows_d)}"
+    line = f"{name:36} {form:14} {h:10.1f} {d:10.1f} {h / d:6.2f}x"
+    if with_delta:
+        dd, rows_dd = timed(lambda q: delta.execute(q).fetchall(), sql)
+        assert len(rows_h) == len(rows_dd), f"{name}: HEPop {len(rows_h)} rows, DuckDB on Delta {len(rows_dd)}"
+        line += f" {dd:19.1f} {h / dd:6.2f}x"
+    else:
+        line += f" {'':19} {'':7}"
+    print(f"{line}  {len(rows_h)}", flush=True)
+
+
+only = os.environ.get("WINDOWS")  # e.g. WINDOWS="<= HH:59:59,date_trunc"
+print(f"{'query':36} {'window':14} {'HEPop ms':>10} {'DuckDB ms':>10} {'ratio':>7} {'DuckDB on Delta ms':>19} {'ratio':>7}  rows")
+for i, (form, w) in enumerate(WINDOWS):
+    if only and form not in only.split(","):
+        continue
+    for name, sql in queries(w):
+        if os.environ.get("LOOKUPS_ONLY") and name not in LOOKUP:
+            continue
+        if os.environ.get("SCANS_ONLY") and name in LOOKUP:
+            continue
+        # DuckDB on Delta (slow on lookups: no bloom filter or page index
+        # through the Arrow dataset) for the first form only.
+        row(name, form, sql, i == 0)

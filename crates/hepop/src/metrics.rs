@@ -153,6 +153,21 @@ impl Metrics {
                 "directory and partition listings read from the lake",
                 cache.listing_misses,
             ),
+            (
+                "query_window_row_groups_inside",
+                "row groups of hours a query's time window cuts, read unfiltered: every row inside",
+                cache.window_row_groups.inside,
+            ),
+            (
+                "query_window_row_groups_cut",
+                "row groups a query's time window cuts, filtered row by row",
+                cache.window_row_groups.cut,
+            ),
+            (
+                "query_window_row_groups_outside",
+                "row groups of hours a query's time window cuts, not read: no row inside",
+                cache.window_row_groups.outside,
+            ),
         ]);
         gauges.push(("buffered_rows", "rows waiting to be written", buffered));
         gauges.push((

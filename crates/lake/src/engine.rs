@@ -23,7 +23,7 @@ use crate::catalog::tables;
 use crate::listing_cache::{ListingCache, WatchedStore};
 use crate::read_cache::{BloomCache, CacheStats, CachingReaderFactory, FileStats};
 use crate::schema::table_name;
-use crate::table::{HepTable, TableSources};
+use crate::table::{HepTable, RowGroupCounts, TableSources};
 
 #[derive(Debug, Clone)]
 pub struct QueryLimits {
@@ -254,6 +254,8 @@ pub struct CacheReport {
     pub blooms: CacheStats,
     pub listing_hits: u64,
     pub listing_misses: u64,
+    /// Row groups of the hours time windows cut, by what the window did.
+    pub window_row_groups: RowGroupCounts,
 }
 
 pub struct QueryEngine {
@@ -289,6 +291,7 @@ impl QueryEngine {
                     listings: Arc::new(ListingCache::new(store, limits.listing_ttl)),
                     readers,
                     stats,
+                    windows: Arc::default(),
                     url,
                 },
                 blooms,
@@ -314,6 +317,7 @@ impl QueryEngine {
             blooms: self.lake.blooms.stats(),
             listing_hits,
             listing_misses,
+            window_row_groups: self.lake.sources.windows.get(),
         }
     }
 

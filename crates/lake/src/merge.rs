@@ -5,13 +5,29 @@
 //! streams keeps memory at one batch per run plus one output batch,
 //! whatever the size of the partition. Pure: sources are a trait, so tests
 //! merge in-memory batches and compaction merges Parquet readers.
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::{SortOptions, interleave_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::Result;
-use crate::schema::conform;
+use crate::schema::{SortKey, conform};
+
+/// What rows are merged by: key columns derived from each batch, compared
+/// ascending, nulls last.
+pub trait MergeKey: Send {
+    fn types(&self) -> Vec<DataType>;
+    fn columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>>;
+}
+
+impl MergeKey for SortKey {
+    fn types(&self) -> Vec<DataType> {
+        SortKey::types(self)
+    }
+    fn columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        SortKey::columns(self, batch)
+    }
+}
 
 /// A stream of batches, each sorted, and sorted after the one before.
 pub trait BatchSource: Send {
@@ -38,7 +54,7 @@ struct Cursor {
 /// Ties go to the source listed first, so the output is deterministic.
 pub struct SortedMerge {
     schema: SchemaRef,
-    key: Vec<usize>,
+    key: Box<dyn MergeKey>,
     converter: RowConverter,
     cursors: Vec<Option<Cursor>>,
     /// Min-heap of cursor indices by current row.
@@ -53,22 +69,19 @@ pub struct SortedMerge {
 }
 
 impl SortedMerge {
-    /// `key` names the sort columns (ascending, nulls last: the order of each slice of [`crate::parquet_io::time_slices`]).
+    /// Every source is sorted by `key` (each slice of [`crate::parquet_io::time_slices`] is by [`SortKey`]).
     pub fn new(
         schema: SchemaRef,
-        key: &[&str],
+        key: Box<dyn MergeKey>,
         sources: Vec<Box<dyn BatchSource>>,
         out_rows: usize,
     ) -> Result<Self> {
-        let key: Vec<usize> = key
-            .iter()
-            .map(|k| schema.index_of(k))
-            .collect::<Result<_, _>>()?;
         let fields = key
-            .iter()
-            .map(|&i| {
+            .types()
+            .into_iter()
+            .map(|t| {
                 SortField::new_with_options(
-                    schema.field(i).data_type().clone(),
+                    t,
                     SortOptions {
                         descending: false,
                         nulls_first: false,
@@ -117,7 +130,7 @@ impl SortedMerge {
                 continue;
             }
             let batch = conform(&batch, &self.schema)?;
-            let cols: Vec<_> = self.key.iter().map(|&k| batch.column(k).clone()).collect();
+            let cols = self.key.columns(&batch)?;
             c.rows = self.converter.convert_columns(&cols)?;
             c.len = batch.num_rows();
             c.pos = 0;
@@ -275,6 +288,17 @@ mod tests {
             .collect()
     }
 
+    /// Merges by columns `k` then `t`.
+    struct KT;
+    impl MergeKey for KT {
+        fn types(&self) -> Vec<DataType> {
+            vec![DataType::Utf8, DataType::Int64]
+        }
+        fn columns(&self, b: &RecordBatch) -> Result<Vec<ArrayRef>> {
+            Ok(vec![b.column(0).clone(), b.column(1).clone()])
+        }
+    }
+
     fn sort_key(r: &Row) -> (bool, Option<String>, i64) {
         (r.0.is_none(), r.0.clone(), r.1)
     }
@@ -297,7 +321,7 @@ mod tests {
                 let batches: Vec<RecordBatch> = rows.chunks(cut).map(batch).chain([batch(&[])]).collect();
                 sources.push(Box::new(batches.into_iter()));
             }
-            let merged: Vec<RecordBatch> = SortedMerge::new(schema(), &["k", "t"], sources, out_rows).unwrap().collect::<Result<_>>().unwrap();
+            let merged: Vec<RecordBatch> = SortedMerge::new(schema(), Box::new(KT), sources, out_rows).unwrap().collect::<Result<_>>().unwrap();
             prop_assert!(merged.iter().all(|b| b.num_rows() <= out_rows && b.num_rows() > 0));
             let got: Vec<Row> = merged.iter().flat_map(rows_of).collect();
             // Same order as a stable sort of the runs in source order: ties keep the earlier source first.
@@ -318,7 +342,7 @@ mod tests {
         let ok: Box<dyn BatchSource> =
             Box::new(vec![batch(&[(Some("a".into()), 1, 1)])].into_iter());
         let mut m =
-            SortedMerge::new(schema(), &["k", "t"], vec![ok, Box::new(Failing)], 10).unwrap();
+            SortedMerge::new(schema(), Box::new(KT), vec![ok, Box::new(Failing)], 10).unwrap();
         assert!(matches!(m.next(), Some(Err(_))));
         assert!(m.next().is_none());
     }

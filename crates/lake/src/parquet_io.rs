@@ -31,7 +31,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::Result;
-use crate::schema::{TIME, bloom_columns, no_dictionary_columns, schema_for, sort_columns};
+use crate::schema::{SortKey, TIME, bloom_columns, no_dictionary_columns, schema_for};
 
 #[derive(Debug, Clone, Copy)]
 pub struct EncodeOptions {
@@ -62,24 +62,25 @@ pub const PAGE_ROWS: usize = 4096;
 pub const PAGE_BYTES: usize = 256 << 10;
 
 /// Ingest layout: the rows cut into slices of at most `slice_rows` by time,
-/// oldest first, each slice in storage order (by call). Returns the rows so
-/// ordered and where each slice ends.
+/// oldest first, each slice in storage order ([`SortKey`]). Returns the rows
+/// so ordered and where each slice ends.
 pub fn time_slices(
     batch: &RecordBatch,
     hep_type: u8,
     slice_rows: usize,
 ) -> Result<(RecordBatch, Vec<usize>)> {
     let by_time = sort_to_indices(batch.column(batch.schema().index_of(TIME)?), None, None)?;
+    let key_columns = SortKey::of(hep_type).columns(batch)?;
     let mut order: Vec<u32> = Vec::with_capacity(batch.num_rows());
     let mut ends = Vec::new();
     for start in (0..batch.num_rows()).step_by(slice_rows.max(1)) {
         let rows = by_time.slice(start, slice_rows.min(batch.num_rows() - start));
-        // The slice's key columns, gathered alone, give its order by call.
-        let key = sort_columns(hep_type)
+        // The slice's key columns, gathered alone, give its order.
+        let key = key_columns
             .iter()
-            .map(|name| {
+            .map(|values| {
                 Ok(SortColumn {
-                    values: take(batch.column(batch.schema().index_of(name)?), &rows, None)?,
+                    values: take(values, &rows, None)?,
                     options: Some(SortOptions {
                         descending: false,
                         nulls_first: false,
@@ -293,20 +294,27 @@ mod tests {
     use super::*;
     use crate::rows::BatchBuilder;
 
-    fn key_of(b: &RecordBatch, i: usize) -> (String, i64) {
+    /// (minute, call, time): the storage order.
+    fn key_of(b: &RecordBatch, i: usize) -> (i64, String, i64) {
         let call = b.column_by_name("call_id").unwrap().as_string::<i32>();
         let time = b
             .column_by_name(TIME)
             .unwrap()
             .as_primitive::<TimestampMicrosecondType>();
-        (call.value(i).to_owned(), time.value(i))
+        let t = time.value(i);
+        (
+            t.div_euclid(crate::schema::SORT_BUCKET_MICROS),
+            call.value(i).to_owned(),
+            t,
+        )
     }
 
     /// Calls overlapping in time: each slice must interleave many calls.
     fn overlapping_calls() -> RecordBatch {
         let mut b = BatchBuilder::new(1);
         for c in 0..200 {
-            for m in Call::new(7, c).sip_flow(1_700_000_000_000_000 + (c as i64 * 7919) % 500_000) {
+            // Across a minute's end (22:14:00).
+            for m in Call::new(7, c).sip_flow(1_700_000_039_700_000 + (c as i64 * 7919) % 500_000) {
                 b.append(&m);
             }
         }
@@ -314,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn time_slices_are_runs_sorted_by_call_in_time_order() {
+    fn time_slices_are_runs_in_storage_order_in_time_order() {
         let batch = overlapping_calls();
         let (rows, ends) = time_slices(&batch, 1, 100).unwrap();
         assert_eq!(ends.len(), batch.num_rows().div_ceil(100));
@@ -326,13 +334,13 @@ mod tests {
             let slice = &got[start..end];
             assert!(
                 slice.windows(2).all(|w| w[0] <= w[1]),
-                "slice sorted by call, time"
+                "slice sorted by minute, call, time"
             );
             let (min, max) = slice.iter().fold((i64::MAX, i64::MIN), |(lo, hi), k| {
-                (lo.min(k.1), hi.max(k.1))
+                (lo.min(k.2), hi.max(k.2))
             });
             assert!(last_max <= min, "slices follow each other in time");
-            let calls: std::collections::HashSet<_> = slice.iter().map(|k| &k.0).collect();
+            let calls: std::collections::HashSet<_> = slice.iter().map(|k| &k.1).collect();
             assert!(calls.len() > 1, "a slice holds several calls");
             last_max = max;
             start = end;
@@ -342,6 +350,8 @@ mod tests {
         want.sort();
         assert_eq!(got, want, "every row once");
         assert_eq!(rows.column_by_name("payload").unwrap().null_count(), 0);
+        let minutes: std::collections::HashSet<_> = got.iter().map(|k| k.0).collect();
+        assert!(minutes.len() > 1, "the calls cross a minute's end");
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! engine and Glue tables all derive from here.
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{RecordBatch, new_null_array};
+use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, new_null_array};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 
 use crate::{LakeError, Result};
 
@@ -135,12 +135,66 @@ pub fn no_dictionary_columns(hep_type: u8) -> &'static [&'static str] {
     }
 }
 
-/// Sort key inside a file: a call's messages together, in time order.
+/// The columns rows are ordered by inside a time bucket (see [`SortKey`]):
+/// a call's messages together, in time order.
 pub fn sort_columns(hep_type: u8) -> &'static [&'static str] {
     if hep_type == SIP_TYPE {
         &["call_id", TIME]
     } else {
         &["correlation_id", TIME]
+    }
+}
+
+/// Width of the time buckets rows are ordered by first.
+pub const SORT_BUCKET_MICROS: i64 = 60_000_000;
+
+/// The order of rows in every file of a table: by minute of `time`, then by
+/// [`sort_columns`]. Row groups so hold a stretch of time each, and their
+/// statistics tell a query which ones a time window covers whole (no filter)
+/// or misses (not read); inside a minute a call's messages stay together,
+/// so a lookup still reads one page per column of each minute the call
+/// spans. Ascending, nulls last.
+#[derive(Debug, Clone, Copy)]
+pub struct SortKey {
+    hep_type: u8,
+}
+
+impl SortKey {
+    pub fn of(hep_type: u8) -> Self {
+        Self { hep_type }
+    }
+
+    /// The key's types, as [`Self::columns`] gives them.
+    pub fn types(&self) -> Vec<DataType> {
+        let schema = schema_for(self.hep_type);
+        std::iter::once(Ok(DataType::Int64))
+            .chain(
+                sort_columns(self.hep_type)
+                    .iter()
+                    .map(|c| schema.field_with_name(c).map(|f| f.data_type().clone())),
+            )
+            .collect::<std::result::Result<_, _>>()
+            .expect("sort columns are in the schema")
+    }
+
+    /// The key of each row of `batch` (a batch of this table).
+    pub fn columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let time = batch
+            .column_by_name(TIME)
+            .ok_or_else(|| LakeError::Other("a batch without `time`".into()))?
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| LakeError::Other("`time` is not in microseconds".into()))?;
+        let bucket: Int64Array = time.unary(|t| t.div_euclid(SORT_BUCKET_MICROS));
+        let mut key: Vec<ArrayRef> = vec![Arc::new(bucket)];
+        for c in sort_columns(self.hep_type) {
+            key.push(
+                batch
+                    .column_by_name(c)
+                    .ok_or_else(|| LakeError::Other(format!("a batch without `{c}`")))?
+                    .clone(),
+            );
+        }
+        Ok(key)
     }
 }
 

@@ -1,9 +1,14 @@
 //! `hep_<type>` as a DataFusion table: lists only the hour partitions the
 //! query's time bounds allow, reads only visible files, applies the default
 //! "last 10 minutes" window when the query says nothing of `time`, and
-//! filters by time only the hours the range cuts: a row's hour partition is
-//! the hour of its `time` (`paths::Partition::for_micros`).
+//! filters by time only what the window cuts: a row's hour partition is the
+//! hour of its `time` (`paths::Partition::for_micros`), so the rows of an
+//! hour wholly inside all match; in an hour the window cuts, so do those of
+//! a row group whose `time` statistics lie inside (files are ordered by
+//! minute first, `schema::SortKey`), and a row group wholly outside is not
+//! read.
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
@@ -28,11 +33,14 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{col, lit};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::statistics::Statistics as ParquetStatistics;
 
 use crate::catalog::{PartitionListing, partitions};
 use crate::listing_cache::ListingCache;
@@ -49,6 +57,8 @@ pub struct TableSources {
     pub readers: Arc<dyn ParquetFileReaderFactory>,
     /// Statistics of files already opened once: a file they rule out is not opened again.
     pub stats: Arc<FileStats>,
+    /// What time windows did to the row groups of the hours they cut.
+    pub windows: Arc<WindowCounts>,
     pub url: ObjectStoreUrl,
 }
 
@@ -87,17 +97,52 @@ impl HepTable {
             .await
     }
 
-    /// A visible file as the scan reads it: of a bundle, only this table's row group.
-    fn scanned_file(&self, meta: &ObjectMeta) -> PartitionedFile {
+    /// A visible file as the scan reads it, and the row groups it may read:
+    /// of a bundle, only this table's.
+    fn scanned_file(&self, meta: &ObjectMeta) -> (PartitionedFile, Option<usize>) {
         let file = PartitionedFile::from(meta.clone());
         match bundle_row_group(&meta.location, self.hep_type) {
-            Some((row_group, row_groups)) => {
-                let mut plan = ParquetAccessPlan::new_none(row_groups);
-                plan.scan(row_group);
-                file.with_extension(plan)
-            }
-            None => file,
+            Some((row_group, row_groups)) => (
+                file.with_extension(access_plan(row_groups, [row_group])),
+                Some(row_group),
+            ),
+            None => (file, None),
         }
+    }
+
+    /// Splits a file of an hour the window cuts by its row groups' times:
+    /// (the part read unfiltered, the part filtered); outside ones dropped.
+    async fn split_file(
+        &self,
+        file: PartitionedFile,
+        only: Option<usize>,
+        check: &WindowCheck,
+        range: TimeRange,
+        hint: Option<usize>,
+    ) -> Result<(Option<PartitionedFile>, Option<PartitionedFile>)> {
+        // Through the engine's metadata cache: the scan reads this footer next.
+        let md = self
+            .sources
+            .readers
+            .create_reader(0, file.clone(), hint, &ExecutionPlanMetricsSet::new())?
+            .get_metadata(None)
+            .await?;
+        let n = md.num_row_groups();
+        let candidates: Vec<usize> = match only {
+            Some(g) => vec![g],
+            None => (0..n).collect(),
+        };
+        let split = split_row_groups(&md, candidates, check, range)?;
+        self.sources.windows.add(&split);
+        let part = |groups: Vec<usize>| {
+            (!groups.is_empty()).then(|| {
+                let (start, end) = byte_range(&md, &groups);
+                file.clone()
+                    .with_extension(access_plan(n, groups))
+                    .with_range(start, end)
+            })
+        };
+        Ok((part(split.inside), part(split.cut)))
     }
 
     /// One Parquet scan of `files`, spread over the session's partitions.
@@ -134,14 +179,15 @@ impl HepTable {
     }
 }
 
-/// Decides, hour by hour, whether a condition on `time` holds for all of it.
-struct HourCheck {
+/// Decides whether a condition on `time` holds for a whole stretch of time
+/// (an hour, a row group's span).
+struct WindowCheck {
     condition: Arc<dyn PhysicalExpr>,
-    /// Just `time`: the condition is evaluated on an hour's two ends.
+    /// Just `time`: the condition is evaluated on a stretch's two ends.
     schema: SchemaRef,
 }
 
-impl HourCheck {
+impl WindowCheck {
     fn new(state: &dyn Session, condition: &Expr) -> Result<Self> {
         let schema = Arc::new(Schema::new(vec![Field::new(TIME, time_type(), false)]));
         let df_schema = DFSchema::try_from(schema.clone())?;
@@ -152,18 +198,154 @@ impl HourCheck {
         })
     }
 
-    /// True when the condition holds at the hour's first and last
-    /// microsecond, hence (an interval, see `is_time_bound`) throughout.
-    fn holds_throughout(&self, p: Partition) -> Result<bool> {
-        let ends = TimestampMicrosecondArray::from(vec![p.start_micros(), p.end_micros() - 1])
-            .with_timezone("UTC");
+    /// For each span (first, last µs, inclusive): whether the condition
+    /// holds at both ends, hence (an interval, see `is_time_bound`) at every
+    /// instant between. One evaluation for all spans.
+    fn holds_throughout_each(&self, spans: &[(i64, i64)]) -> Result<Vec<bool>> {
+        let ends = TimestampMicrosecondArray::from_iter_values(
+            spans.iter().flat_map(|&(first, last)| [first, last]),
+        )
+        .with_timezone("UTC");
         let batch = RecordBatch::try_new(self.schema.clone(), vec![Arc::new(ends)])?;
-        let v = self.condition.evaluate(&batch)?.into_array(2)?;
+        let v = self
+            .condition
+            .evaluate(&batch)?
+            .into_array(2 * spans.len())?;
         let v = v.as_boolean_opt().ok_or_else(|| {
             DataFusionError::Internal("a time condition did not give booleans".into())
         })?;
-        Ok(Array::null_count(v) == 0 && v.true_count() == 2)
+        let holds = |i: usize| v.is_valid(i) && v.value(i);
+        Ok((0..spans.len())
+            .map(|i| holds(2 * i) && holds(2 * i + 1))
+            .collect())
     }
+
+    fn holds_throughout(&self, p: Partition) -> Result<bool> {
+        Ok(self.holds_throughout_each(&[(p.start_micros(), p.end_micros() - 1)])?[0])
+    }
+}
+
+/// What a time window does to a file's row groups, from their `time` statistics.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RowGroupSplit {
+    /// Every row inside the window: read without the filter.
+    inside: Vec<usize>,
+    /// Cut by the window, or without statistics: read and filtered.
+    cut: Vec<usize>,
+    /// No row inside: not read.
+    outside: Vec<usize>,
+}
+
+/// Sorts `candidates` (row group indexes of `md`) by where their `time`
+/// span lies against the window: `check` says "all inside", `range` (the
+/// window's bounds) says "all outside".
+fn split_row_groups(
+    md: &ParquetMetaData,
+    candidates: impl IntoIterator<Item = usize>,
+    check: &WindowCheck,
+    range: TimeRange,
+) -> Result<RowGroupSplit> {
+    let time = md
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == TIME);
+    let mut split = RowGroupSplit::default();
+    let mut spans = Vec::new();
+    for g in candidates {
+        let span = time
+            .and_then(|c| md.row_group(g).column(c).statistics())
+            .and_then(|s| match s {
+                ParquetStatistics::Int64(v) => Some((*v.min_opt()?, *v.max_opt()?)),
+                _ => None,
+            });
+        match span {
+            None => split.cut.push(g),
+            Some((min, max))
+                if range.lo.is_some_and(|lo| max < lo) || range.hi.is_some_and(|hi| min > hi) =>
+            {
+                split.outside.push(g)
+            }
+            Some(span) => spans.push((g, span)),
+        }
+    }
+    let ends: Vec<(i64, i64)> = spans.iter().map(|(_, s)| *s).collect();
+    for ((g, _), inside) in spans.iter().zip(check.holds_throughout_each(&ends)?) {
+        if inside {
+            split.inside.push(*g);
+        } else {
+            split.cut.push(*g);
+        }
+    }
+    split.cut.sort_unstable();
+    Ok(split)
+}
+
+/// The bytes of `md`'s row groups `groups` (sorted, not empty): a file read
+/// over this range reads those row groups (DataFusion assigns a row group to
+/// the range holding its first byte), and DataFusion's repartitioning splits
+/// the bytes to read, not the whole file.
+fn byte_range(md: &ParquetMetaData, groups: &[usize]) -> (i64, i64) {
+    let start = |g: usize| {
+        let c = md.row_group(g).column(0);
+        c.dictionary_page_offset()
+            .unwrap_or_else(|| c.data_page_offset())
+    };
+    let first = groups.iter().map(|&g| start(g)).min().unwrap_or(0);
+    let end = groups
+        .iter()
+        .map(|&g| start(g) + md.row_group(g).compressed_size())
+        .max()
+        .unwrap_or(0);
+    (first, end.max(first + 1))
+}
+
+/// Row groups of the hours a time window cuts, by what the window did to
+/// them (metrics; tests see the filter skipped).
+#[derive(Debug, Default)]
+pub struct WindowCounts {
+    inside: AtomicU64,
+    cut: AtomicU64,
+    outside: AtomicU64,
+}
+
+/// A snapshot of [`WindowCounts`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RowGroupCounts {
+    /// Read without the time filter: every row inside the window.
+    pub inside: u64,
+    /// Read and filtered row by row.
+    pub cut: u64,
+    /// Not read: no row inside.
+    pub outside: u64,
+}
+
+impl WindowCounts {
+    fn add(&self, s: &RowGroupSplit) {
+        self.inside
+            .fetch_add(s.inside.len() as u64, Ordering::Relaxed);
+        self.cut.fetch_add(s.cut.len() as u64, Ordering::Relaxed);
+        self.outside
+            .fetch_add(s.outside.len() as u64, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> RowGroupCounts {
+        RowGroupCounts {
+            inside: self.inside.load(Ordering::Relaxed),
+            cut: self.cut.load(Ordering::Relaxed),
+            outside: self.outside.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Reads only `groups` of a file of `row_groups`.
+fn access_plan(row_groups: usize, groups: impl IntoIterator<Item = usize>) -> ParquetAccessPlan {
+    let mut plan = ParquetAccessPlan::new_none(row_groups);
+    for g in groups {
+        plan.scan(g);
+    }
+    plan
 }
 
 fn external(e: crate::LakeError) -> DataFusionError {
@@ -231,20 +413,39 @@ impl TableProvider for HepTable {
         };
         let check = condition
             .as_ref()
-            .map(|c| HourCheck::new(state, c))
+            .map(|c| WindowCheck::new(state, c))
             .transpose()?;
-        let (mut whole, mut edge) = (Vec::new(), Vec::new());
         let mut listings = self.listings(range).await.map_err(external)?;
         // Newest first: "the latest N" (the default query) finds its rows in
         // the first files, and its TopK filter then rules out the rest from
         // their statistics without opening them.
         listings.sort_by_key(|l| std::cmp::Reverse(l.partition.hour));
+        let (mut whole, mut cut_files) = (Vec::new(), Vec::new());
         for l in listings {
             // Newest first, as `visible` keeps them.
             let files = l.visible().iter().map(|m| self.scanned_file(m));
             match &check {
-                Some(c) if !c.holds_throughout(l.partition)? => edge.extend(files),
-                _ => whole.extend(files),
+                Some(c) if !c.holds_throughout(l.partition)? => cut_files.extend(files),
+                _ => whole.extend(files.map(|(f, _)| f)),
+            }
+        }
+        // Files of hours the window cuts: row groups whose rows all lie
+        // inside it join the unfiltered scan; only the rest are filtered.
+        let mut edge = Vec::new();
+        if let Some(c) = &check {
+            let hint = state
+                .default_table_options()
+                .parquet
+                .global
+                .metadata_size_hint;
+            let splits: Vec<_> = futures::stream::iter(cut_files)
+                .map(|(f, only)| self.split_file(f, only, c, range, hint))
+                .buffered(16)
+                .try_collect()
+                .await?;
+            for (inside, cut) in splits {
+                whole.extend(inside);
+                edge.extend(cut);
             }
         }
 

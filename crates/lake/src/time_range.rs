@@ -1,9 +1,10 @@
 //! Reads the `time` bounds out of a scan's pushed-down filters, so a query
 //! lists and reads only the hour partitions it can match.
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use datafusion::logical_expr::{BinaryExpr, Cast, Expr, Operator, TryCast};
 
 use crate::schema::TIME;
 
@@ -32,13 +33,56 @@ pub struct TimeFilter {
     pub range: TimeRange,
 }
 
-fn is_time(e: &Expr) -> bool {
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// `time`, or a function of it that floors it: never decreasing as `time`
+/// grows, never above it, and at most the returned µs below it (0 for
+/// `time` itself). So `f(time) op constant` holds on one interval of
+/// instants, and bounds `time` to within that much.
+fn time_floor(e: &Expr) -> Option<i64> {
     match e {
-        Expr::Column(c) => c.name == TIME,
-        Expr::Cast(c) => is_time(&c.expr),
-        Expr::TryCast(c) => is_time(&c.expr),
-        _ => false,
+        Expr::Column(c) => (c.name == TIME).then_some(0),
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            let step = match field.data_type() {
+                DataType::Timestamp(TimeUnit::Second, _) => 1_000_000,
+                DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000,
+                DataType::Timestamp(_, _) => 0,
+                DataType::Date32 | DataType::Date64 => MICROS_PER_DAY,
+                _ => return None,
+            };
+            Some(time_floor(expr)?.checked_add(step)?)
+        }
+        Expr::ScalarFunction(f) if f.name() == "date_trunc" => match f.args.as_slice() {
+            [Expr::Literal(unit, _), t] => {
+                let unit = match unit {
+                    ScalarValue::Utf8(Some(u))
+                    | ScalarValue::LargeUtf8(Some(u))
+                    | ScalarValue::Utf8View(Some(u)) => u.to_ascii_lowercase(),
+                    _ => return None,
+                };
+                let step = match unit.as_str() {
+                    "microsecond" | "microseconds" => 0,
+                    "millisecond" | "milliseconds" => 1_000,
+                    "second" => 1_000_000,
+                    "minute" => 60_000_000,
+                    "hour" => 3_600_000_000,
+                    "day" => MICROS_PER_DAY,
+                    "week" => 7 * MICROS_PER_DAY,
+                    "month" => 31 * MICROS_PER_DAY,
+                    "quarter" => 92 * MICROS_PER_DAY,
+                    "year" => 366 * MICROS_PER_DAY,
+                    _ => return None,
+                };
+                Some(time_floor(t)?.checked_add(step)?)
+            }
+            _ => None,
+        },
+        _ => None,
     }
+}
+
+fn is_time(e: &Expr) -> bool {
+    time_floor(e).is_some()
 }
 
 /// A literal's value as µs since the epoch (timestamps or ISO strings, UTC).
@@ -59,6 +103,8 @@ fn scalar_micros(v: &ScalarValue) -> Option<i64> {
         ScalarValue::TimestampMillisecond(Some(ms), _) => ms.checked_mul(1_000),
         ScalarValue::TimestampMicrosecond(Some(us), _) => Some(*us),
         ScalarValue::TimestampNanosecond(Some(ns), _) => Some(ns.div_euclid(1_000)),
+        ScalarValue::Date32(Some(d)) => i64::from(*d).checked_mul(MICROS_PER_DAY),
+        ScalarValue::Date64(Some(ms)) => ms.checked_mul(1_000),
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))
         | ScalarValue::Utf8View(Some(s)) => parse_iso(s),
@@ -137,33 +183,37 @@ pub fn from_filters(filters: &[Expr]) -> TimeFilter {
         for e in split_conjunction(f) {
             match e {
                 Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                    let (op, v) = if is_time(left) {
-                        (*op, literal_micros(right))
-                    } else if is_time(right) {
+                    let (op, floor, v) = match (time_floor(left), time_floor(right)) {
+                        (Some(w), _) => (*op, w, literal_micros(right)),
                         // literal OP time  ==  time (swapped OP) literal
-                        (op.swap().unwrap_or(*op), literal_micros(left))
-                    } else {
-                        continue;
+                        (None, Some(w)) => (op.swap().unwrap_or(*op), w, literal_micros(left)),
+                        (None, None) => continue,
                     };
                     let Some(v) = v else { continue };
+                    // f(time) >= v gives time >= v (f never exceeds time);
+                    // f(time) <= v gives time < v + floor.
+                    let below = |v: i64| v.saturating_add((floor - 1).max(0));
                     match op {
                         Operator::Gt | Operator::GtEq => range.lower(v),
                         // `time < v` on a µs column is `time <= v - 1`; for a
                         // floored ns literal `v` itself may still match.
-                        Operator::Lt if !is_nanos(e) => range.upper(v - 1),
-                        Operator::Lt | Operator::LtEq => range.upper(v),
+                        Operator::Lt if !is_nanos(e) && floor == 0 => range.upper(v - 1),
+                        Operator::Lt | Operator::LtEq => range.upper(below(v)),
                         Operator::Eq => {
                             range.lower(v);
-                            range.upper(v);
+                            range.upper(below(v));
                         }
                         _ => {}
                     }
                 }
-                Expr::Between(b) if !b.negated && is_time(&b.expr) => {
+                Expr::Between(b) if !b.negated => {
+                    let Some(floor) = time_floor(&b.expr) else {
+                        continue;
+                    };
                     if let (Some(lo), Some(hi)) = (literal_micros(&b.low), literal_micros(&b.high))
                     {
                         range.lower(lo);
-                        range.upper(hi);
+                        range.upper(hi.saturating_add((floor - 1).max(0)));
                     }
                 }
                 _ => {}

@@ -45,7 +45,7 @@ use crate::paths::{
     BundleHour, FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, Root, TypeSet,
     bundle_row_group, date_prefix, job_started_micros, new_job_id,
 };
-use crate::schema::{conform, schema_for, sort_columns};
+use crate::schema::{SortKey, conform, schema_for};
 use crate::spans::Frontier;
 use crate::{LakeError, Result};
 
@@ -1064,7 +1064,7 @@ fn merge_blocking(
     }
     let merge = SortedMerge::new(
         schema,
-        sort_columns(job.partition.hep_type),
+        Box::new(SortKey::of(job.partition.hep_type)),
         sources,
         batch_rows,
     )?;

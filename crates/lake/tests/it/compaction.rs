@@ -1056,9 +1056,10 @@ async fn a_small_memory_budget_merges_fewer_inputs_per_job_and_loses_nothing() {
     assert_eq!(visible_ids(&store, p).await, expected);
 }
 
-/// Ingest files are time slices, each sorted by call; a call's messages are
-/// spread over several slices of several files. Compaction merges every slice
-/// as a run of its own: the output is sorted by (call, time) throughout.
+/// Ingest files are time slices, each sorted by minute, call and time; a
+/// call's messages are spread over several slices of several files.
+/// Compaction merges every slice as a run of its own: the output is sorted
+/// by (minute, call, time) throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_time_slices_merge_into_one_sorted_run() {
     let (_dir, store) = on_disk();
@@ -1069,7 +1070,7 @@ async fn ingest_time_slices_merge_into_one_sorted_run() {
     for half in 0..2 {
         let msgs: Vec<_> = (0..7 * calls)
             .filter(|id| id % 2 == half)
-            .map(|id| msg(id, base + (id % 7) * 1_000_000 + id / 7))
+            .map(|id| msg(id, base + (id % 7) * 20_000_000 + id / 7))
             .collect();
         write_server(&store, &msgs).await;
     }
@@ -1102,12 +1103,27 @@ async fn ingest_time_slices_merge_into_one_sorted_run() {
             .column_by_name("time")
             .unwrap()
             .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-        keys.extend((0..b.num_rows()).map(|i| (call.value(i).to_owned(), time.value(i))));
+        keys.extend((0..b.num_rows()).map(|i| {
+            let t = time.value(i);
+            (
+                t.div_euclid(lake::schema::SORT_BUCKET_MICROS),
+                call.value(i).to_owned(),
+                t,
+            )
+        }));
     }
     assert_eq!(keys.len(), 7 * calls as usize);
     assert!(
+        keys.iter()
+            .map(|k| k.0)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1,
+        "the calls span several minutes"
+    );
+    assert!(
         keys.windows(2).all(|w| w[0] <= w[1]),
-        "compaction output sorted by call, then time"
+        "compaction output sorted by minute, call, then time"
     );
 }
 

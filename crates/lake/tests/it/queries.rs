@@ -138,7 +138,22 @@ async fn time_conditions_prune_partitions_before_listing_or_reading() {
             "SELECT count(*) FROM hep_1 WHERE '2025-02-08T19:00:00' <= time AND time <= '2025-02-08T19:30:00' AND payload LIKE '%INVITE%' OR false",
             4,
         ),
+        // Functions of `time` that floor it bound it too.
+        (
+            "SELECT count(*) FROM hep_1 WHERE date_trunc('hour', time) = '2025-02-08T19:00:00Z'",
+            5,
+        ),
+        (
+            "SELECT count(*) FROM hep_1 WHERE date_trunc('minute', time) BETWEEN '2025-02-08T19:11:00' AND '2025-02-08T19:12:00'",
+            2,
+        ),
+        (
+            "SELECT count(*) FROM hep_1 WHERE time >= to_timestamp(1739041200) AND time < to_timestamp(1739041200 + 3600)",
+            5,
+        ),
     ] {
+        // A fresh engine each time: nothing cached, the hour must be read.
+        let e = engine(&l.store);
         l.inst.take_ops();
         let n = count(&e, sql).await;
         let ops = l.inst.take_ops();
@@ -494,5 +509,91 @@ async fn each_table_reads_its_own_rows_of_a_bundle() {
         count(&e, sql).await,
         3,
         "a lookup in the bundle's row group"
+    );
+}
+
+/// Rows are ordered by minute first, so each row group of a file holds a
+/// stretch of time. Whatever form a window takes, the row groups it covers
+/// are read without its filter, those it misses are not read, and only those
+/// it cuts are filtered; the answers are those of a plain comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_filter_only_the_row_groups_they_cut() {
+    let l = lake();
+    let hour = 3_600_000_000i64;
+    let base = micros("2025-02-08T19:00:00");
+    // Eight ingest time slices (8192 rows each) of 7.5 minutes, one file.
+    let n = 8 * 8192;
+    let times: Vec<i64> = (0..n).map(|i| base + i * hour / n).collect();
+    let msgs: Vec<_> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| sip(i / 7, i % 7, *t))
+        .collect();
+    write(&l.store, &msgs).await;
+    let e = engine(&l.store);
+    let rows = |a: i64, b: i64| times.iter().filter(|t| (a..=b).contains(*t)).count() as i64;
+    let m = |min: i64| base + min * 60_000_000;
+    let s = 1_000_000;
+    for (window, expected, (inside, cut, outside)) in [
+        // The hour as people write it: only the slice holding 19:59:59.x is cut.
+        (
+            "time >= '2025-02-08T19:00:00' AND time <= '2025-02-08T19:59:59'",
+            rows(base, m(60) - s),
+            (7, 1, 0),
+        ),
+        (
+            "time BETWEEN '2025-02-08 19:00:00' AND '2025-02-08 19:59:59'",
+            rows(base, m(60) - s),
+            (7, 1, 0),
+        ),
+        (
+            "time >= '2025-02-08T20:00:00+01:00' AND time <= '2025-02-08T20:59:59+01:00'",
+            rows(base, m(60) - s),
+            (7, 1, 0),
+        ),
+        (
+            "time >= to_timestamp(1739041200) AND time <= to_timestamp(1739041200 + 3599)",
+            rows(base, m(60) - s),
+            (7, 1, 0),
+        ),
+        // Ten minutes inside the hour: two slices cut, the rest not read.
+        (
+            "time >= '2025-02-08T19:10:00Z' AND time < '2025-02-08T19:20:00Z'",
+            rows(m(10), m(20) - 1),
+            (0, 2, 6),
+        ),
+        // Two slices and a half: the whole ones unfiltered.
+        (
+            "date_trunc('minute', time) BETWEEN '2025-02-08T19:15:00' AND '2025-02-08T19:33:00'",
+            rows(m(15), m(34) - 1),
+            (2, 1, 5),
+        ),
+    ] {
+        let before = e.cache_stats().window_row_groups;
+        let got = count(&e, &format!("SELECT count(*) FROM hep_1 WHERE {window}")).await;
+        let after = e.cache_stats().window_row_groups;
+        assert_eq!(got, expected, "{window}");
+        assert_eq!(
+            (
+                after.inside - before.inside,
+                after.cut - before.cut,
+                after.outside - before.outside
+            ),
+            (inside, cut, outside),
+            "{window}"
+        );
+    }
+    // A window relative to now, over rows written a minute ago.
+    let l = lake();
+    let t = now() - 60_000_000;
+    write(&l.store, &[sip(1, 0, t), sip(2, 0, t - 2 * hour)]).await;
+    let e = engine(&l.store);
+    assert_eq!(
+        count(
+            &e,
+            "SELECT count(*) FROM hep_1 WHERE time > now() - interval '5 minutes'"
+        )
+        .await,
+        1
     );
 }
