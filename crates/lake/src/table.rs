@@ -226,7 +226,7 @@ impl WindowCheck {
 }
 
 /// What a time window does to a file's row groups, from their `time` statistics.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct RowGroupSplit {
     /// Every row inside the window: read without the filter.
     inside: Vec<usize>,
@@ -278,11 +278,10 @@ fn split_row_groups(
             split.cut.push(*g);
         }
     }
-    split.cut.sort_unstable();
     Ok(split)
 }
 
-/// The bytes of `md`'s row groups `groups` (sorted, not empty): a file read
+/// The bytes of `md`'s row groups `groups` (not empty): a file read
 /// over this range reads those row groups (DataFusion assigns a row group to
 /// the range holding its first byte), and DataFusion's repartitioning splits
 /// the bytes to read, not the whole file.
