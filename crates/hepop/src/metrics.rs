@@ -156,17 +156,27 @@ impl Metrics {
             (
                 "query_window_row_groups_inside",
                 "row groups of hours a query's time window cuts, read unfiltered: every row inside",
-                cache.window_row_groups.inside,
+                cache.row_groups.inside,
             ),
             (
                 "query_window_row_groups_cut",
                 "row groups a query's time window cuts, filtered row by row",
-                cache.window_row_groups.cut,
+                cache.row_groups.cut,
             ),
             (
                 "query_window_row_groups_outside",
                 "row groups of hours a query's time window cuts, not read: no row inside",
-                cache.window_row_groups.outside,
+                cache.row_groups.outside,
+            ),
+            (
+                "query_lookup_row_groups_kept",
+                "row groups a lookup's statistics and bloom filters left to read",
+                cache.row_groups.lookup_kept,
+            ),
+            (
+                "query_lookup_row_groups_ruled_out",
+                "row groups a lookup's statistics and bloom filters ruled out at planning: not read",
+                cache.row_groups.lookup_ruled_out,
             ),
         ]);
         gauges.push(("buffered_rows", "rows waiting to be written", buffered));

@@ -254,8 +254,8 @@ pub struct CacheReport {
     pub blooms: CacheStats,
     pub listing_hits: u64,
     pub listing_misses: u64,
-    /// Row groups of the hours time windows cut, by what the window did.
-    pub window_row_groups: RowGroupCounts,
+    /// Row groups by what time windows and lookups did to them at planning.
+    pub row_groups: RowGroupCounts,
 }
 
 pub struct QueryEngine {
@@ -291,7 +291,7 @@ impl QueryEngine {
                     listings: Arc::new(ListingCache::new(store, limits.listing_ttl)),
                     readers,
                     stats,
-                    windows: Arc::default(),
+                    planned: Arc::default(),
                     url,
                 },
                 blooms,
@@ -317,7 +317,7 @@ impl QueryEngine {
             blooms: self.lake.blooms.stats(),
             listing_hits,
             listing_misses,
-            window_row_groups: self.lake.sources.windows.get(),
+            row_groups: self.lake.sources.planned.get(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod durable_local;
 pub mod engine;
 mod error;
 pub mod listing_cache;
+mod lookup;
 pub mod merge;
 pub mod parquet_io;
 pub mod paths;

@@ -39,11 +39,13 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{col, lit};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics as ParquetStatistics;
 
 use crate::catalog::{PartitionListing, partitions};
 use crate::listing_cache::ListingCache;
+use crate::lookup::{self, Lookup, lookups};
 use crate::paths::{MICROS_PER_HOUR, Partition, bundle_row_group};
 use crate::read_cache::FileStats;
 use crate::schema::{TIME, query_schema_for, time_type};
@@ -57,8 +59,8 @@ pub struct TableSources {
     pub readers: Arc<dyn ParquetFileReaderFactory>,
     /// Statistics of files already opened once: a file they rule out is not opened again.
     pub stats: Arc<FileStats>,
-    /// What time windows did to the row groups of the hours they cut.
-    pub windows: Arc<WindowCounts>,
+    /// What time windows and lookups did to the row groups scans planned.
+    pub planned: Arc<PlanCounts>,
     pub url: ObjectStoreUrl,
 }
 
@@ -110,30 +112,50 @@ impl HepTable {
         }
     }
 
-    /// Splits a file of an hour the window cuts by its row groups' times:
-    /// (the part read unfiltered, the part filtered); outside ones dropped.
-    async fn split_file(
+    /// Plans the read of one file from its footer (through the engine's
+    /// metadata cache: the scan reads it next): the row groups the lookups
+    /// rule out are dropped; in an hour the window cuts (`window`), those
+    /// wholly outside are dropped too and those it cuts set apart.
+    /// Returns (the part read unfiltered, the part to filter by time).
+    async fn plan_file(
         &self,
         file: PartitionedFile,
         only: Option<usize>,
-        check: &WindowCheck,
+        window: Option<&WindowCheck>,
+        lookups: &[Lookup],
         range: TimeRange,
         hint: Option<usize>,
     ) -> Result<(Option<PartitionedFile>, Option<PartitionedFile>)> {
-        // Through the engine's metadata cache: the scan reads this footer next.
-        let md = self
-            .sources
-            .readers
-            .create_reader(0, file.clone(), hint, &ExecutionPlanMetricsSet::new())?
-            .get_metadata(None)
-            .await?;
+        let mut reader = self.sources.readers.create_reader(
+            0,
+            file.clone(),
+            hint,
+            &ExecutionPlanMetricsSet::new(),
+        )?;
+        let md = reader.get_metadata(None).await?;
         let n = md.num_row_groups();
-        let candidates: Vec<usize> = match only {
+        let mut candidates: Vec<usize> = match only {
             Some(g) => vec![g],
             None => (0..n).collect(),
         };
-        let split = split_row_groups(&md, candidates, check, range)?;
-        self.sources.windows.add(&split);
+        if !lookups.is_empty() {
+            let before = candidates.len();
+            candidates = admitted(reader.as_mut(), &md, candidates, lookups).await?;
+            self.sources
+                .planned
+                .add_lookup(candidates.len(), before - candidates.len());
+        }
+        let (inside, cut) = match window {
+            Some(check) => {
+                let split = split_row_groups(&md, candidates, check, range)?;
+                self.sources.planned.add_window(&split);
+                (split.inside, split.cut)
+            }
+            None => (candidates, Vec::new()),
+        };
+        if only.is_none() && inside.len() == n {
+            return Ok((Some(file), None));
+        }
         let part = |groups: Vec<usize>| {
             (!groups.is_empty()).then(|| {
                 let (start, end) = byte_range(&md, &groups);
@@ -142,7 +164,7 @@ impl HepTable {
                     .with_range(start, end)
             })
         };
-        Ok((part(split.inside), part(split.cut)))
+        Ok((part(inside), part(cut)))
     }
 
     /// One Parquet scan of `files`, spread over the session's partitions.
@@ -300,28 +322,35 @@ fn byte_range(md: &ParquetMetaData, groups: &[usize]) -> (i64, i64) {
     (first, end.max(first + 1))
 }
 
-/// Row groups of the hours a time window cuts, by what the window did to
-/// them (metrics; tests see the filter skipped).
+/// What planning did to row groups: time windows to those of the hours
+/// they cut, lookups to those of the files they searched (metrics; tests
+/// see the filter skipped and files not opened).
 #[derive(Debug, Default)]
-pub struct WindowCounts {
+pub struct PlanCounts {
     inside: AtomicU64,
     cut: AtomicU64,
     outside: AtomicU64,
+    lookup_kept: AtomicU64,
+    lookup_ruled_out: AtomicU64,
 }
 
-/// A snapshot of [`WindowCounts`].
+/// A snapshot of [`PlanCounts`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RowGroupCounts {
-    /// Read without the time filter: every row inside the window.
+    /// Of an hour a window cuts, read without the time filter: every row inside.
     pub inside: u64,
-    /// Read and filtered row by row.
+    /// Of an hour a window cuts, read and filtered row by row.
     pub cut: u64,
-    /// Not read: no row inside.
+    /// Of an hour a window cuts, not read: no row inside.
     pub outside: u64,
+    /// Left to read by a lookup's statistics and bloom filters.
+    pub lookup_kept: u64,
+    /// Ruled out by a lookup's statistics and bloom filters: not read.
+    pub lookup_ruled_out: u64,
 }
 
-impl WindowCounts {
-    fn add(&self, s: &RowGroupSplit) {
+impl PlanCounts {
+    fn add_window(&self, s: &RowGroupSplit) {
         self.inside
             .fetch_add(s.inside.len() as u64, Ordering::Relaxed);
         self.cut.fetch_add(s.cut.len() as u64, Ordering::Relaxed);
@@ -329,11 +358,20 @@ impl WindowCounts {
             .fetch_add(s.outside.len() as u64, Ordering::Relaxed);
     }
 
+    fn add_lookup(&self, kept: usize, ruled_out: usize) {
+        self.lookup_kept.fetch_add(kept as u64, Ordering::Relaxed);
+        self.lookup_ruled_out
+            .fetch_add(ruled_out as u64, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> RowGroupCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RowGroupCounts {
-            inside: self.inside.load(Ordering::Relaxed),
-            cut: self.cut.load(Ordering::Relaxed),
-            outside: self.outside.load(Ordering::Relaxed),
+            inside: get(&self.inside),
+            cut: get(&self.cut),
+            outside: get(&self.outside),
+            lookup_kept: get(&self.lookup_kept),
+            lookup_ruled_out: get(&self.lookup_ruled_out),
         }
     }
 }
@@ -345,6 +383,45 @@ fn access_plan(row_groups: usize, groups: impl IntoIterator<Item = usize>) -> Pa
         plan.scan(g);
     }
     plan
+}
+
+/// Those of `candidates` (row groups of `md`) that may hold a row every
+/// lookup admits: by statistics, then by bloom filter (read through
+/// `reader`, whose bloom filter cache makes a warm check free of I/O).
+async fn admitted(
+    reader: &mut (dyn AsyncFileReader + Send),
+    md: &ParquetMetaData,
+    candidates: Vec<usize>,
+    lookups: &[Lookup],
+) -> Result<Vec<usize>> {
+    // A column this file lacks is left to the scan.
+    let columns: Vec<(usize, &Lookup)> = lookups
+        .iter()
+        .filter_map(|l| Some((lookup::leaf(md, l.column)?, l)))
+        .collect();
+    let mut kept = Vec::with_capacity(candidates.len());
+    'groups: for g in candidates {
+        for &(c, l) in &columns {
+            if !lookup::statistics_admit(md, g, c, &l.values) {
+                continue 'groups;
+            }
+            let chunk = md.row_group(g).column(c);
+            let at = chunk
+                .bloom_filter_offset()
+                .and_then(|o| u64::try_from(o).ok());
+            let len = chunk
+                .bloom_filter_length()
+                .and_then(|l| u64::try_from(l).ok());
+            if let (Some(at), Some(len)) = (at, len) {
+                let filter = reader.get_bytes(at..at + len).await?;
+                if !lookup::bloom_admits(&filter, &l.values) {
+                    continue 'groups;
+                }
+            }
+        }
+        kept.push(g);
+    }
+    Ok(kept)
 }
 
 fn external(e: crate::LakeError) -> DataFusionError {
@@ -414,38 +491,47 @@ impl TableProvider for HepTable {
             .as_ref()
             .map(|c| WindowCheck::new(state, c))
             .transpose()?;
+        let lookups = lookups(filters, self.hep_type);
         let mut listings = self.listings(range).await.map_err(external)?;
         // Newest first: "the latest N" (the default query) finds its rows in
         // the first files, and its TopK filter then rules out the rest from
         // their statistics without opening them.
         listings.sort_by_key(|l| std::cmp::Reverse(l.partition.hour));
-        let (mut whole, mut cut_files) = (Vec::new(), Vec::new());
+        let (mut whole, mut to_plan) = (Vec::new(), Vec::new());
         for l in listings {
+            let cut = match &check {
+                Some(c) => !c.holds_throughout(l.partition)?,
+                None => false,
+            };
             // Newest first, as `visible` keeps them.
             let files = l.visible().iter().map(|m| self.scanned_file(m));
-            match &check {
-                Some(c) if !c.holds_throughout(l.partition)? => cut_files.extend(files),
-                _ => whole.extend(files.map(|(f, _)| f)),
+            if !cut && lookups.is_empty() {
+                whole.extend(files.map(|(f, _)| f));
+            } else {
+                to_plan.extend(files.map(|(f, only)| (f, only, cut)));
             }
         }
-        // Files of hours the window cuts: row groups whose rows all lie
-        // inside it join the unfiltered scan; only the rest are filtered.
+        // Files of hours the window cuts, and every file a lookup searches:
+        // row groups whose rows all lie inside the window join the unfiltered
+        // scan, only those it cuts are filtered, and those the lookups rule
+        // out are not read (a file left with none is not opened).
+        let hint = state
+            .default_table_options()
+            .parquet
+            .global
+            .metadata_size_hint;
+        let planned: Vec<_> = futures::stream::iter(to_plan)
+            .map(|(f, only, cut)| {
+                let window = check.as_ref().filter(|_| cut);
+                self.plan_file(f, only, window, &lookups, range, hint)
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
         let mut edge = Vec::new();
-        if let Some(c) = &check {
-            let hint = state
-                .default_table_options()
-                .parquet
-                .global
-                .metadata_size_hint;
-            let splits: Vec<_> = futures::stream::iter(cut_files)
-                .map(|(f, only)| self.split_file(f, only, c, range, hint))
-                .buffered(16)
-                .try_collect()
-                .await?;
-            for (inside, cut) in splits {
-                whole.extend(inside);
-                edge.extend(cut);
-            }
+        for (inside, cut) in planned {
+            whole.extend(inside);
+            edge.extend(cut);
         }
 
         let mut plans = Vec::new();
