@@ -102,7 +102,7 @@ fn string(v: &ScalarValue) -> Option<String> {
     }
 }
 
-/// Where the lookup's column is in `md`'s files (a leaf of a flat schema).
+/// Where `column` is among `md`'s leaf columns (the schema is flat).
 pub(crate) fn leaf(md: &ParquetMetaData, column: &str) -> Option<usize> {
     md.file_metadata()
         .schema_descr()

@@ -267,12 +267,7 @@ fn split_row_groups(
     check: &WindowCheck,
     range: TimeRange,
 ) -> Result<RowGroupSplit> {
-    let time = md
-        .file_metadata()
-        .schema_descr()
-        .columns()
-        .iter()
-        .position(|c| c.path().string() == TIME);
+    let time = lookup::leaf(md, TIME);
     let mut split = RowGroupSplit::default();
     let mut spans = Vec::new();
     for g in candidates {
