@@ -59,15 +59,15 @@ const CLOCK_MARGIN_MICROS: i64 = 60_000_000;
 /// days removed after a checkpoint (time travel is not what the table is for);
 /// removed files' tombstones kept a day (compaction deletes them after its
 /// grace period); statistics on `time` only, which keeps checkpoints small.
-const TABLE_PROPERTIES: [(&str, &str); 5] = [
+const TABLE_PROPERTIES: [(&str, &str); 4] = [
     ("delta.checkpointInterval", "50"),
     ("delta.logRetentionDuration", "interval 2 days"),
     ("delta.deletedFileRetentionDuration", "interval 1 days"),
     ("delta.setTransactionRetentionDuration", "interval 3 days"),
-    ("delta.dataSkippingStatsColumns", TIME),
 ];
+const STATS_COLUMNS: &str = "delta.dataSkippingStatsColumns";
 
-fn delta_error(e: DeltaTableError) -> LakeError {
+pub(crate) fn delta_error(e: DeltaTableError) -> LakeError {
     LakeError::Delta(Box::new(e))
 }
 
@@ -81,7 +81,12 @@ pub fn is_conflict(e: &LakeError) -> bool {
 
 /// The path of a data file relative to its table's root, as Delta names it.
 pub fn relative_path(p: Partition, name: &str) -> String {
-    format!("{}/{}/{name}", date_dir(p.hour), hour_dir(p.hour))
+    hour_path(p.hour, name)
+}
+
+/// The path of file `name` of hour `hour` relative to a table's root.
+pub fn hour_path(hour: i64, name: &str) -> String {
+    format!("{}/{}/{name}", date_dir(hour), hour_dir(hour))
 }
 
 /// The partition and file name of a path relative to table `hep_type`'s root.
@@ -96,23 +101,29 @@ pub fn app_id(p: Partition) -> String {
     format!("hepop:{}/{}", date_dir(p.hour), hour_dir(p.hour))
 }
 
-fn partition_values(p: Partition) -> HashMap<String, Option<String>> {
-    let date = date_dir(p.hour);
+/// The values of the `date` and `hour` partition columns of an hour.
+pub fn partition_values(hour: i64) -> HashMap<String, Option<String>> {
+    let date = date_dir(hour);
     let date = date.trim_start_matches("date=").to_owned();
     HashMap::from([
         (DATE_COLUMN.to_owned(), Some(date)),
         (
             HOUR_COLUMN.to_owned(),
-            Some(p.hour.rem_euclid(24).to_string()),
+            Some(hour.rem_euclid(24).to_string()),
         ),
     ])
 }
 
 /// The Delta columns of a table: the lake's schema, then `date` and `hour`.
 pub fn columns(hep_type: u8) -> Result<Vec<StructField>> {
+    columns_of(&schema_for(hep_type))
+}
+
+/// The Delta columns of `schema`, then `date` and `hour`.
+pub fn columns_of(schema: &arrow::datatypes::Schema) -> Result<Vec<StructField>> {
     use arrow::datatypes::DataType as A;
     let mut out = Vec::new();
-    for f in schema_for(hep_type).fields() {
+    for f in schema.fields() {
         let t = match f.data_type() {
             A::Utf8 | A::LargeUtf8 | A::Utf8View => PrimitiveType::String,
             A::Int32 => PrimitiveType::Integer,
@@ -237,27 +248,15 @@ pub struct Committed {
 }
 
 impl PublicTable {
-    fn log_store(store: &Arc<dyn ObjectStore>, hep_type: u8) -> LogStoreRef {
-        let root = Root::Table(hep_type).prefix();
-        let prefixed: Arc<dyn ObjectStore> =
-            Arc::new(PrefixStore::new(store.clone(), root.to_string()));
-        // Only the path matters: delta-rs resolves it against `store` itself.
-        let url = url::Url::parse(&format!("memory:///{root}/")).expect("a valid URL");
-        default_logstore(prefixed, store.clone(), &url, &StorageConfig::default())
-    }
-
     /// Loads the table, if it exists.
     pub async fn load(store: &Arc<dyn ObjectStore>, hep_type: u8) -> Result<Option<Self>> {
-        let mut table = DeltaTable::new(Self::log_store(store, hep_type));
-        match table.load().await {
-            Ok(()) => Ok(Some(Self {
+        Ok(load_table(store, Root::Table(hep_type))
+            .await?
+            .map(|table| Self {
                 hep_type,
                 store: store.clone(),
                 table,
-            })),
-            Err(DeltaTableError::NotATable(_)) => Ok(None),
-            Err(e) => Err(delta_error(e)),
-        }
+            }))
     }
 
     /// Loads the table, creating it if absent and adding the columns the
@@ -278,24 +277,19 @@ impl PublicTable {
         hep_type: u8,
         columns: Vec<StructField>,
     ) -> Result<Self> {
-        let created = DeltaTable::new(Self::log_store(store, hep_type))
-            .create()
-            .with_table_name(table_name(hep_type))
-            .with_columns(columns)
-            .with_partition_columns([DATE_COLUMN, HOUR_COLUMN])
-            .with_configuration(TABLE_PROPERTIES.map(|(k, v)| (k, Some(v))))
-            .with_save_mode(SaveMode::Ignore)
-            .await;
-        match created {
-            Ok(table) => Ok(Self {
-                hep_type,
-                store: store.clone(),
-                table,
-            }),
-            Err(e) => Self::load(store, hep_type)
-                .await?
-                .ok_or_else(|| delta_error(e)),
-        }
+        let table = create_table(
+            store,
+            Root::Table(hep_type),
+            &table_name(hep_type),
+            columns,
+            TIME,
+        )
+        .await?;
+        Ok(Self {
+            hep_type,
+            store: store.clone(),
+            table,
+        })
     }
 
     /// The table's column names, in order.
@@ -450,25 +444,7 @@ impl PublicTable {
     /// Commits `actions` as they are (see [`add`], [`remove`], [`txn`]) and
     /// reads the table's new state; returns the version committed.
     pub async fn commit_actions(&mut self, actions: Vec<Action>) -> Result<u64> {
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: Some(vec![DATE_COLUMN.into(), HOUR_COLUMN.into()]),
-            predicate: None,
-        };
-        // A checkpoint every `delta.checkpointInterval` commits, and expired
-        // log entries removed after it, as the table's properties say.
-        let properties = CommitProperties::default()
-            .with_max_retries(3)
-            .with_create_checkpoint(true)
-            .with_cleanup_expired_logs(None);
-        let finalized = CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(Some(self.state()?), self.table.log_store(), operation)
-            .await
-            .map_err(delta_error)?;
-        // The commit's own state, rather than reading the log again (two LISTs less).
-        self.table.state = Some(finalized.snapshot());
-        Ok(finalized.version())
+        commit_actions(&mut self.table, actions).await
     }
 
     /// Writes a checkpoint of the current version and removes log entries
@@ -507,11 +483,86 @@ impl PublicTable {
     }
 }
 
+fn log_store(store: &Arc<dyn ObjectStore>, root: Root) -> LogStoreRef {
+    let root = root.prefix();
+    let prefixed: Arc<dyn ObjectStore> =
+        Arc::new(PrefixStore::new(store.clone(), root.to_string()));
+    // Only the path matters: delta-rs resolves it against `store` itself.
+    let url = url::Url::parse(&format!("memory:///{root}/")).expect("a valid URL");
+    default_logstore(prefixed, store.clone(), &url, &StorageConfig::default())
+}
+
+/// Loads the Delta table at `root`, if it exists.
+pub(crate) async fn load_table(
+    store: &Arc<dyn ObjectStore>,
+    root: Root,
+) -> Result<Option<DeltaTable>> {
+    let mut table = DeltaTable::new(log_store(store, root));
+    match table.load().await {
+        Ok(()) => Ok(Some(table)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(e) => Err(delta_error(e)),
+    }
+}
+
+/// Creates the Delta table at `root`, partitioned by `date` and `hour`, with
+/// the lake's table properties and statistics on `stats_column` only (another compactor may create it first: then
+/// it is loaded).
+pub(crate) async fn create_table(
+    store: &Arc<dyn ObjectStore>,
+    root: Root,
+    name: &str,
+    columns: Vec<StructField>,
+    stats_column: &str,
+) -> Result<DeltaTable> {
+    let properties = TABLE_PROPERTIES
+        .into_iter()
+        .chain([(STATS_COLUMNS, stats_column)])
+        .map(|(k, v)| (k, Some(v)));
+    let created = DeltaTable::new(log_store(store, root))
+        .create()
+        .with_table_name(name)
+        .with_columns(columns)
+        .with_partition_columns([DATE_COLUMN, HOUR_COLUMN])
+        .with_configuration(properties)
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+    match created {
+        Ok(table) => Ok(table),
+        Err(e) => load_table(store, root).await?.ok_or_else(|| delta_error(e)),
+    }
+}
+
+/// Commits `actions` as they are to `table` and keeps the commit's state in
+/// it; returns the version committed.
+pub(crate) async fn commit_actions(table: &mut DeltaTable, actions: Vec<Action>) -> Result<u64> {
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: Some(vec![DATE_COLUMN.into(), HOUR_COLUMN.into()]),
+        predicate: None,
+    };
+    // A checkpoint every `delta.checkpointInterval` commits, and expired
+    // log entries removed after it, as the table's properties say.
+    let properties = CommitProperties::default()
+        .with_max_retries(3)
+        .with_create_checkpoint(true)
+        .with_cleanup_expired_logs(None);
+    let state = table.snapshot().map_err(delta_error)?;
+    let finalized = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(state), table.log_store(), operation)
+        .await
+        .map_err(delta_error)?;
+    // The commit's own state, rather than reading the log again (two LISTs less).
+    table.state = Some(finalized.snapshot());
+    Ok(finalized.version())
+}
+
 /// The add action of a data file of partition `p`, with its statistics ([`stats`]).
 pub fn add(p: Partition, f: &ObjectMeta, stats: String, data_change: bool) -> Action {
     Action::Add(Add {
         path: relative_path(p, file_name(f)),
-        partition_values: partition_values(p),
+        partition_values: partition_values(p.hour),
         size: f.size as i64,
         modification_time: f.last_modified.timestamp_millis(),
         data_change,
@@ -527,7 +578,7 @@ pub fn remove(p: Partition, name: &str, now_ms: i64, data_change: bool) -> Actio
         data_change,
         deletion_timestamp: Some(now_ms),
         extended_file_metadata: Some(false),
-        partition_values: Some(partition_values(p)),
+        partition_values: Some(partition_values(p.hour)),
         ..Default::default()
     })
 }
@@ -579,6 +630,12 @@ pub async fn stats(store: &Arc<dyn ObjectStore>, f: &ObjectMeta) -> Result<Strin
 
 /// Delta statistics of `rows` rows whose `time` spans `range` (µs, inclusive).
 pub fn time_stats(rows: i64, range: Option<(i64, i64)>) -> String {
+    time_stats_of(TIME, rows, range)
+}
+
+/// Delta statistics of `rows` rows whose timestamp column `column` spans
+/// `range` (µs, inclusive).
+pub fn time_stats_of(column: &str, rows: i64, range: Option<(i64, i64)>) -> String {
     let mut s = serde_json::json!({ "numRecords": rows });
     let ms = |us: i64, up: bool| {
         let m = us.div_euclid(1000) + (up && us.rem_euclid(1000) > 0) as i64;
@@ -586,9 +643,9 @@ pub fn time_stats(rows: i64, range: Option<(i64, i64)>) -> String {
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
     };
     if let Some((Some(lo), Some(hi))) = range.map(|(lo, hi)| (ms(lo, false), ms(hi, true))) {
-        s["minValues"] = serde_json::json!({ TIME: lo });
-        s["maxValues"] = serde_json::json!({ TIME: hi });
-        s["nullCount"] = serde_json::json!({ TIME: 0 });
+        s["minValues"] = serde_json::json!({ column: lo });
+        s["maxValues"] = serde_json::json!({ column: hi });
+        s["nullCount"] = serde_json::json!({ column: 0 });
     }
     s.to_string()
 }
@@ -613,7 +670,7 @@ mod tests {
             Some((p, "c-abc-0.parquet".to_owned()))
         );
         assert_eq!(parse_relative_path(5, "_delta_log/00.json"), None);
-        let v = partition_values(p);
+        let v = partition_values(p.hour);
         assert_eq!(
             v[HOUR_COLUMN].as_deref(),
             Some((490_000 % 24).to_string().as_str())

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use crate::catalog::tables;
 use crate::listing_cache::{ListingCache, WatchedStore};
 use crate::read_cache::{BloomCache, CacheStats, CachingReaderFactory, FileStats};
-use crate::schema::table_name;
+use crate::schema::{CALLS_TABLE, table_name};
 use crate::table::{HepTable, RowGroupCounts, TableSources};
 
 #[derive(Debug, Clone)]
@@ -507,6 +507,8 @@ impl Lake {
             let table = HepTable::new(t, self.sources.clone(), window);
             ctx.register_table(table_name(t), Arc::new(table))?;
         }
+        let calls = crate::calls::table::CallRecords::new(self.sources.clone());
+        ctx.register_table(CALLS_TABLE, Arc::new(calls))?;
         Ok(ctx)
     }
 }

@@ -3,6 +3,7 @@
 //! The same code serves a local directory and S3.
 
 mod bounded_functions;
+pub mod calls;
 pub mod catalog;
 pub mod compact;
 mod cooperative;

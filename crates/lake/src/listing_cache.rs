@@ -4,7 +4,7 @@
 //! the same process ([`WatchedStore`]) drops what its writes make stale at
 //! once. A writer elsewhere (the ingest Lambda, another host) is seen within
 //! `ttl`.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
@@ -22,8 +22,9 @@ use object_store::{
 };
 
 use crate::Result;
+use crate::calls::CallsTable;
 use crate::catalog::{DirLister, PartitionListing, child_dirs, contents, list_partition_in};
-use crate::paths::{BundleHour, Partition};
+use crate::paths::{BundleHour, Partition, Root};
 use crate::read_cache::HitCount;
 
 /// Entries beyond this many trigger a sweep of the expired ones.
@@ -63,7 +64,12 @@ struct State {
     /// Child directory names by parent prefix ("" for the root).
     dirs: Entries<String, Arc<Vec<String>>>,
     partitions: Entries<Partition, Arc<PartitionListing>>,
+    /// The record files the `calls` Delta table holds, by hour.
+    calls: Entries<(), Arc<CallFiles>>,
 }
+
+/// The `calls` table's files by hour (`calls::CallsTable::held`).
+pub type CallFiles = BTreeMap<i64, Vec<ObjectMeta>>;
 
 pub struct ListingCache {
     store: Arc<dyn ObjectStore>,
@@ -133,10 +139,41 @@ impl ListingCache {
         .await
     }
 
+    /// The files of the `calls` table, by hour: one read of its Delta log.
+    pub async fn calls(&self) -> Result<Arc<CallFiles>> {
+        self.get_or_list((), |s| &mut s.calls, async {
+            let Some(table) = CallsTable::load(&self.store).await? else {
+                return Ok(Arc::new(CallFiles::new()));
+            };
+            let files = table
+                .held()?
+                .into_iter()
+                .map(|(hour, files)| {
+                    let metas = files
+                        .into_iter()
+                        .map(|(r, size)| ObjectMeta {
+                            location: r.path(),
+                            last_modified: chrono::DateTime::UNIX_EPOCH,
+                            size,
+                            e_tag: None,
+                            version: None,
+                        })
+                        .collect();
+                    (hour, metas)
+                })
+                .collect();
+            Ok(Arc::new(files))
+        })
+        .await
+    }
+
     /// What a write, copy or delete of `path` makes stale.
     pub fn changed(&self, path: &Path) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut s = self.state.lock().expect("not poisoned");
+        if path.prefix_matches(&Root::Calls.prefix()) {
+            s.calls.0.clear();
+        }
         if let Some(p) = Partition::parse(path) {
             s.partitions.0.remove(&p);
         }

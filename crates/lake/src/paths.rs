@@ -22,7 +22,7 @@ use std::fmt;
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use object_store::path::Path;
 
-use crate::schema::{parse_table_name, table_name};
+use crate::schema::{CALLS_TABLE, parse_table_name, table_name};
 
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const COMPACTIONS_DIR: &str = "_compactions";
@@ -114,6 +114,8 @@ pub fn hour_dir(hour: i64) -> String {
 pub enum Root {
     Table(u8),
     Bundles(TypeSet),
+    /// The call records (`lake::calls`), by the hour their calls began.
+    Calls,
 }
 
 impl Root {
@@ -121,6 +123,7 @@ impl Root {
         match self {
             Self::Table(t) => Path::from(table_name(*t)),
             Self::Bundles(types) => Path::from(format!("{BUNDLES_DIR}/{}", types.dir_name())),
+            Self::Calls => Path::from(CALLS_TABLE),
         }
     }
 
@@ -256,6 +259,38 @@ pub fn parse_hour_dir(name: &str) -> Option<i64> {
 /// `hep_<t>/date=…/`: every hour of one day (since the epoch) of a table.
 pub fn date_prefix(hep_type: u8, day: i64) -> Path {
     Root::Table(hep_type).date_prefix(day)
+}
+
+/// A file of call records: every record of one hour, built from SIP rows
+/// whose listing hashes to `fingerprint` (`lake::calls`). The same sources
+/// give the same name and the same rows, so two builders of one hour write
+/// the same object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordsFile {
+    pub hour: i64,
+    pub fingerprint: u64,
+}
+
+impl RecordsFile {
+    pub fn name(&self) -> String {
+        format!("r-{:016x}{PARQUET}", self.fingerprint)
+    }
+
+    pub fn path(&self) -> Path {
+        Root::Calls.hour_prefix(self.hour).join(self.name())
+    }
+
+    /// Parses `calls/date=…/hour=…/r-<16 hex digits>.parquet`.
+    pub fn parse(path: &Path) -> Option<Self> {
+        let hour = Root::Calls.hour_of(path)?;
+        let name = path.filename()?;
+        let hex = name.strip_prefix("r-")?.strip_suffix(PARQUET)?;
+        let fingerprint = u64::from_str_radix(hex, 16)
+            .ok()
+            .filter(|_| hex.len() == 16)?;
+        let parsed = Self { hour, fingerprint };
+        (parsed.path() == *path).then_some(parsed)
+    }
 }
 
 /// The name of a data file inside its partition directory.
@@ -662,6 +697,16 @@ mod tests {
             for (i, t) in types.iter().enumerate() {
                 prop_assert_eq!(bundle_row_group(&key, *t), Some((i, types.len())));
             }
+        }
+
+        #[test]
+        fn records_files_round_trip(hour in 0i64..2_000_000, fingerprint in any::<u64>(), name in file_name()) {
+            let r = RecordsFile { hour, fingerprint };
+            prop_assert_eq!(RecordsFile::parse(&r.path()), Some(r));
+            prop_assert_eq!(Partition::parse(&r.path()), None, "no HEP table's key");
+            // A data file's name under calls/ is no records file.
+            let other = Root::Calls.hour_prefix(hour).join(name.to_string());
+            prop_assert_eq!(RecordsFile::parse(&other), None);
         }
 
         #[test]

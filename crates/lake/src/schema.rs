@@ -238,20 +238,75 @@ pub fn schema_for(hep_type: u8) -> SchemaRef {
 /// reader fills with views into the decoded pages instead of copying every
 /// value (a payload scan spent a fifth of its time in that copy).
 pub fn query_schema_for(hep_type: u8) -> SchemaRef {
-    static QUERY: LazyLock<[SchemaRef; 2]> = LazyLock::new(|| {
-        [SIP_TYPE, 0].map(|t| {
-            let fields: Vec<Field> = schema_for(t)
-                .fields()
-                .iter()
-                .map(|f| match f.data_type() {
-                    DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-                    _ => f.as_ref().clone(),
-                })
-                .collect();
-            Arc::new(Schema::new(fields))
-        })
-    });
+    static QUERY: LazyLock<[SchemaRef; 2]> =
+        LazyLock::new(|| [SIP_TYPE, 0].map(|t| text_as_views(&schema_for(t))));
     QUERY[usize::from(hep_type != SIP_TYPE)].clone()
+}
+
+/// `schema` with its Utf8 columns as Utf8View.
+fn text_as_views(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The table of call records (`lake::calls`): one row per call.
+pub const CALLS_TABLE: &str = "calls";
+/// When a call began: its first INVITE. A record's partition is this hour.
+pub const START_TIME: &str = "start_time";
+
+/// Columns of the `calls` table, in order: when, which legs, how it went
+/// (post-dial delay, setup time, duration, final status, who hung up), who
+/// called whom, from where, and how many messages.
+pub fn calls_schema() -> SchemaRef {
+    static CALLS: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let text = |n: &str| Field::new(n, DataType::Utf8, true);
+        let time = |n: &str| Field::new(n, time_type(), true);
+        let int = |n: &str| Field::new(n, DataType::Int64, true);
+        Arc::new(Schema::new(vec![
+            Field::new(START_TIME, time_type(), false),
+            Field::new("call_id", DataType::Utf8, false),
+            // The other legs' Call-IDs, space-separated (null for a one-leg call).
+            text("b_legs"),
+            Field::new("legs", DataType::Int32, false),
+            Field::new("end_time", time_type(), false),
+            time("ringing_time"),
+            time("answer_time"),
+            time("bye_time"),
+            int("pdd_ms"),
+            int("setup_ms"),
+            int("duration_ms"),
+            Field::new("final_status", DataType::Int32, true),
+            // `caller` or `callee`: whose side sent the first BYE.
+            text("ended_by"),
+            text("caller"),
+            text("callee"),
+            text("ruri_user"),
+            text("ruri_domain"),
+            text("user_agent"),
+            text("src_ip"),
+            Field::new("src_port", DataType::Int32, true),
+            text("dst_ip"),
+            Field::new("dst_port", DataType::Int32, true),
+            Field::new("messages", DataType::Int64, false),
+        ]))
+    });
+    CALLS.clone()
+}
+
+/// Columns of `calls` given bloom filters: what a search looks calls up by.
+pub const CALLS_BLOOM_COLUMNS: [&str; 4] = ["call_id", "caller", "callee", "ruri_user"];
+
+/// `calls` as queries see it: text as Utf8View, like the other tables.
+pub fn calls_query_schema() -> SchemaRef {
+    static QUERY: LazyLock<SchemaRef> = LazyLock::new(|| text_as_views(&calls_schema()));
+    QUERY.clone()
 }
 
 /// `batch` with exactly `schema`'s columns, by name: a file written before a

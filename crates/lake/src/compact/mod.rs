@@ -45,7 +45,7 @@ use crate::paths::{
     BundleHour, FileName, MICROS_PER_HOUR, MarkerName, Partition, Quarantined, Root, TypeSet,
     bundle_row_group, date_prefix, job_started_micros, new_job_id,
 };
-use crate::schema::{SortKey, conform, schema_for};
+use crate::schema::{SIP_TYPE, SortKey, conform, schema_for};
 use crate::spans::Frontier;
 use crate::{LakeError, Result};
 
@@ -90,6 +90,11 @@ pub struct CompactionReport {
     /// How far the Delta tables are behind HEPop's own view after the run:
     /// the age of the oldest file HEPop reads that they may not hold yet (s).
     pub delta_lag_secs: u64,
+    /// Hours of call records built (`calls`), the records they hold, and
+    /// record files deleted.
+    pub call_hours_built: usize,
+    pub call_records: usize,
+    pub call_files_deleted: usize,
     /// `<partition>: <error>` for every partition that failed.
     pub errors: Vec<String>,
 }
@@ -178,12 +183,28 @@ pub async fn run(
             }
             Err(e) => report.errors.push(format!("retention: {e}")),
         }
+        // The records of expired hours too, Delta first. A recent run deletes
+        // the hours Delta held (no directory LIST); a full sweep every expired
+        // directory, with files a crashed build left.
+        let calls = async {
+            let hours = crate::calls::expire(store, kept, clock.now()).await?;
+            if sweep == Sweep::Full {
+                expire(store, std::iter::once(Root::Calls), kept - 1).await
+            } else {
+                crate::calls::delete_hours(store, &hours).await
+            }
+        };
+        match calls.await {
+            Ok((_, objects)) => report.call_files_deleted += objects,
+            Err(e) => report.errors.push(format!("retention of calls: {e}")),
+        }
         oldest_kept = Some(kept);
     }
     // Every partition is listed before any is compacted: the listings show how
     // far each Kinesis shard's checkpoint has moved (which ingest files are settled).
     let now_hour = now_micros.div_euclid(MICROS_PER_HOUR);
-    let (listings, frontier) = list_sweep(
+    // `failed`: partitions that could not be listed or compacted (each reported once).
+    let (listings, frontier, mut failed) = list_sweep(
         store,
         (&tables, &sets),
         sweep,
@@ -251,6 +272,7 @@ pub async fn run(
             }
             // Delta keeps its state of the partition until a run gets through it.
             Err(e) => {
+                failed.push(p);
                 tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
                 report.errors.push(format!("{p}: {e}"));
             }
@@ -282,6 +304,21 @@ pub async fn run(
                 .errors
                 .push(format!("mirroring {}: {e}", Root::Table(t).prefix()));
         }
+    }
+    if tables.contains(&SIP_TYPE) {
+        // A full sweep without errors listed every hour with SIP rows.
+        let complete = sweep == Sweep::Full && report.errors.is_empty();
+        let after = mirrored.iter().map(|(l, _, _)| l.clone());
+        let failed = failed
+            .iter()
+            .filter(|p| p.hep_type == SIP_TYPE)
+            .map(|p| p.hour);
+        let sources = crate::calls::SipListings::new(after, failed, complete);
+        let calls = build_calls(store, cfg, &sets, sweep, now_hour, sources, clock).await;
+        report.call_hours_built = calls.hours_built;
+        report.call_records = calls.records;
+        report.call_files_deleted += calls.deleted;
+        report.errors.extend(calls.errors);
     }
     if sweep == Sweep::Full {
         for (&t, pt) in &public {
@@ -337,6 +374,27 @@ pub async fn run(
         }
     }
     report
+}
+
+/// Builds the call records of the hours that settled since the last run
+/// or, in a full sweep, of every hour whose SIP rows changed, from the
+/// partitions as this run left them (`after`).
+async fn build_calls(
+    store: &Arc<dyn ObjectStore>,
+    cfg: &CompactionConfig,
+    sets: &[TypeSet],
+    sweep: Sweep,
+    now_hour: i64,
+    sources: crate::calls::SipListings,
+    clock: Clock,
+) -> crate::calls::CallsReport {
+    let builds = match sweep {
+        Sweep::Recent => crate::calls::Builds::Settling {
+            from_hour: now_hour - cfg.recent_hours - cfg.call_follow_hours - 1,
+        },
+        Sweep::Full => crate::calls::Builds::Changed,
+    };
+    crate::calls::build(store, sets, &cfg.calls(), sources, builds, || clock.now()).await
 }
 
 static NONE: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(HashSet::new);
@@ -417,7 +475,8 @@ fn retired_bundles(
 
 /// Lists the partitions a sweep visits (those that can be read, each counted in
 /// `report`), each with when it was listed and the Kinesis frontier the
-/// listings before it showed, and the frontier they all show.
+/// listings before it showed; the frontier they all show; and the partitions
+/// that could not be listed.
 async fn list_sweep(
     store: &Arc<dyn ObjectStore>,
     (tables, sets): (&[u8], &[TypeSet]),
@@ -426,7 +485,12 @@ async fn list_sweep(
     now_hour: i64,
     oldest_kept: Option<i64>,
     report: &mut CompactionReport,
-) -> (Vec<(PartitionListing, Instant, Frontier)>, Frontier) {
+) -> (
+    Vec<(PartitionListing, Instant, Frontier)>,
+    Frontier,
+    Vec<Partition>,
+) {
+    let mut failed = Vec::new();
     let mut listings = Vec::new();
     let mut frontier = Frontier::default();
     let mut keep = |l: PartitionListing, report: &mut CompactionReport| {
@@ -444,7 +508,10 @@ async fn list_sweep(
                     let p = Partition { hep_type: t, hour };
                     match list_partition_in(store, p, sets).await {
                         Ok(l) => keep(l, report),
-                        Err(e) => report.errors.push(format!("{p}: {e}")),
+                        Err(e) => {
+                            failed.push(p);
+                            report.errors.push(format!("{p}: {e}"));
+                        }
                     }
                 }
             }
@@ -471,6 +538,11 @@ async fn list_sweep(
                     let hours = match list_day(store, t, day, sets).await {
                         Ok(h) => h,
                         Err(e) => {
+                            let hour = |h| Partition {
+                                hep_type: t,
+                                hour: day * 24 + h,
+                            };
+                            failed.extend((0..24).map(hour));
                             report.errors.push(format!("{}: {e}", date_prefix(t, day)));
                             continue;
                         }
@@ -479,14 +551,17 @@ async fn list_sweep(
                         match listing {
                             _ if oldest_kept.is_some_and(|h| p.hour < h) => {}
                             Ok(l) => keep(l, report),
-                            Err(e) => report.errors.push(format!("{p}: {e}")),
+                            Err(e) => {
+                                failed.push(p);
+                                report.errors.push(format!("{p}: {e}"));
+                            }
                         }
                     }
                 }
             }
         }
     }
-    (listings, frontier)
+    (listings, frontier, failed)
 }
 
 /// What every partition of one run shares.

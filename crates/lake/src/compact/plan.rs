@@ -40,6 +40,10 @@ pub struct CompactionConfig {
     /// no record stays in the stream longer (the stream's retention, 7 days by
     /// default, and a margin). It matters for a shard that stopped (resharded).
     pub kinesis_retry_horizon: Duration,
+    /// A call record holds its messages up to this many hours after the
+    /// hour its call began in (`calls`); an hour's records are built once
+    /// those hours are closed.
+    pub call_follow_hours: i64,
 }
 
 impl Default for CompactionConfig {
@@ -58,11 +62,22 @@ impl Default for CompactionConfig {
             recent_hours: 3,
             retention: Some(Duration::from_secs(30 * 86_400)),
             kinesis_retry_horizon: Duration::from_secs(8 * 86_400),
+            call_follow_hours: 2,
         }
     }
 }
 
 impl CompactionConfig {
+    /// How call records are built under this configuration.
+    pub fn calls(&self) -> crate::calls::CallsConfig {
+        let micros = |d: Duration| d.as_micros() as i64;
+        crate::calls::CallsConfig {
+            follow_hours: self.call_follow_hours,
+            close_after_micros: micros(self.close_after),
+            grace_micros: micros(self.grace),
+        }
+    }
+
     /// Why this configuration is unsafe or useless, if it is.
     pub fn check(&self) -> Result<(), String> {
         if self.orphan_after <= self.job_timeout {

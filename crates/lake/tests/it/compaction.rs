@@ -1270,6 +1270,8 @@ async fn files_of_the_first_schema_are_queried_and_merged() {
 /// A recent run costs one LIST of the tables, one of each table's dates
 /// (retention), and one per partition of its hours: no LIST of hour
 /// directories (S3 bills LISTs like PUTs, and it runs every few minutes).
+/// The hours whose call records settle add, once, a LIST of each of their
+/// source hours the run did not list.
 #[tokio::test]
 async fn a_recent_run_lists_its_hours_directly() {
     let (inst, store) = instrumented();
@@ -1282,6 +1284,31 @@ async fn a_recent_run_lists_its_hours_directly() {
     inst.take_ops();
     let r = run(&store, &cfg, t, Sweep::Recent, None).await;
     assert!(r.errors.is_empty(), "{r:?}");
+    let now_hour = t.div_euclid(MICROS_PER_HOUR);
+    let settled = lake::calls::last_settled_hour(&cfg.calls(), t);
+    let first_source = now_hour - cfg.recent_hours - cfg.call_follow_hours - 2;
+    let mut sources: Vec<Partition> = inst
+        .take_ops()
+        .into_iter()
+        .filter_map(|o| match o {
+            Op::List(p) => Partition::parse(&p.as_str().into()),
+            _ => None,
+        })
+        .filter(|p| p.hour < now_hour - cfg.recent_hours)
+        .collect();
+    sources.sort();
+    let expected: Vec<Partition> = (first_source..=settled + cfg.call_follow_hours)
+        .filter(|h| *h < now_hour - cfg.recent_hours)
+        .map(|hour| Partition { hep_type: 1, hour })
+        .collect();
+    assert_eq!(
+        sources, expected,
+        "each source hour of the settling records, once"
+    );
+    // The next run finds them built: it lists what a run always lists.
+    let r = run(&store, &cfg, t, Sweep::Recent, None).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.call_hours_built, 0, "{r:?}");
     let ops = inst.take_ops();
     let delimited: Vec<_> = ops
         .iter()

@@ -1,0 +1,508 @@
+//! Call records: one row per call, exactly once, whatever the order
+//! messages arrive in, their duplicates, recompaction and crashes.
+use crate::compaction::{instrumented, no_retention};
+use crate::support::{Instrumented, micros, write as write_server};
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use hep::HepMessage;
+use lake::calls::{CallsTable, last_settled_hour};
+use lake::compact::{CompactionConfig, Sweep, run};
+use lake::paths::MICROS_PER_HOUR;
+use object_store::ObjectStore;
+use proptest::prelude::*;
+
+const S: i64 = 1_000_000;
+const MS: i64 = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Answered,
+    Busy,
+    NotAnswered,
+}
+
+/// A call whose every delay is known.
+#[derive(Debug, Clone)]
+struct CallSpec {
+    /// Seconds after the model's first hour.
+    start_s: i64,
+    outcome: Outcome,
+    pdd_ms: i64,
+    setup_ms: i64,
+    talk_s: i64,
+    callee_hangs_up: bool,
+    /// A B2BUA's B leg, naming the A leg by X-CID.
+    b_leg: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Invite,
+    Trying,
+    Ringing,
+    Answer,
+    Failure(i32),
+    Other,
+    Bye { by_callee: bool },
+}
+
+/// One generated message: which call and leg, what it is, and the packet.
+#[derive(Debug, Clone)]
+struct Gen {
+    call: usize,
+    b: bool,
+    role: Role,
+    time: i64,
+}
+
+fn call_id(call: usize, b: bool) -> String {
+    if b {
+        format!("leg-b-{call}@sbc")
+    } else {
+        format!("leg-a-{call}@pbx")
+    }
+}
+
+fn packet(g: &Gen) -> HepMessage {
+    let (call, id) = (g.call, call_id(g.call, g.b));
+    let (first, cseq) = match g.role {
+        Role::Invite => (
+            format!("INVITE sip:bob{call}@example.com SIP/2.0"),
+            "1 INVITE",
+        ),
+        Role::Trying => ("SIP/2.0 100 Trying".into(), "1 INVITE"),
+        Role::Ringing => ("SIP/2.0 180 Ringing".into(), "1 INVITE"),
+        Role::Answer => ("SIP/2.0 200 OK".into(), "1 INVITE"),
+        Role::Failure(s) => (format!("SIP/2.0 {s} Failed"), "1 INVITE"),
+        Role::Other => (format!("ACK sip:bob{call}@10.0.0.2 SIP/2.0"), "1 ACK"),
+        Role::Bye { .. } => (format!("BYE sip:x{call}@10.0.0.2 SIP/2.0"), "2 BYE"),
+    };
+    // From and To as the sender writes them: the callee's BYE swaps them.
+    let (from, to) = match g.role {
+        Role::Bye { by_callee: true } => (
+            format!("<sip:bob{call}@example.com>;tag=t{call}"),
+            format!("<sip:alice{call}@example.com>;tag=f{call}"),
+        ),
+        Role::Invite => (
+            format!("<sip:alice{call}@example.com>;tag=f{call}"),
+            format!("<sip:bob{call}@example.com>"),
+        ),
+        _ => (
+            format!("<sip:alice{call}@example.com>;tag=f{call}"),
+            format!("<sip:bob{call}@example.com>;tag=t{call}"),
+        ),
+    };
+    let xcid = if g.b && g.role == Role::Invite {
+        format!("X-CID: {}\r\n", call_id(call, false))
+    } else {
+        String::new()
+    };
+    let payload = format!(
+        "{first}\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{call}\r\nFrom: {from}\r\nTo: {to}\r\n\
+         Call-ID: {id}\r\nCSeq: {cseq}\r\n{xcid}User-Agent: model-ua\r\nContent-Length: 0\r\n\r\n"
+    );
+    HepMessage {
+        version: 3,
+        ip_family: 2,
+        protocol: 17,
+        src_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+        dst_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
+        src_port: 5060,
+        dst_port: 5060,
+        time_sec: (g.time / S) as u32,
+        time_usec: (g.time % S) as u32,
+        proto_type: 1,
+        capture_id: 2001,
+        capture_pass: None,
+        payload: payload.into_bytes(),
+        correlation_id: None,
+        vlan: None,
+        node_name: None,
+        keep_alive: None,
+        original_time_micros: None,
+    }
+}
+
+/// Every message of call `call` of `spec`, the model's first hour at `base`.
+fn messages(call: usize, spec: &CallSpec, base: i64) -> Vec<Gen> {
+    let t0 = base + spec.start_s * S;
+    let (ring, final_at) = (t0 + spec.pdd_ms * MS, t0 + spec.setup_ms * MS);
+    let mut out = Vec::new();
+    for b in [false, true] {
+        if b && !spec.b_leg {
+            continue;
+        }
+        // The B leg's messages trail the A leg's by a few milliseconds.
+        let lag = if b { 5 * MS } else { 0 };
+        let mut push = |role, time: i64| {
+            out.push(Gen {
+                call,
+                b,
+                role,
+                time: time + lag,
+            })
+        };
+        push(Role::Invite, t0);
+        push(Role::Trying, t0 + 10 * MS);
+        push(Role::Ringing, ring);
+        match spec.outcome {
+            Outcome::Answered => {
+                push(Role::Answer, final_at);
+                push(Role::Other, final_at + 20 * MS);
+                let by_callee = spec.callee_hangs_up;
+                push(Role::Bye { by_callee }, final_at + spec.talk_s * S);
+            }
+            Outcome::Busy => push(Role::Failure(486), final_at),
+            Outcome::NotAnswered => push(Role::Failure(487), final_at),
+        }
+    }
+    out
+}
+
+/// A record, as compared: what the table holds and what the model expects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rec {
+    call_id: String,
+    start: i64,
+    end: i64,
+    b_legs: Option<String>,
+    ringing: Option<i64>,
+    answer: Option<i64>,
+    bye: Option<i64>,
+    final_status: Option<i32>,
+    ended_by: Option<String>,
+    messages: i64,
+}
+
+/// The records the delivered messages make, worked out from what each
+/// message is (not from its columns): a leg is a call's when its INVITE
+/// (with the X-CID) was delivered; a call exists when one of its INVITEs was.
+fn reference(delivered: &[Gen]) -> BTreeMap<String, Rec> {
+    let mut by_call: BTreeMap<usize, Vec<&Gen>> = BTreeMap::new();
+    for g in delivered {
+        by_call.entry(g.call).or_default().push(g);
+    }
+    let mut out = BTreeMap::new();
+    for (call, msgs) in by_call {
+        let invited = |b: bool| msgs.iter().any(|g| g.b == b && g.role == Role::Invite);
+        // The B leg joins the call by its INVITE's X-CID; the A leg is the call's own.
+        let main = match (invited(false), invited(true)) {
+            (true, _) => false,
+            (false, true) => true,
+            (false, false) => continue,
+        };
+        let legs: Vec<bool> = [false, true]
+            .into_iter()
+            .filter(|&b| !b || invited(true))
+            .collect();
+        let counted: Vec<&&Gen> = msgs.iter().filter(|g| legs.contains(&g.b)).collect();
+        let first = |pred: &dyn Fn(&Role) -> bool| {
+            counted
+                .iter()
+                .filter(|g| g.b == main && pred(&g.role))
+                .map(|g| g.time)
+                .min()
+        };
+        let answer = first(&|r| *r == Role::Answer);
+        let failure = counted
+            .iter()
+            .filter(|g| g.b == main)
+            .filter_map(|g| match g.role {
+                Role::Failure(s) => Some((g.time, s)),
+                _ => None,
+            })
+            .max()
+            .map(|(_, s)| s);
+        let bye = counted
+            .iter()
+            .filter(|g| g.b == main)
+            .filter_map(|g| match g.role {
+                Role::Bye { by_callee } => Some((g.time, by_callee)),
+                _ => None,
+            })
+            .min();
+        let rec = Rec {
+            call_id: call_id(call, false),
+            start: counted
+                .iter()
+                .filter(|g| g.role == Role::Invite)
+                .map(|g| g.time)
+                .min()
+                .unwrap(),
+            end: counted.iter().map(|g| g.time).max().unwrap(),
+            b_legs: legs.contains(&true).then(|| call_id(call, true)),
+            ringing: first(&|r| *r == Role::Ringing),
+            answer,
+            bye: bye.map(|(t, _)| t),
+            final_status: answer.map(|_| 200).or(failure),
+            ended_by: bye.map(|(_, callee)| if callee { "callee" } else { "caller" }.to_owned()),
+            messages: counted.len() as i64,
+        };
+        out.insert(rec.call_id.clone(), rec);
+    }
+    out
+}
+
+fn texts(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let c = arrow::compute::cast(
+        b.column_by_name(name).unwrap(),
+        &arrow::datatypes::DataType::Utf8,
+    )
+    .unwrap();
+    let c = c.as_string::<i32>();
+    (0..c.len())
+        .map(|i| c.is_valid(i).then(|| c.value(i).to_owned()))
+        .collect()
+}
+
+fn times(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    let c = b.column_by_name(name).unwrap();
+    let c = c.as_primitive::<TimestampMicrosecondType>();
+    (0..c.len())
+        .map(|i| c.is_valid(i).then(|| c.value(i)))
+        .collect()
+}
+
+fn recs(batches: &[RecordBatch]) -> Vec<Rec> {
+    let mut out = Vec::new();
+    for b in batches {
+        let (ids, legs, ended) = (
+            texts(b, "call_id"),
+            texts(b, "b_legs"),
+            texts(b, "ended_by"),
+        );
+        let (start, end) = (times(b, "start_time"), times(b, "end_time"));
+        let (ring, answer, bye) = (
+            times(b, "ringing_time"),
+            times(b, "answer_time"),
+            times(b, "bye_time"),
+        );
+        let status = b
+            .column_by_name("final_status")
+            .unwrap()
+            .as_primitive::<Int32Type>()
+            .clone();
+        let messages = b
+            .column_by_name("messages")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            out.push(Rec {
+                call_id: ids[i].clone().unwrap(),
+                start: start[i].unwrap(),
+                end: end[i].unwrap(),
+                b_legs: legs[i].clone(),
+                ringing: ring[i],
+                answer: answer[i],
+                bye: bye[i],
+                final_status: status.is_valid(i).then(|| status.value(i)),
+                ended_by: ended[i].clone(),
+                messages: messages.value(i),
+            });
+        }
+    }
+    out
+}
+
+/// Every record the `calls` Delta table holds, as delta-rs lists its files;
+/// and the number of files it holds per hour.
+async fn table_records(store: &Arc<dyn ObjectStore>) -> (Vec<Rec>, BTreeMap<i64, usize>) {
+    let Some(t) = CallsTable::load(store).await.unwrap() else {
+        return (vec![], BTreeMap::new());
+    };
+    let mut out = Vec::new();
+    let mut per_hour = BTreeMap::new();
+    for (hour, files) in t.held().unwrap() {
+        per_hour.insert(hour, files.len());
+        for (f, _) in files {
+            out.extend(recs(
+                &lake::parquet_io::read_all(store, &f.path()).await.unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    (out, per_hour)
+}
+
+fn config() -> CompactionConfig {
+    CompactionConfig {
+        grace: Duration::ZERO,
+        ..no_retention()
+    }
+}
+
+fn call_spec() -> impl Strategy<Value = CallSpec> {
+    (
+        0i64..3 * 3600,
+        prop_oneof![
+            3 => Just(Outcome::Answered),
+            1 => Just(Outcome::Busy),
+            1 => Just(Outcome::NotAnswered)
+        ],
+        50i64..3_000,
+        3_000i64..30_000,
+        0i64..80 * 60,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(start_s, outcome, pdd_ms, setup_ms, talk_s, callee_hangs_up, b_leg)| CallSpec {
+                start_s,
+                outcome,
+                pdd_ms,
+                setup_ms,
+                talk_s,
+                callee_hangs_up,
+                b_leg,
+            },
+        )
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// The next `n` messages of the shuffled stream as one server file,
+    /// one of them twice when `dup` (two agents captured it).
+    Deliver { n: usize, dup: bool },
+    /// A compaction run, crashed at its `crash`-th store write if given.
+    Run { full: bool, crash: Option<usize> },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (1usize..60, proptest::bool::weighted(0.2)).prop_map(|(n, dup)| Step::Deliver { n, dup }),
+        2 => (any::<bool>(), proptest::option::weighted(0.3, 0usize..40))
+            .prop_map(|(full, crash)| Step::Run { full, crash }),
+    ]
+}
+
+/// Runs compaction as of `now`; a crash stops it at a store write.
+async fn compaction(
+    inst: &Instrumented,
+    store: &Arc<dyn ObjectStore>,
+    now: i64,
+    full: bool,
+    crash: Option<usize>,
+) {
+    if let Some(n) = crash {
+        inst.fail_at(n);
+    }
+    let sweep = if full { Sweep::Full } else { Sweep::Recent };
+    let r = run(store, &config(), now, sweep, None).await;
+    inst.fail_at(usize::MAX);
+    if crash.is_none() {
+        assert!(r.errors.is_empty(), "{r:?}");
+    }
+}
+
+async fn check_model(
+    specs: Vec<CallSpec>,
+    order: Vec<u32>,
+    steps: Vec<Step>,
+) -> Result<(), TestCaseError> {
+    let (inst, store) = instrumented();
+    let base = micros("2025-10-01T10:00:00");
+    // Every hour a call can reach is closed.
+    let now = base + 8 * MICROS_PER_HOUR;
+    prop_assert!(last_settled_hour(&config().calls(), now) >= base / MICROS_PER_HOUR + 3);
+    let all: Vec<Gen> = specs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| messages(i, s, base))
+        .collect();
+    // The stream in an arbitrary order: late messages of any call.
+    let mut keyed: Vec<(u32, usize)> = (0..all.len())
+        .map(|i| (order[i % order.len()], i))
+        .collect();
+    keyed.sort_unstable();
+    let stream: Vec<Gen> = keyed.into_iter().map(|(_, i)| all[i].clone()).collect();
+    let mut delivered: Vec<Gen> = Vec::new();
+    let mut next = 0;
+    let deliver = |from: usize, n: usize, dup: bool, delivered: &mut Vec<Gen>| {
+        let mut part: Vec<Gen> = stream[from..(from + n).min(stream.len())].to_vec();
+        if dup && let Some(g) = part.first().cloned() {
+            part.push(g);
+        }
+        delivered.extend(part.iter().cloned());
+        part
+    };
+    for s in steps {
+        match s {
+            Step::Deliver { n, dup } => {
+                if next >= stream.len() {
+                    continue;
+                }
+                let part = deliver(next, n, dup, &mut delivered);
+                next += n;
+                write_server(&store, &part.iter().map(packet).collect::<Vec<_>>()).await;
+            }
+            Step::Run { full, crash } => {
+                compaction(&inst, &store, now, full, crash).await;
+                let (records, per_hour) = table_records(&store).await;
+                // Exactly once at every step: one file per hour, one row per call.
+                prop_assert!(per_hour.values().all(|n| *n == 1), "{per_hour:?}");
+                let mut ids: Vec<&String> = records.iter().map(|r| &r.call_id).collect();
+                ids.dedup();
+                prop_assert_eq!(ids.len(), records.len(), "a call recorded twice");
+                if full && crash.is_none() {
+                    let expected: Vec<Rec> = reference(&delivered).into_values().collect();
+                    prop_assert_eq!(records, expected);
+                }
+            }
+        }
+    }
+    // Everything delivered at last, recompacted: the records are the calls.
+    if next < stream.len() {
+        let part = deliver(next, stream.len() - next, false, &mut delivered);
+        write_server(&store, &part.iter().map(packet).collect::<Vec<_>>()).await;
+    }
+    compaction(&inst, &store, now, true, None).await;
+    compaction(&inst, &store, now + 60 * S, true, None).await;
+    let (records, _) = table_records(&store).await;
+    let expected: Vec<Rec> = reference(&delivered).into_values().collect();
+    prop_assert_eq!(&records, &expected);
+    // ...with the delays and outcome each call was made with.
+    let by_id: HashMap<&str, &Rec> = records.iter().map(|r| (r.call_id.as_str(), r)).collect();
+    for (i, spec) in specs.iter().enumerate() {
+        let r = by_id[call_id(i, false).as_str()];
+        let t0 = base + spec.start_s * S;
+        prop_assert_eq!(r.start, t0);
+        prop_assert_eq!(r.ringing, Some(t0 + spec.pdd_ms * MS));
+        match spec.outcome {
+            Outcome::Answered => {
+                prop_assert_eq!(r.answer, Some(t0 + spec.setup_ms * MS));
+                prop_assert_eq!(r.bye, Some(t0 + spec.setup_ms * MS + spec.talk_s * S));
+                prop_assert_eq!(r.final_status, Some(200));
+            }
+            Outcome::Busy => prop_assert_eq!(r.final_status, Some(486)),
+            Outcome::NotAnswered => prop_assert_eq!(r.final_status, Some(487)),
+        }
+        prop_assert_eq!(r.b_legs.is_some(), spec.b_leg);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    /// Calls split across hours, delivered in any order in files of any
+    /// size, some messages twice, compaction runs (recent and full) between
+    /// deliveries, some crashed at a store write: after every run the table
+    /// holds one file per hour and each call at most once; after every full
+    /// run that did not crash, exactly the records a reference works out
+    /// from the messages delivered so far.
+    #[test]
+    fn call_records_are_exactly_the_calls_delivered(
+        specs in proptest::collection::vec(call_spec(), 1..12),
+        order in proptest::collection::vec(any::<u32>(), 1..64),
+        steps in proptest::collection::vec(step(), 1..14),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(check_model(specs, order, steps))?;
+    }
+}
