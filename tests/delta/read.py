@@ -21,7 +21,10 @@ dt = DeltaTable(uri, storage_options=options)
 arrow = dt.to_pyarrow_dataset()
 con = duckdb.connect()
 con.register("delta_table", arrow)
-key = "coalesce(call_id, '') || '|' || CAST(time AS VARCHAR) || '|' || payload"
+# The call records table has a row per call; the others a row per message.
+calls = table == "calls"
+time_column = "start_time" if calls else "time"
+key = "call_id" if calls else "coalesce(call_id, '') || '|' || CAST(time AS VARCHAR) || '|' || payload"
 n, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM delta_table").fetchone()
 by_hour = con.execute(
     'SELECT CAST("date" AS VARCHAR), "hour", count(*) FROM delta_table GROUP BY ALL ORDER BY ALL'
@@ -34,11 +37,13 @@ nulls = {
     for c in ("original_time", "aleg_id", "via_branch")
     if c in names
 }
-time_usec_sum = con.execute("SELECT sum(time_usec) FROM delta_table").fetchone()[0]
+time_usec_sum = (
+    con.execute("SELECT sum(time_usec) FROM delta_table").fetchone()[0] if "time_usec" in names else None
+)
 out = {
     "version": dt.version(),
     "files": len(dt.file_uris()),
-    "deltalake": dt.to_pyarrow_table(columns=["time"]).num_rows,
+    "deltalake": dt.to_pyarrow_table(columns=[time_column]).num_rows,
     "duckdb": n,
     "duckdb_distinct": distinct,
     "polars": polars_n,
