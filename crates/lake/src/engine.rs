@@ -410,6 +410,23 @@ impl Statements {
         })
     }
 
+    /// Where the `calls` table's records end (µs): the end of the last hour
+    /// it holds a file of; None when it holds none. Calls that began later
+    /// are found from their messages.
+    pub async fn calls_recorded_until(&self) -> Result<Option<i64>, QueryError> {
+        let held = self
+            .lake
+            .sources
+            .listings
+            .calls()
+            .await
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        Ok(held
+            .keys()
+            .next_back()
+            .map(|h| (h + 1) * crate::paths::MICROS_PER_HOUR))
+    }
+
     /// The columns `sql` would answer and how many `$n` parameters it takes,
     /// planned without running it (Flight SQL's prepared statements).
     pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, usize), QueryError> {

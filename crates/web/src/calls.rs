@@ -9,8 +9,14 @@ use chrono::{DateTime, SecondsFormat};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The widest time range a search or a call flow may ask for.
+/// The widest time range a call flow may ask for, and the widest a search
+/// may read from SIP messages (past the call records, see [`Search`]).
 pub const MAX_RANGE_MICROS: i64 = 24 * 3_600_000_000;
+/// The widest time range a search may ask for: call records answer it.
+pub const MAX_SEARCH_RANGE_MICROS: i64 = 366 * MAX_RANGE_MICROS;
+/// How far before the records' end a call found from messages after it may
+/// have begun (a record holds a few hours of its call's messages).
+pub const RECORDED_REACH_MICROS: i64 = 6 * 3_600_000_000;
 /// A call flow looks this far past each end of the range asked, so a call is
 /// not cut off by it.
 pub const FLOW_MARGIN_MICROS: i64 = 5 * 60_000_000;
@@ -21,8 +27,7 @@ pub const MAX_LIMIT: usize = 1000;
 pub const MAX_LEGS: usize = 32;
 /// Messages of each kind a call flow returns at most.
 pub const MAX_FLOW_ROWS: usize = 5000;
-/// The suffix some B2BUAs (Kamailio's, FreeSWITCH's) add to the A leg's Call-ID.
-pub const B2B_SUFFIX: &str = "_b2b-1";
+pub use lake::calls::build::B2B_SUFFIX;
 
 /// A time range, microseconds since the epoch, `to` excluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,15 @@ fn parse_time(name: &str, v: &str) -> Result<i64, String> {
 
 /// The range `from`..`to`: both required, `from` before `to`, at most a day.
 pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String> {
+    parse_range_within(from, to, MAX_RANGE_MICROS)
+}
+
+/// The range `from`..`to`: both required, `from` before `to`, at most `max` µs.
+pub fn parse_range_within(
+    from: Option<&str>,
+    to: Option<&str>,
+    max: i64,
+) -> Result<TimeRange, String> {
     let (Some(from), Some(to)) = (from, to) else {
         return Err("give the time range as from= and to= (RFC 3339, e.g. \
                     2026-11-29T10:00:00Z, or epoch milliseconds)"
@@ -79,10 +93,11 @@ pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, St
     if r.to <= r.from {
         return Err("to must be later than from".into());
     }
-    if r.to - r.from > MAX_RANGE_MICROS {
+    if r.to - r.from > max {
         return Err(format!(
-            "the range is {:.1} hours; at most 24: narrow from= and to=",
-            (r.to - r.from) as f64 / 3.6e9
+            "the range is {:.1} hours; at most {}: narrow from= and to=",
+            (r.to - r.from) as f64 / 3.6e9,
+            max / 3_600_000_000
         ));
     }
     Ok(r)
@@ -157,6 +172,9 @@ pub struct Search {
     /// Conditions on a message that make its call a hit, and their values.
     hit: Vec<String>,
     hit_params: Statement,
+    /// The same conditions on a call record (`calls`), and their values.
+    record_hit: Vec<String>,
+    record_params: Statement,
 }
 
 /// Messages the first step reads per call asked for: calls whose latest
@@ -165,7 +183,8 @@ const ROWS_PER_CALL: usize = 64;
 
 impl Search {
     pub fn parse(p: &SearchParams) -> Result<Self, String> {
-        let range = parse_range(p.from.as_deref(), p.to.as_deref())?;
+        let range =
+            parse_range_within(p.from.as_deref(), p.to.as_deref(), MAX_SEARCH_RANGE_MICROS)?;
         let limit = match p.limit.as_deref() {
             None | Some("") => DEFAULT_LIMIT,
             Some(l) => match l.parse::<usize>() {
@@ -182,13 +201,21 @@ impl Search {
         };
         let mut hit = vec![range.sql(), "call_id IS NOT NULL".to_string()];
         let mut values = Statement::default();
+        // A record holds its call's first INVITE's users and addresses.
+        let mut record_hit = Vec::new();
+        let mut record_values = Statement::default();
         if let Some(c) = given(&p.caller) {
             hit.push(format!("from_user = {}", values.bind(c)));
+            record_hit.push(format!("caller = {}", record_values.bind(c)));
         }
         if let Some(c) = given(&p.callee) {
             hit.push(format!(
                 "(to_user = {0} OR ruri_user = {0})",
                 values.bind(c)
+            ));
+            record_hit.push(format!(
+                "(callee = {0} OR ruri_user = {0})",
+                record_values.bind(c)
             ));
         }
         if let Some(c) = given(&p.call_id) {
@@ -196,13 +223,22 @@ impl Search {
                 "(call_id = {0} OR aleg_id = {0} OR correlation_id = {0})",
                 values.bind(c)
             ));
+            record_hit.push(format!(
+                "(call_id = {0} OR strpos(coalesce(b_legs, ''), {0}) > 0)",
+                record_values.bind(c)
+            ));
         }
         if let Some(ip) = given(&p.ip) {
             hit.push(format!("(src_ip = {0} OR dst_ip = {0})", values.bind(ip)));
+            record_hit.push(format!(
+                "(src_ip = {0} OR dst_ip = {0})",
+                record_values.bind(ip)
+            ));
         }
         if let Some(s) = status {
             // A call whose INVITE got this answer; the summary keeps those whose final answer it is.
             hit.push(format!("status = {s} AND cseq_method = 'INVITE'"));
+            record_hit.push(format!("final_status = {s}"));
         }
         Ok(Self {
             range,
@@ -210,7 +246,63 @@ impl Search {
             status,
             hit,
             hit_params: values,
+            record_hit,
+            record_params: record_values,
         })
+    }
+
+    /// Where calls are found, given where the call records end (`until`,
+    /// µs; None: no records): (the part the records answer, the part the
+    /// messages answer). A call belongs to the part its first INVITE is in.
+    pub fn split(&self, until: Option<i64>) -> (Option<TimeRange>, Option<TimeRange>) {
+        let TimeRange { from, to } = self.range;
+        let until = until.unwrap_or(i64::MIN).clamp(from, to);
+        let part = |from: i64, to: i64| (from < to).then_some(TimeRange { from, to });
+        (part(from, until), part(until, to))
+    }
+
+    /// Which of `calls` (picked from messages after `until`) the records
+    /// before `until` hold already: calls that began before it and went on.
+    pub fn recorded_sql(until: i64, follow: i64, calls: &BTreeSet<String>) -> Statement {
+        let mut st = Statement::default();
+        let ids = st.bind_all(calls);
+        st.sql = format!(
+            "SELECT call_id FROM calls WHERE start_time >= {} AND start_time < {} AND call_id IN ({ids})",
+            ts(until - follow),
+            ts(until)
+        );
+        st
+    }
+
+    /// This search over `range` only.
+    pub fn within(&self, range: TimeRange) -> Self {
+        let mut s = self.clone();
+        s.range = range;
+        s.hit[0] = range.sql();
+        s
+    }
+
+    /// The newest `limit` calls of `range` from the call records, in the
+    /// summary's columns and the records' own: `pdd_ms`, `setup_ms`,
+    /// `talk_ms` (answer to BYE), `ended_by`.
+    pub fn records_sql(&self, range: TimeRange, limit: usize) -> Statement {
+        let mut conditions = vec![format!(
+            "start_time >= {} AND start_time < {}",
+            ts(range.from),
+            ts(range.to)
+        )];
+        conditions.extend(self.record_hit.iter().cloned());
+        Statement {
+            sql: format!(
+                "SELECT call_id, start_time, end_time, \
+                   (CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT)) / 1000 AS duration_ms, \
+                   caller, callee, final_status, src_ip, src_port, dst_ip, dst_port, messages, \
+                   b_legs, pdd_ms, setup_ms, duration_ms AS talk_ms, ended_by \
+                 FROM calls WHERE {} ORDER BY start_time DESC, call_id LIMIT {limit}",
+                conditions.join(" AND ")
+            ),
+            params: self.record_params.params.clone(),
+        }
     }
 
     /// Step 1: the newest matching messages (a top-k the scan prunes by time,
@@ -254,7 +346,7 @@ impl Search {
 
 /// Column `name` of `b` as plain UTF-8 (query results hold text as views);
 /// None when the result has no such column.
-fn text_column(b: &RecordBatch, name: &str) -> Option<arrow::array::ArrayRef> {
+pub(crate) fn text_column(b: &RecordBatch, name: &str) -> Option<arrow::array::ArrayRef> {
     let col = b.column_by_name(name)?;
     Some(arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).expect("text casts to Utf8"))
 }

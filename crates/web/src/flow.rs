@@ -24,26 +24,86 @@ async fn rows(st: &Statements, s: &Statement) -> Result<Rows, QueryError> {
 }
 
 /// `GET /api/v1/calls`: one JSON object per call, newest first, each with
-/// its B legs.
+/// its B legs. Calls that began where the call records end or later are
+/// found from their messages (at most [`calls::MAX_RANGE_MICROS`] of them);
+/// earlier ones from the records, over the whole range.
 pub async fn search(
     st: Statements,
     search: Search,
     limit: ResponseLimit,
 ) -> Result<Vec<u8>, ApiError> {
-    let recent = query(&st, &search.recent_sql()).await?;
-    let picked = calls::pick_calls(&recent.batches, search.limit);
+    let until = st.calls_recorded_until().await?;
+    let (recorded, open) = search.split(until);
+    if let Some(open) = open
+        && open.to - open.from > calls::MAX_RANGE_MICROS
+    {
+        return Err(ApiError::BadRequest(match until {
+            Some(u) => format!(
+                "calls are recorded up to {}; a search reaches at most 24 hours past that: \
+                 narrow from= and to=",
+                calls::ts(u)
+            ),
+            None => {
+                "no call records yet: a search covers at most 24 hours; narrow from= and to=".into()
+            }
+        }));
+    }
     let mut body = Body::new(limit);
     let mut out = JsonArray::default();
-    if !picked.is_empty() {
-        let links = query(&st, &calls::links_sql(search.range, &picked)).await?;
-        let b_legs = calls::b_legs(&links.batches, &picked);
-        let mut summary = rows(&st, &search.summary_sql(&picked)).await?;
-        while let Some(batch) = summary.next().await? {
-            out.write(&mut body, &with_b_legs(&batch, &b_legs)?)?;
+    let mut found = 0;
+    if let Some(open) = open {
+        let search = search.within(open);
+        let recent = query(&st, &search.recent_sql()).await?;
+        let mut picked = calls::pick_calls(&recent.batches, search.limit);
+        if let Some(until) = until.filter(|_| !picked.is_empty()) {
+            let reach = calls::RECORDED_REACH_MICROS;
+            let known = query(&st, &Search::recorded_sql(until, reach, &picked)).await?;
+            for id in calls::texts(&known.batches, &["call_id"]) {
+                picked.remove(&id);
+            }
+        }
+        if !picked.is_empty() {
+            let links = query(&st, &calls::links_sql(search.range, &picked)).await?;
+            let b_legs = calls::b_legs(&links.batches, &picked);
+            let mut summary = rows(&st, &search.summary_sql(&picked)).await?;
+            while let Some(batch) = summary.next().await? {
+                found += batch.num_rows();
+                out.write(&mut body, &with_b_legs(&batch, &b_legs)?)?;
+            }
+        }
+    }
+    if let Some(recorded) = recorded.filter(|_| found < search.limit) {
+        let mut records = rows(&st, &search.records_sql(recorded, search.limit - found)).await?;
+        while let Some(batch) = records.next().await? {
+            out.write(&mut body, &b_legs_as_list(&batch)?)?;
         }
     }
     out.close(&mut body)?;
     Ok(body.into_bytes())
+}
+
+/// Record rows with `b_legs` as a list, as the summary answers it (the
+/// table holds them space-separated).
+fn b_legs_as_list(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    use arrow::array::{Array, AsArray};
+    let text = |name| {
+        calls::text_column(batch, name)
+            .ok_or_else(|| QueryError::Internal(format!("a record without {name}")))
+    };
+    let (ids, legs) = (text("call_id")?, text("b_legs")?);
+    let (ids, legs) = (ids.as_string::<i32>(), legs.as_string::<i32>());
+    let mut b_legs = BTreeMap::new();
+    for row in (0..batch.num_rows()).filter(|&r| ids.is_valid(r) && legs.is_valid(r)) {
+        let split = legs.value(row).split(' ').map(str::to_owned).collect();
+        b_legs.insert(ids.value(row).to_owned(), split);
+    }
+    let without: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| batch.schema().field(i).name() != "b_legs")
+        .collect();
+    let batch = batch
+        .project(&without)
+        .map_err(|e| QueryError::Internal(format!("b_legs: {e}")))?;
+    with_b_legs(&batch, &b_legs)
 }
 
 /// The summary rows with a `b_legs` column: each call's B legs, or null.

@@ -209,7 +209,7 @@ async fn search_answers_one_row_per_call_newest_first() {
 
     for (query, says) in [
         ("".to_string(), "from= and to="),
-        (format!("from=0&to={}", c.t / 1000), "at most 24"),
+        (format!("from=0&to={}", c.t / 1000), "at most 8784"),
         (format!("{range}&limit=many"), "limit"),
         (format!("from=today&to={}", c.t / 1000), "RFC 3339"),
     ] {
@@ -469,4 +469,102 @@ async fn call_views_honour_the_response_limit_and_take_one_query_slot() {
     holder.await.unwrap().unwrap();
     let (s, _, _) = get_bytes(&app, &format!("/api/v1/calls/{id}/pcap?{q}")).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// A search over days: calls before the end of the call records come from
+/// the records (with their delays), later ones from their messages, each
+/// call once even when its messages go on past the records' end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_over_days_reads_call_records_and_recent_messages() {
+    const HOUR: i64 = 3_600_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let (old, recent) = (Call::new(78, 0), Call::new(78, 1));
+    // The old call begins 5 s before its hour ends; its BYE is in the next.
+    let hour = (now - 20 * HOUR).div_euclid(HOUR);
+    let t_old = (hour + 1) * HOUR - 5_000_000;
+    let mut msgs = old.sip_flow(t_old);
+    msgs.extend(recent.sip_flow(now - 600_000_000));
+    let mut buf = WriteBuffer::new(WriterConfig::default());
+    for m in &msgs {
+        buf.append(m);
+    }
+    for f in buf.take_due(std::time::Instant::now(), true) {
+        f.write(&store).await.unwrap();
+    }
+    // A run when the old call's hour has settled and the next has not.
+    let cfg = lake::compact::CompactionConfig {
+        retention: None,
+        ..Default::default()
+    };
+    let at = (hour + cfg.call_follow_hours + 1) * HOUR + 15 * 60_000_000;
+    assert_eq!(lake::calls::last_settled_hour(&cfg.calls(), at), hour);
+    let r = lake::compact::run(&store, &cfg, at, lake::compact::Sweep::Full, None).await;
+    assert!(r.errors.is_empty() && r.call_records == 1, "{r:?}");
+    let engine = Arc::new(QueryEngine::new(store.clone(), QueryLimits::default()).unwrap());
+    let app = router(ApiState {
+        engine,
+        response_limit: ResponseLimit::Unbounded,
+    });
+    let days = |d: i64| {
+        format!(
+            "from={}&to={}",
+            enc(&iso(now - d * 24 * HOUR)),
+            enc(&iso(now + 60_000_000))
+        )
+    };
+    let (s, v) = get(&app, &format!("/api/v1/calls?{}", days(10))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        ids(&v, "call_id"),
+        [recent.call_id.as_str(), old.call_id.as_str()],
+        "newest first, the old call once: {v}"
+    );
+    let rows = v.as_array().unwrap();
+    let o = &rows[1];
+    assert_eq!(
+        (o["pdd_ms"].as_i64(), o["setup_ms"].as_i64()),
+        (Some(40), Some(2_000)),
+        "{o}"
+    );
+    assert_eq!(
+        (o["talk_ms"].as_i64(), o["ended_by"].as_str()),
+        (Some(7_000), Some("caller")),
+        "{o}"
+    );
+    assert_eq!(
+        (o["final_status"].as_i64(), o["messages"].as_i64()),
+        (Some(200), Some(7)),
+        "{o}"
+    );
+    assert_eq!(o["caller"], old.caller.as_str());
+    assert!(
+        rows[0].get("talk_ms").is_none(),
+        "from messages: {}",
+        rows[0]
+    );
+    // A search by caller over the days: the record.
+    let (_, v) = get(
+        &app,
+        &format!("/api/v1/calls?{}&caller={}", days(10), enc(&old.caller)),
+    )
+    .await;
+    assert_eq!(ids(&v, "call_id"), [old.call_id.as_str()]);
+    // A range wholly before the records' end: the records alone answer it.
+    let before = format!(
+        "from={}&to={}",
+        enc(&iso(now - 30 * 24 * HOUR)),
+        enc(&iso(now - 29 * 24 * HOUR))
+    );
+    let (s, v) = get(&app, &format!("/api/v1/calls?{before}")).await;
+    assert_eq!((s, v), (StatusCode::OK, serde_json::json!([])));
+    // Without records, a search reads messages only: at most a day.
+    let fresh = calls().await;
+    let (s, v) = get(&fresh.app, &format!("/api/v1/calls?{}", days(2))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no call records yet"),
+        "{v}"
+    );
 }
