@@ -63,13 +63,12 @@ const form = $("#search");
 const now = new Date();
 form.from.value = localInput(new Date(now.getTime() - 3600000));
 form.to.value = localInput(new Date(now.getTime() + 60000));
-let range = null;
 
 form.addEventListener("submit", async (ev) => {
   ev.preventDefault();
   showError("");
   const q = new URLSearchParams();
-  range = { from: new Date(form.from.value).toISOString(), to: new Date(form.to.value).toISOString() };
+  const range = { from: new Date(form.from.value).toISOString(), to: new Date(form.to.value).toISOString() };
   q.set("from", range.from);
   q.set("to", range.to);
   for (const k of ["caller", "callee", "call_id", "ip", "status", "limit"]) {
@@ -80,13 +79,18 @@ form.addEventListener("submit", async (ev) => {
     const body = $("#results tbody");
     body.replaceChildren(...calls.map((c) => {
       const legs = [c.aleg_id, ...(c.b_legs || [])].filter(Boolean).length;
+      // Call records carry the delays; calls found from messages do not.
+      const secs = (ms) => (ms == null ? "" : `${(ms / 1000).toFixed(1)} s`);
       const row = el("tr", { class: "call", "data-call-id": c.call_id },
         el("td", {}, utc(c.start_time).toISOString().replace("T", " ").slice(0, 23)),
-        el("td", {}, `${(c.duration_ms / 1000).toFixed(1)} s`),
+        el("td", {}, secs(c.duration_ms)), el("td", {}, secs(c.pdd_ms)), el("td", {}, secs(c.setup_ms)),
+        el("td", {}, secs(c.talk_ms)), el("td", {}, c.ended_by ?? ""),
         el("td", {}, c.caller), el("td", {}, c.callee), el("td", {}, c.final_status ?? ""),
         el("td", {}, `${c.src_ip}:${c.src_port}`), el("td", {}, `${c.dst_ip}:${c.dst_port}`),
         el("td", {}, c.messages), el("td", {}, legs ? legs + 1 : 1), el("td", {}, c.call_id));
-      row.addEventListener("click", () => openCall(c.call_id));
+      // The flow of the call's own time, not the search's (which may span days).
+      const own = { from: utc(c.start_time).toISOString(), to: new Date(utc(c.end_time).getTime() + 1000).toISOString() };
+      row.addEventListener("click", () => openCall(c.call_id, own));
       return row;
     }));
     $("#results").hidden = false;
@@ -99,9 +103,9 @@ form.addEventListener("submit", async (ev) => {
 // A call.
 let current = null;
 
-async function openCall(callId) {
+async function openCall(callId, window) {
   showError("");
-  const q = new URLSearchParams(range);
+  const q = new URLSearchParams(window);
   try {
     const flow = await (await api(`/api/v1/calls/${encodeURIComponent(callId)}?${q}`)).json();
     current = { callId, query: q.toString() };
