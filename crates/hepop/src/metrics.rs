@@ -22,6 +22,9 @@ pub struct Metrics {
     pub expired_objects: AtomicU64,
     pub delta_commits: AtomicU64,
     pub delta_conflicts: AtomicU64,
+    /// Hours of call records built, and the records they held.
+    pub call_hours_built: AtomicU64,
+    pub call_records: AtomicU64,
     /// Seconds the Delta tables were behind HEPop's view after the last run.
     pub delta_lag_secs: AtomicU64,
     /// heplify-server's SIP, RTCP and packet series of what was received.
@@ -94,6 +97,16 @@ impl Metrics {
                 "Delta commits another commit overtook (mirrored again)",
                 get(&self.delta_conflicts),
             ),
+            (
+                "call_hours_built",
+                "hours of call records built (calls table)",
+                get(&self.call_hours_built),
+            ),
+            (
+                "call_records_built",
+                "call records the hours built held",
+                get(&self.call_records),
+            ),
         ]);
         rows
     }
@@ -108,6 +121,8 @@ impl Metrics {
         add(&self.expired_objects, r.expired_objects as u64);
         add(&self.delta_commits, r.delta_commits as u64);
         add(&self.delta_conflicts, r.delta_conflicts as u64);
+        add(&self.call_hours_built, r.call_hours_built as u64);
+        add(&self.call_records, r.call_records as u64);
         self.delta_lag_secs
             .store(r.delta_lag_secs, std::sync::atomic::Ordering::Relaxed);
     }

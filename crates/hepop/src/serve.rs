@@ -536,6 +536,7 @@ async fn run_compactor(
             || r.expired_hours > 0
             || r.quarantined > 0
             || r.delta_commits > 0
+            || r.call_hours_built > 0
         {
             tracing::info!(
                 ?sweep,
@@ -552,6 +553,8 @@ async fn run_compactor(
                 delta_files_added = r.delta_files_added,
                 delta_files_removed = r.delta_files_removed,
                 delta_lag_secs = r.delta_lag_secs,
+                call_hours_built = r.call_hours_built,
+                call_records = r.call_records,
                 "compacted"
             );
         }

@@ -175,29 +175,7 @@ impl HepTable {
         projection: Option<Vec<usize>>,
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let n = state.config().target_partitions().max(1).min(files.len());
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n];
-        for (i, mut f) in files.into_iter().enumerate() {
-            let m = &f.object_meta;
-            if let Some(s) = self.sources.stats.get(&m.location, m.size) {
-                f = f.with_statistics(s);
-            }
-            groups[i % n].push(f);
-        }
-        let options = state.default_table_options().parquet;
-        let hint = options.global.metadata_size_hint;
-        let mut source = ParquetSource::new(TableSchema::from(self.schema.clone()))
-            .with_table_parquet_options(options)
-            .with_parquet_file_reader_factory(self.sources.readers.clone());
-        if let Some(h) = hint {
-            source = source.with_metadata_size_hint(h);
-        }
-        let config = FileScanConfigBuilder::new(self.sources.url.clone(), Arc::new(source))
-            .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
-            .with_projection_indices(projection)?
-            .with_limit(limit)
-            .build();
-        Ok(DataSourceExec::from_data_source(config))
+        parquet_scan(&self.sources, &self.schema, state, files, projection, limit)
     }
 }
 
@@ -378,6 +356,41 @@ fn access_plan(row_groups: usize, groups: impl IntoIterator<Item = usize>) -> Pa
         plan.scan(g);
     }
     plan
+}
+
+/// One Parquet scan of `files` of a table of `schema`, spread over the
+/// session's partitions, through the engine's readers and statistics.
+pub(crate) fn parquet_scan(
+    sources: &TableSources,
+    schema: &SchemaRef,
+    state: &dyn Session,
+    files: Vec<PartitionedFile>,
+    projection: Option<Vec<usize>>,
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let n = state.config().target_partitions().max(1).min(files.len());
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n];
+    for (i, mut f) in files.into_iter().enumerate() {
+        let m = &f.object_meta;
+        if let Some(s) = sources.stats.get(&m.location, m.size) {
+            f = f.with_statistics(s);
+        }
+        groups[i % n].push(f);
+    }
+    let options = state.default_table_options().parquet;
+    let hint = options.global.metadata_size_hint;
+    let mut source = ParquetSource::new(TableSchema::from(schema.clone()))
+        .with_table_parquet_options(options)
+        .with_parquet_file_reader_factory(sources.readers.clone());
+    if let Some(h) = hint {
+        source = source.with_metadata_size_hint(h);
+    }
+    let config = FileScanConfigBuilder::new(sources.url.clone(), Arc::new(source))
+        .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
+        .with_projection_indices(projection)?
+        .with_limit(limit)
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
 }
 
 /// Those of `candidates` (row groups of `md`) that may hold a row every

@@ -91,3 +91,47 @@ fn serve_publishes_to_delta_and_counts_its_commits() {
     }
     assert_eq!(srv.metric("delta_conflicts"), 0);
 }
+
+/// `hepop serve` builds the call records of the hours that settled: calls
+/// captured five hours ago, in the lake when it starts, are one row each in
+/// `calls`, with the delays they were made with, for its engine and for the
+/// outside readers.
+#[test]
+fn serve_builds_the_call_records_of_settled_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = chrono_now() - 5 * 3_600_000_000;
+    let msgs: Vec<hep::HepMessage> = (0..20)
+        .flat_map(|i| hep::sample::Call::new(31, i).sip_flow(t + i as i64 * 1_000_000))
+        .collect();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
+        let mut buf = lake::writer::WriteBuffer::new(Default::default());
+        for m in &msgs {
+            buf.append(m);
+        }
+        for f in buf.take_due(Instant::now(), true) {
+            f.write(&store).await.unwrap();
+        }
+    });
+    let lake = dir.path().to_owned();
+    let args = [
+        "--host",
+        "127.0.0.1",
+        "--compact-every-secs",
+        "1",
+        "--stats-every-secs",
+        "0",
+    ];
+    let srv = Server::spawn(serve_command(dir.path(), &args), dir);
+    srv.wait_metric_at_least("call_records_built", 20);
+    assert_eq!(srv.count("SELECT count(*) AS n FROM calls"), 20);
+    let exact = "SELECT count(*) AS n FROM calls \
+                 WHERE pdd_ms = 40 AND setup_ms = 2000 AND duration_ms = 7000 AND messages = 7";
+    assert_eq!(srv.count(exact), 20);
+    let got = read_delta(lake.to_str().unwrap(), "calls", None);
+    assert_eq!(
+        (got["deltalake"].as_i64(), got["duckdb_distinct"].as_i64()),
+        (Some(20), Some(20)),
+        "{got}"
+    );
+}

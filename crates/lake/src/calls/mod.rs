@@ -156,17 +156,20 @@ impl CallsTable {
             .collect())
     }
 
-    /// Whether hour `hour` was ever built (its transaction is set).
-    pub async fn built(&self, hour: i64) -> Result<bool> {
+    /// The version of hour `hour`'s transaction: how many times it was built.
+    async fn builds(&self, hour: i64) -> Result<Option<i64>> {
         let log_store = self.table.log_store();
-        Ok(self
-            .table
+        self.table
             .snapshot()
             .map_err(delta_error)?
             .transaction_version(log_store.as_ref(), app_id(hour))
             .await
-            .map_err(delta_error)?
-            .is_some())
+            .map_err(delta_error)
+    }
+
+    /// Whether hour `hour` was ever built (its transaction is set).
+    pub async fn built(&self, hour: i64) -> Result<bool> {
+        Ok(self.builds(hour).await?.is_some())
     }
 
     async fn reload(&mut self) -> Result<()> {
@@ -184,15 +187,7 @@ impl CallsTable {
         now_micros: i64,
     ) -> Result<Vec<Action>> {
         let now_ms = now_micros / 1000;
-        let log_store = self.table.log_store();
-        let version = self
-            .table
-            .snapshot()
-            .map_err(delta_error)?
-            .transaction_version(log_store.as_ref(), app_id(hour))
-            .await
-            .map_err(delta_error)?
-            .unwrap_or(0);
+        let version = self.builds(hour).await?.unwrap_or(0);
         let mut actions = Vec::new();
         if let Some((meta, stats)) = add {
             actions.push(Action::Add(Add {

@@ -11,9 +11,6 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -107,20 +104,13 @@ impl TableProvider for CallRecords {
         if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        let n = state.config().target_partitions().max(1).min(files.len());
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n];
-        for (i, f) in files.into_iter().enumerate() {
-            groups[i % n].push(f);
-        }
-        let options = state.default_table_options().parquet;
-        let source = ParquetSource::new(TableSchema::from(self.schema.clone()))
-            .with_table_parquet_options(options)
-            .with_parquet_file_reader_factory(self.sources.readers.clone());
-        let config = FileScanConfigBuilder::new(self.sources.url.clone(), Arc::new(source))
-            .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        Ok(DataSourceExec::from_data_source(config))
+        crate::table::parquet_scan(
+            &self.sources,
+            &self.schema,
+            state,
+            files,
+            projection.cloned(),
+            limit,
+        )
     }
 }

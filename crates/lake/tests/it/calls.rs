@@ -1,10 +1,9 @@
 //! Call records: one row per call, exactly once, whatever the order
 //! messages arrive in, their duplicates, recompaction and crashes.
 use crate::compaction::{instrumented, no_retention};
-use crate::support::{Instrumented, micros, write as write_server};
+use crate::support::{Instrumented, micros, sip, write as write_server};
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,26 +106,11 @@ fn packet(g: &Gen) -> HepMessage {
         "{first}\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{call}\r\nFrom: {from}\r\nTo: {to}\r\n\
          Call-ID: {id}\r\nCSeq: {cseq}\r\n{xcid}User-Agent: model-ua\r\nContent-Length: 0\r\n\r\n"
     );
-    HepMessage {
-        version: 3,
-        ip_family: 2,
-        protocol: 17,
-        src_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
-        dst_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
-        src_port: 5060,
-        dst_port: 5060,
-        time_sec: (g.time / S) as u32,
-        time_usec: (g.time % S) as u32,
-        proto_type: 1,
-        capture_id: 2001,
-        capture_pass: None,
-        payload: payload.into_bytes(),
-        correlation_id: None,
-        vlan: None,
-        node_name: None,
-        keep_alive: None,
-        original_time_micros: None,
-    }
+    // The packet of the lake tests' generator, with this message's SIP.
+    let mut m = sip(call, 0, g.time);
+    m.payload = payload.into_bytes();
+    (m.capture_pass, m.correlation_id, m.node_name) = (None, None, None);
+    m
 }
 
 /// Every message of call `call` of `spec`, the model's first hour at `base`.
