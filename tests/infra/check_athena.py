@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""What Athena reads, in the expanded template: each HEP table is a Glue table
+"""What Athena reads, in the expanded template: each HEP table, and the call
+records, is a Glue table
 of type DELTA at the root of its Delta table in the lake (no partition
 projection, no columns: Athena takes the schema and the files from the Delta
 log, so it counts each row once), queried through a workgroup pinned to
@@ -12,7 +13,12 @@ import sys
 
 import checklib
 
-TABLES = {"GlueTableSip": "hep_1", "GlueTableRtcp": "hep_5", "GlueTableLog": "hep_100"}
+TABLES = {
+    "GlueTableSip": "hep_1",
+    "GlueTableRtcp": "hep_5",
+    "GlueTableLog": "hep_100",
+    "GlueTableCalls": "calls",
+}
 # lake::compact::CompactionConfig::young_after, and the lag the README promises.
 YOUNG_AFTER_MIN, LAG_MIN = 2, 15
 
