@@ -98,7 +98,7 @@ impl Metrics {
                 get(&self.delta_conflicts),
             ),
             (
-                "call_hours_built",
+                "call_record_builds",
                 "hours of call records built (calls table)",
                 get(&self.call_hours_built),
             ),
