@@ -560,9 +560,14 @@ pub(crate) async fn commit_actions(table: &mut DeltaTable, actions: Vec<Action>)
 
 /// The add action of a data file of partition `p`, with its statistics ([`stats`]).
 pub fn add(p: Partition, f: &ObjectMeta, stats: String, data_change: bool) -> Action {
+    add_to_hour(p.hour, f, stats, data_change)
+}
+
+/// The add action of data file `f` of hour `hour` of any table of the lake.
+pub fn add_to_hour(hour: i64, f: &ObjectMeta, stats: String, data_change: bool) -> Action {
     Action::Add(Add {
-        path: relative_path(p, file_name(f)),
-        partition_values: partition_values(p.hour),
+        path: hour_path(hour, file_name(f)),
+        partition_values: partition_values(hour),
         size: f.size as i64,
         modification_time: f.last_modified.timestamp_millis(),
         data_change,
@@ -573,12 +578,17 @@ pub fn add(p: Partition, f: &ObjectMeta, stats: String, data_change: bool) -> Ac
 
 /// The remove action of file `name` of partition `p`, removed at `now_ms`.
 pub fn remove(p: Partition, name: &str, now_ms: i64, data_change: bool) -> Action {
+    remove_from_hour(p.hour, name, now_ms, data_change)
+}
+
+/// The remove action of file `name` of hour `hour` of any table, removed at `now_ms`.
+pub fn remove_from_hour(hour: i64, name: &str, now_ms: i64, data_change: bool) -> Action {
     Action::Remove(Remove {
-        path: relative_path(p, name),
+        path: hour_path(hour, name),
         data_change,
         deletion_timestamp: Some(now_ms),
         extended_file_metadata: Some(false),
-        partition_values: Some(partition_values(p.hour)),
+        partition_values: Some(partition_values(hour)),
         ..Default::default()
     })
 }

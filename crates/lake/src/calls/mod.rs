@@ -30,7 +30,7 @@ use std::hash::Hasher;
 use std::sync::Arc;
 
 use deltalake_core::DeltaTable;
-use deltalake_core::kernel::{Action, Add, Remove, Transaction};
+use deltalake_core::kernel::{Action, Transaction};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
@@ -40,10 +40,10 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::catalog::{PartitionListing, file_name, list_partition_in};
+use crate::catalog::{PartitionListing, list_partition_in};
 use crate::delta::{
-    columns_of, commit_actions, create_table, delta_error, hour_path, load_table, partition_values,
-    time_stats_of,
+    add_to_hour, columns_of, commit_actions, create_table, delta_error, load_table,
+    remove_from_hour, time_stats_of,
 };
 use crate::parquet_io::{PAGE_ROWS, StoreReader};
 use crate::paths::{
@@ -95,6 +95,11 @@ pub struct CallsTable {
     table: DeltaTable,
 }
 
+/// The records file at `path`, relative to the table's root as Delta names it.
+fn records_file(path: &str) -> Option<RecordsFile> {
+    RecordsFile::parse(&Path::from(format!("{CALLS_TABLE}/{path}")))
+}
+
 fn app_id(hour: i64) -> String {
     format!("hepop-calls:{}/{}", date_dir(hour), hour_dir(hour))
 }
@@ -127,8 +132,7 @@ impl CallsTable {
             .log_data()
             .iter()
         {
-            let path = Path::from(format!("{CALLS_TABLE}/{}", f.path()));
-            if let Some(r) = RecordsFile::parse(&path) {
+            if let Some(r) = records_file(&f.path()) {
                 out.entry(r.hour).or_default().push((r, f.size() as u64));
             }
         }
@@ -149,10 +153,7 @@ impl CallsTable {
             .map_err(delta_error)?;
         Ok(tombstones
             .into_iter()
-            .filter_map(|(p, ms)| {
-                let r = RecordsFile::parse(&Path::from(format!("{CALLS_TABLE}/{p}")))?;
-                Some((r, ms.map(|ms| ms * 1000)))
-            })
+            .filter_map(|(p, ms)| Some((records_file(&p)?, ms.map(|ms| ms * 1000))))
             .collect())
     }
 
@@ -188,28 +189,15 @@ impl CallsTable {
     ) -> Result<Vec<Action>> {
         let now_ms = now_micros / 1000;
         let version = self.builds(hour).await?.unwrap_or(0);
-        let mut actions = Vec::new();
-        if let Some((meta, stats)) = add {
-            actions.push(Action::Add(Add {
-                path: hour_path(hour, file_name(meta)),
-                partition_values: partition_values(hour),
-                size: meta.size as i64,
-                modification_time: now_ms,
-                data_change: true,
-                stats: Some(stats),
-                ..Default::default()
-            }));
-        }
-        for r in remove {
-            actions.push(Action::Remove(Remove {
-                path: hour_path(hour, &r.name()),
-                data_change: true,
-                deletion_timestamp: Some(now_ms),
-                extended_file_metadata: Some(false),
-                partition_values: Some(partition_values(hour)),
-                ..Default::default()
-            }));
-        }
+        let mut actions: Vec<Action> = add
+            .map(|(meta, stats)| add_to_hour(hour, meta, stats, true))
+            .into_iter()
+            .collect();
+        actions.extend(
+            remove
+                .iter()
+                .map(|r| remove_from_hour(hour, &r.name(), now_ms, true)),
+        );
         actions.push(Action::Txn(Transaction::new_with_last_update(
             app_id(hour),
             version + 1,
