@@ -92,6 +92,14 @@ async fn times_outside_the_window_are_stored_at_the_records_arrival() {
     );
 }
 
+/// A recent arrival time half an hour from any hour's edge, so that a call
+/// captured around it stays in one hour whenever the test runs.
+fn mid_hour_arrival() -> i64 {
+    const HOUR: i64 = 3_600_000_000;
+    let now = chrono::Utc::now().timestamp_micros();
+    now - now.rem_euclid(HOUR) - HOUR / 2
+}
+
 /// `n` records of shard 3 from sequence number `first` on (sparse), each
 /// holding one call's SIP flow, arrived now.
 fn records(first: usize, n: usize, arrival: i64) -> Vec<KinesisEventRecord> {
@@ -157,7 +165,7 @@ async fn calls_seen(
 async fn one_file_per_batch_and_retries_in_any_shape_store_each_row_once() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let cfg = IngestConfig::default();
-    let arrival = chrono::Utc::now().timestamp_micros();
+    let arrival = mid_hour_arrival();
     let p = Partition::for_micros(1, arrival - 1_000_000);
     let all = records(0, 12, arrival);
     let per_call = {
@@ -214,7 +222,7 @@ async fn rows_seen(store: &Arc<dyn ObjectStore>, hep_type: u8, at: i64) -> Vec<i
 async fn a_quiet_batch_of_three_tables_is_one_object_and_retries_keep_each_row_once() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let cfg = IngestConfig::default();
-    let arrival = chrono::Utc::now().timestamp_micros();
+    let arrival = mid_hour_arrival();
     let start = arrival - 30_000_000;
     // Four records, each a whole call: SIP, RTCP reports and a log line.
     let all: Vec<KinesisEventRecord> = (0..4u64)
@@ -284,7 +292,7 @@ async fn metered(
 
 #[tokio::test]
 async fn the_function_prints_heplify_series_as_embedded_metrics_of_what_it_stored() {
-    let arrival = chrono::Utc::now().timestamp_micros();
+    let arrival = mid_hour_arrival();
     let four_calls = batch(&records(0, 4, arrival));
     let invites = "heplify_method_response{node_id=2001,response=INVITE,method=INVITE}";
     let sip = "heplify_packets_total{type=sip}";
