@@ -34,6 +34,12 @@ pub struct SipFields<'a> {
     /// and its connection address (the session's when it has none).
     pub sdp_media_ip: Option<Cow<'a, str>>,
     pub sdp_media_port: Option<u16>,
+    /// The hosts of the From and To URIs.
+    pub from_domain: Option<Cow<'a, str>>,
+    pub to_domain: Option<Cow<'a, str>>,
+    /// The first Reason header's value (RFC 3326), as a BYE, a CANCEL or a
+    /// final response carries it: `Q.850;cause=16;text="Normal call clearing"`.
+    pub reason: Option<Cow<'a, str>>,
 }
 
 /// The headers that carry the A leg's Call-ID, first preferred, as
@@ -92,6 +98,7 @@ enum Header {
     Via,
     Contact,
     ContentType,
+    Reason,
     /// The A-leg header at this index of the configured list.
     Aleg(usize),
 }
@@ -116,6 +123,8 @@ fn classify(name: &[u8], aleg_headers: &[impl AsRef<str>]) -> Option<Header> {
         Some(Header::Contact)
     } else if eq("content-type") || eq("c") {
         Some(Header::ContentType)
+    } else if eq("reason") {
+        Some(Header::Reason)
     } else {
         None
     }
@@ -166,6 +175,9 @@ impl SipFields<'_> {
             &mut self.content_type,
             &mut self.aleg_id,
             &mut self.sdp_media_ip,
+            &mut self.from_domain,
+            &mut self.to_domain,
+            &mut self.reason,
         ] {
             bounded(f);
         }
@@ -185,6 +197,8 @@ fn extract_unbounded<'a>(payload: &'a [u8], aleg_headers: &[impl AsRef<str>]) ->
     let mut seen = Seen {
         aleg_rank: usize::MAX,
         via: false,
+        from: false,
+        to: false,
     };
     let mut lines = split_lines(payload);
     let Some(first) = lines.next() else {
@@ -343,6 +357,9 @@ struct Seen {
     aleg_rank: usize,
     /// The top Via was read (with or without a branch).
     via: bool,
+    /// The From and To headers were read: a repeated one is ignored.
+    from: bool,
+    to: bool,
 }
 
 fn apply<'a>(out: &mut SipFields<'a>, seen: &mut Seen, h: Option<Header>, value: Cow<'a, [u8]>) {
@@ -380,15 +397,22 @@ fn apply<'a>(out: &mut SipFields<'a>, seen: &mut Seen, h: Option<Header>, value:
                 .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok());
             out.cseq_method = parts.next().map(|m| owned_or_borrowed(&value, m));
         }
-        Header::From if out.from_user.is_none() && out.from_tag.is_none() => {
-            let (user, tag) = name_addr_user_tag(v);
-            out.from_user = user.map(|u| owned_or_borrowed(&value, u));
-            out.from_tag = tag.map(|t| owned_or_borrowed(&value, t));
+        Header::From if !seen.from => {
+            seen.from = true;
+            let a = name_addr(v);
+            out.from_user = a.user.map(|u| owned_or_borrowed(&value, u));
+            out.from_domain = a.domain.map(|d| owned_or_borrowed(&value, d));
+            out.from_tag = a.tag.map(|t| owned_or_borrowed(&value, t));
         }
-        Header::To if out.to_user.is_none() && out.to_tag.is_none() => {
-            let (user, tag) = name_addr_user_tag(v);
-            out.to_user = user.map(|u| owned_or_borrowed(&value, u));
-            out.to_tag = tag.map(|t| owned_or_borrowed(&value, t));
+        Header::To if !seen.to => {
+            seen.to = true;
+            let a = name_addr(v);
+            out.to_user = a.user.map(|u| owned_or_borrowed(&value, u));
+            out.to_domain = a.domain.map(|d| owned_or_borrowed(&value, d));
+            out.to_tag = a.tag.map(|t| owned_or_borrowed(&value, t));
+        }
+        Header::Reason if out.reason.is_none() && !v.is_empty() => {
+            out.reason = Some(owned_or_borrowed(&value, v))
         }
         _ => {}
     }
@@ -433,9 +457,16 @@ fn uri_user_domain(uri: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
     (user, Some(host).filter(|h| !h.is_empty()))
 }
 
-/// User of the URI and the `tag` parameter of a From/To value, in either
+/// What a From or To value names.
+struct NameAddr<'a> {
+    user: Option<&'a [u8]>,
+    domain: Option<&'a [u8]>,
+    tag: Option<&'a [u8]>,
+}
+
+/// User and host of the URI and the `tag` parameter of a From/To value, in either
 /// name-addr (`"Bob" <sip:bob@x>;tag=1`) or addr-spec (`sip:bob@x;tag=1`) form.
-fn name_addr_user_tag(v: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
+fn name_addr(v: &[u8]) -> NameAddr<'_> {
     // Skip a quoted display name, which may itself contain '<' or ';'.
     let mut i = 0;
     if v.first() == Some(&b'"') {
@@ -463,7 +494,7 @@ fn name_addr_user_tag(v: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
             (&v[i..semi], &v[semi..])
         }
     };
-    let (user, _) = uri_user_domain(trim(uri));
+    let (user, domain) = uri_user_domain(trim(uri));
     let tag = params
         .split(|&b| b == b';')
         .map(trim)
@@ -474,7 +505,7 @@ fn name_addr_user_tag(v: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
                 .then(|| trim(&p[eq + 1..]))
         })
         .filter(|t| !t.is_empty());
-    (user, tag)
+    NameAddr { user, domain, tag }
 }
 
 #[cfg(test)]
@@ -567,6 +598,31 @@ c=IN IP4 192.0.2.30\r\n";
         assert_eq!(s(&f.aleg_id), Some("a-leg-1@pbx"));
         let none: &[&str] = &[];
         assert_eq!(extract_with(B_LEG_INVITE.as_bytes(), none).aleg_id, None);
+    }
+
+    #[test]
+    fn domains_of_from_and_to_and_the_reason_a_call_ended() {
+        let f = extract(B_LEG_INVITE.as_bytes());
+        assert_eq!(
+            (s(&f.from_domain), s(&f.to_domain)),
+            (Some("a.example"), Some("b.example"))
+        );
+        assert_eq!(f.reason, None);
+        let bye = "BYE sip:alice@10.0.0.1 SIP/2.0\r\n\
+From: \"Bob\" <sips:bob@[2001:db8::2]:5061>;tag=b\r\n\
+t: tel:+15551234;tag=a\r\n\
+From: <sip:second@ignored.example>\r\n\
+REASON: Q.850;cause=16;text=\"Normal call clearing\"\r\n\
+Reason: SIP;cause=200\r\n\r\n";
+        let f = extract(bye.as_bytes());
+        assert_eq!(s(&f.from_domain), Some("[2001:db8::2]"));
+        assert_eq!(s(&f.from_user), Some("bob"), "the first From wins");
+        assert_eq!((s(&f.to_user), s(&f.to_domain)), (Some("+15551234"), None));
+        assert_eq!(
+            s(&f.reason),
+            Some("Q.850;cause=16;text=\"Normal call clearing\""),
+            "the first Reason, any case"
+        );
     }
 
     #[test]

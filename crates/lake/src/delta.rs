@@ -303,26 +303,7 @@ impl PublicTable {
     }
 
     async fn evolve(&mut self) -> Result<()> {
-        let have: HashSet<String> = self
-            .state()?
-            .schema()
-            .fields()
-            .map(|f| f.name().clone())
-            .collect();
-        let missing: Vec<StructField> = columns(self.hep_type)?
-            .into_iter()
-            .filter(|f| !have.contains(f.name()))
-            .map(|f| StructField::new(f.name(), f.data_type().clone(), true))
-            .collect();
-        if !missing.is_empty() {
-            self.table = self
-                .table
-                .clone()
-                .add_columns()
-                .with_fields(missing)
-                .await
-                .map_err(delta_error)?;
-        }
+        self.table = add_missing_columns(self.table.clone(), columns(self.hep_type)?).await?;
         Ok(())
     }
 
@@ -503,6 +484,34 @@ pub(crate) async fn load_table(
         Err(DeltaTableError::NotATable(_)) => Ok(None),
         Err(e) => Err(delta_error(e)),
     }
+}
+
+/// `table` with the columns of `columns` it lacks added (as nullable, at the
+/// end): files written before read them as null.
+pub(crate) async fn add_missing_columns(
+    table: DeltaTable,
+    columns: Vec<StructField>,
+) -> Result<DeltaTable> {
+    let have: HashSet<String> = table
+        .snapshot()
+        .map_err(delta_error)?
+        .schema()
+        .fields()
+        .map(|f| f.name().clone())
+        .collect();
+    let missing: Vec<StructField> = columns
+        .into_iter()
+        .filter(|f| !have.contains(f.name()))
+        .map(|f| StructField::new(f.name(), f.data_type().clone(), true))
+        .collect();
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    table
+        .add_columns()
+        .with_fields(missing)
+        .await
+        .map_err(delta_error)
 }
 
 /// Creates the Delta table at `root`, partitioned by `date` and `hour`, with

@@ -82,6 +82,9 @@ struct SipBuilders {
     content_type: StringBuilder,
     sdp_media_ip: StringBuilder,
     sdp_media_port: Int32Builder,
+    from_domain: StringBuilder,
+    to_domain: StringBuilder,
+    reason: StringBuilder,
 }
 
 impl SipBuilders {
@@ -105,10 +108,13 @@ impl SipBuilders {
         self.sdp_media_ip.append_option(f.sdp_media_ip.as_deref());
         self.sdp_media_port
             .append_option(f.sdp_media_port.map(i32::from));
+        self.from_domain.append_option(f.from_domain.as_deref());
+        self.to_domain.append_option(f.to_domain.as_deref());
+        self.reason.append_option(f.reason.as_deref());
     }
 
     /// The columns added later, which go after `original_time`.
-    fn finish_added(&mut self) -> [ArrayRef; 6] {
+    fn finish_added(&mut self) -> [ArrayRef; 9] {
         [
             Arc::new(self.aleg_id.finish()),
             Arc::new(self.via_branch.finish()),
@@ -116,6 +122,9 @@ impl SipBuilders {
             Arc::new(self.content_type.finish()),
             Arc::new(self.sdp_media_ip.finish()),
             Arc::new(self.sdp_media_port.finish()),
+            Arc::new(self.from_domain.finish()),
+            Arc::new(self.to_domain.finish()),
+            Arc::new(self.reason.finish()),
         ]
     }
 

@@ -10,6 +10,8 @@ use crate::{LakeError, Result};
 
 /// HEP type carrying SIP: its table gets the extracted SIP columns too.
 pub const SIP_TYPE: u8 = 1;
+/// HEP type of RTCP reports (heplify sends them as JSON).
+pub const RTCP_TYPE: u8 = 5;
 
 /// Name of the table for a HEP payload type.
 pub fn table_name(hep_type: u8) -> String {
@@ -77,14 +79,18 @@ pub const SIP_COLUMNS: [(&str, DataType); 12] = [
 
 /// SIP columns added after the first release, after `original_time`: what
 /// ties a call's legs together (`aleg_id`: the A leg's Call-ID a B2BUA copies
-/// into the B leg) and what a call flow shows.
-pub const ADDED_SIP_COLUMNS: [(&str, DataType); 6] = [
+/// into the B leg), what a call flow shows, and what a call record names
+/// (the From and To domains, the Reason header). New ones go last.
+pub const ADDED_SIP_COLUMNS: [(&str, DataType); 9] = [
     ("aleg_id", DataType::Utf8),
     ("via_branch", DataType::Utf8),
     ("contact", DataType::Utf8),
     ("content_type", DataType::Utf8),
     ("sdp_media_ip", DataType::Utf8),
     ("sdp_media_port", DataType::Int32),
+    ("from_domain", DataType::Utf8),
+    ("to_domain", DataType::Utf8),
+    ("reason", DataType::Utf8),
 ];
 
 /// Columns given Parquet bloom filters: the ones calls are looked up by.
@@ -295,6 +301,20 @@ pub fn calls_schema() -> SchemaRef {
             text("dst_ip"),
             Field::new("dst_port", DataType::Int32, true),
             Field::new("messages", DataType::Int64, false),
+            // Added after the first builds (BUILD_VERSION 2): go last.
+            // The Reason header of what ended the call (failure, BYE or CANCEL).
+            text("reason"),
+            text("from_domain"),
+            text("to_domain"),
+            // The hours holding the call's SIP messages: `2026-12-01T10`, space-separated.
+            text("hours"),
+            int("rtcp_reports"),
+            // Media quality per direction, as the receiving side's RTCP
+            // reports tell it: the most packets lost, the worst jitter.
+            int("caller_to_callee_lost"),
+            int("caller_to_callee_jitter_max"),
+            int("callee_to_caller_lost"),
+            int("callee_to_caller_jitter_max"),
         ]))
     });
     CALLS.clone()

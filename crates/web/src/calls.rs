@@ -297,7 +297,9 @@ impl Search {
                 "SELECT call_id, start_time, end_time, \
                    (CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT)) / 1000 AS duration_ms, \
                    caller, callee, final_status, src_ip, src_port, dst_ip, dst_port, messages, \
-                   b_legs, pdd_ms, setup_ms, duration_ms AS talk_ms, ended_by \
+                   b_legs, pdd_ms, setup_ms, duration_ms AS talk_ms, ended_by, reason, \
+                   from_domain, to_domain, hours, rtcp_reports, caller_to_callee_lost, \
+                   caller_to_callee_jitter_max, callee_to_caller_lost, callee_to_caller_jitter_max \
                  FROM calls WHERE {} ORDER BY start_time DESC, call_id LIMIT {limit}",
                 conditions.join(" AND ")
             ),

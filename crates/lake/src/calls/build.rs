@@ -9,7 +9,7 @@
 //! Every value a record holds is a minimum, a maximum or a sum over the
 //! call's messages, so the result does not depend on the order rows are
 //! read in, on how they are split into files, or on a recompaction.
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -29,7 +29,7 @@ pub const B2B_SUFFIX: &str = "_b2b-1";
 
 /// The `hep_1` columns a record is built from (no payload: the builder
 /// reads a fraction of the table's bytes).
-pub const SOURCE_COLUMNS: [&str; 18] = [
+pub const SOURCE_COLUMNS: [&str; 22] = [
     TIME,
     "call_id",
     "aleg_id",
@@ -38,8 +38,10 @@ pub const SOURCE_COLUMNS: [&str; 18] = [
     "status",
     "cseq_method",
     "from_user",
+    "from_domain",
     "from_tag",
     "to_user",
+    "to_domain",
     "to_tag",
     "ruri_user",
     "ruri_domain",
@@ -48,7 +50,13 @@ pub const SOURCE_COLUMNS: [&str; 18] = [
     "src_port",
     "dst_ip",
     "dst_port",
+    "sdp_media_ip",
+    "reason",
 ];
+
+/// The RTCP (`hep_5`) columns a record's media quality is built from: the
+/// reports are heplify's JSON, correlated to the call by its Call-ID.
+pub const RTCP_COLUMNS: [&str; 3] = ["correlation_id", "src_ip", "payload"];
 
 /// A leg's first initial INVITE: who called whom, from where. Ordered by
 /// time first, so the earliest wins and equal times are settled by content.
@@ -56,7 +64,9 @@ pub const SOURCE_COLUMNS: [&str; 18] = [
 struct Invite {
     time: i64,
     from_user: Option<String>,
+    from_domain: Option<String>,
     to_user: Option<String>,
+    to_domain: Option<String>,
     ruri_user: Option<String>,
     ruri_domain: Option<String>,
     user_agent: Option<String>,
@@ -65,6 +75,22 @@ struct Invite {
     src_port: i32,
     dst_ip: Option<String>,
     dst_port: i32,
+    /// The caller's media address, from the SDP offer.
+    media_ip: Option<String>,
+}
+
+/// A message that ends a call or answers it: when, and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    time: i64,
+    /// The response's status (0 for a request).
+    status: i32,
+    /// The request's From tag: whose side sent it.
+    from_tag: Option<String>,
+    /// The Reason header.
+    reason: Option<String>,
+    /// The SDP's media address (an answer's: the callee's).
+    media_ip: Option<String>,
 }
 
 /// What one Call-ID's messages say, folded as they are read.
@@ -75,15 +101,19 @@ pub struct Leg {
     first: i64,
     last: i64,
     messages: i64,
+    /// The hours holding its messages, ascending.
+    hours: Vec<i64>,
     invite: Option<Invite>,
     /// The first provisional 18x answering an INVITE.
     ringing: Option<i64>,
-    /// The first 2xx answering an INVITE, and its status.
-    answer: Option<(i64, i32)>,
-    /// The last final failure (≥ 300) answering an INVITE, and its status.
-    failure: Option<(i64, i32)>,
-    /// The first BYE and its From tag.
-    bye: Option<(i64, Option<String>)>,
+    /// The first 2xx answering an INVITE.
+    answer: Option<Event>,
+    /// The last final failure (≥ 300) answering an INVITE.
+    failure: Option<Event>,
+    /// The first BYE.
+    bye: Option<Event>,
+    /// The first CANCEL.
+    cancel: Option<Event>,
 }
 
 fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
@@ -100,6 +130,15 @@ fn max_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     }
 }
 
+/// `into` ∪ `from`, both ascending without repeats.
+fn union_sorted(into: &mut Vec<i64>, from: &[i64]) {
+    for h in from {
+        if let Err(at) = into.binary_search(h) {
+            into.insert(at, *h);
+        }
+    }
+}
+
 impl Leg {
     fn new(time: i64) -> Self {
         Self {
@@ -107,11 +146,13 @@ impl Leg {
             first: time,
             last: time,
             messages: 0,
+            hours: Vec::new(),
             invite: None,
             ringing: None,
             answer: None,
             failure: None,
             bye: None,
+            cancel: None,
         }
     }
 
@@ -121,11 +162,13 @@ impl Leg {
         self.first = self.first.min(other.first);
         self.last = self.last.max(other.last);
         self.messages += other.messages;
+        union_sorted(&mut self.hours, &other.hours);
         self.invite = min_some(self.invite.take(), other.invite);
         self.ringing = min_some(self.ringing, other.ringing);
-        self.answer = min_some(self.answer, other.answer);
-        self.failure = max_some(self.failure, other.failure);
+        self.answer = min_some(self.answer.take(), other.answer);
+        self.failure = max_some(self.failure.take(), other.failure);
         self.bye = min_some(self.bye.take(), other.bye);
+        self.cancel = min_some(self.cancel.take(), other.cancel);
     }
 
     /// The call this leg belongs to: the A leg it names, else itself.
@@ -141,111 +184,151 @@ impl Leg {
     }
 }
 
-/// Text column `name` of `batch` as Utf8 (query and file batches may hold views).
-fn text(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+/// Column `name` of `batch` cast to `to` (query and file batches may hold
+/// views or narrower integers).
+fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
     let c = batch
         .column_by_name(name)
-        .ok_or_else(|| LakeError::Other(format!("SIP rows without `{name}`")))?;
-    Ok(cast(c, &DataType::Utf8)?)
+        .ok_or_else(|| LakeError::Other(format!("rows without `{name}`")))?;
+    Ok(cast(c, to)?)
 }
 
-fn int32(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
-    let c = batch
-        .column_by_name(name)
-        .ok_or_else(|| LakeError::Other(format!("SIP rows without `{name}`")))?;
-    Ok(cast(c, &DataType::Int32)?)
+/// Text column `name` of `batch` as Utf8.
+fn text(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    Ok(column(batch, name, &DataType::Utf8)?
+        .as_string::<i32>()
+        .clone())
+}
+
+fn int32(batch: &RecordBatch, name: &str) -> Result<Int32Array> {
+    Ok(column(batch, name, &DataType::Int32)?
+        .as_primitive::<Int32Type>()
+        .clone())
+}
+
+fn value(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn owned(a: &StringArray, i: usize) -> Option<String> {
+    value(a, i).map(str::to_owned)
+}
+
+fn int(a: &Int32Array, i: usize) -> Option<i32> {
+    a.is_valid(i).then(|| a.value(i))
 }
 
 /// The SIP rows of one batch, column by column.
 struct Rows {
-    time: ArrayRef,
-    text: HashMap<&'static str, ArrayRef>,
-    int: HashMap<&'static str, ArrayRef>,
+    time: TimestampMicrosecondArray,
+    call_id: StringArray,
+    aleg_id: StringArray,
+    correlation_id: StringArray,
+    method: StringArray,
+    status: Int32Array,
+    cseq_method: StringArray,
+    from_user: StringArray,
+    from_domain: StringArray,
+    from_tag: StringArray,
+    to_user: StringArray,
+    to_domain: StringArray,
+    to_tag: StringArray,
+    ruri_user: StringArray,
+    ruri_domain: StringArray,
+    user_agent: StringArray,
+    src_ip: StringArray,
+    src_port: Int32Array,
+    dst_ip: StringArray,
+    dst_port: Int32Array,
+    sdp_media_ip: StringArray,
+    reason: StringArray,
 }
-
-const INT_COLUMNS: [&str; 3] = ["status", "src_port", "dst_port"];
 
 impl Rows {
     fn of(batch: &RecordBatch) -> Result<Self> {
         let time = batch
             .column_by_name(TIME)
-            .ok_or_else(|| LakeError::Other("SIP rows without `time`".into()))?
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+            .ok_or_else(|| LakeError::Other("SIP rows without a `time` in µs".into()))?
             .clone();
-        let mut text_cols = HashMap::new();
-        let mut int_cols = HashMap::new();
-        for c in SOURCE_COLUMNS.iter().skip(1) {
-            if INT_COLUMNS.contains(c) {
-                int_cols.insert(*c, int32(batch, c)?);
-            } else {
-                text_cols.insert(*c, text(batch, c)?);
-            }
-        }
         Ok(Self {
             time,
-            text: text_cols,
-            int: int_cols,
+            call_id: text(batch, "call_id")?,
+            aleg_id: text(batch, "aleg_id")?,
+            correlation_id: text(batch, "correlation_id")?,
+            method: text(batch, "method")?,
+            status: int32(batch, "status")?,
+            cseq_method: text(batch, "cseq_method")?,
+            from_user: text(batch, "from_user")?,
+            from_domain: text(batch, "from_domain")?,
+            from_tag: text(batch, "from_tag")?,
+            to_user: text(batch, "to_user")?,
+            to_domain: text(batch, "to_domain")?,
+            to_tag: text(batch, "to_tag")?,
+            ruri_user: text(batch, "ruri_user")?,
+            ruri_domain: text(batch, "ruri_domain")?,
+            user_agent: text(batch, "user_agent")?,
+            src_ip: text(batch, "src_ip")?,
+            src_port: int32(batch, "src_port")?,
+            dst_ip: text(batch, "dst_ip")?,
+            dst_port: int32(batch, "dst_port")?,
+            sdp_media_ip: text(batch, "sdp_media_ip")?,
+            reason: text(batch, "reason")?,
         })
-    }
-
-    fn time(&self, i: usize) -> i64 {
-        self.time
-            .as_primitive::<TimestampMicrosecondType>()
-            .value(i)
-    }
-
-    fn text(&self, c: &str, i: usize) -> Option<&str> {
-        let a = self.text[c].as_string::<i32>();
-        a.is_valid(i).then(|| a.value(i))
-    }
-
-    fn owned(&self, c: &str, i: usize) -> Option<String> {
-        self.text(c, i).map(str::to_owned)
-    }
-
-    fn int(&self, c: &str, i: usize) -> Option<i32> {
-        let a = self.int[c].as_primitive::<Int32Type>();
-        a.is_valid(i).then(|| a.value(i))
     }
 
     /// The A leg row `i` names, if any.
     fn aleg(&self, i: usize, call_id: &str) -> Option<String> {
-        self.owned("aleg_id", i)
-            .filter(|a| !a.is_empty() && a != call_id)
-            .or_else(|| {
-                self.owned("correlation_id", i)
-                    .filter(|c| !c.is_empty() && c != call_id)
-            })
+        let named = |a: &StringArray| {
+            value(a, i)
+                .filter(|v| !v.is_empty() && *v != call_id)
+                .map(str::to_owned)
+        };
+        named(&self.aleg_id).or_else(|| named(&self.correlation_id))
+    }
+
+    fn event(&self, i: usize, time: i64, status: i32) -> Event {
+        Event {
+            time,
+            status,
+            from_tag: (status == 0).then(|| owned(&self.from_tag, i)).flatten(),
+            reason: owned(&self.reason, i),
+            media_ip: owned(&self.sdp_media_ip, i),
+        }
     }
 
     /// Row `i` as a leg of one message.
     fn leg(&self, i: usize, call_id: &str) -> Leg {
-        let time = self.time(i);
+        let time = self.time.value(i);
         let mut leg = Leg::new(time);
         leg.messages = 1;
         leg.aleg = self.aleg(i, call_id);
-        let method = self.text("method", i);
-        let cseq_invite = self.text("cseq_method", i) == Some("INVITE");
-        match (method, self.int("status", i)) {
-            (Some("INVITE"), _) if self.text("to_tag", i).is_none() => {
+        let cseq_invite = value(&self.cseq_method, i) == Some("INVITE");
+        match (value(&self.method, i), int(&self.status, i)) {
+            (Some("INVITE"), _) if self.to_tag.is_null(i) => {
                 leg.invite = Some(Invite {
                     time,
-                    from_user: self.owned("from_user", i),
-                    to_user: self.owned("to_user", i),
-                    ruri_user: self.owned("ruri_user", i),
-                    ruri_domain: self.owned("ruri_domain", i),
-                    user_agent: self.owned("user_agent", i),
-                    from_tag: self.owned("from_tag", i),
-                    src_ip: self.owned("src_ip", i),
-                    src_port: self.int("src_port", i).unwrap_or(0),
-                    dst_ip: self.owned("dst_ip", i),
-                    dst_port: self.int("dst_port", i).unwrap_or(0),
+                    from_user: owned(&self.from_user, i),
+                    from_domain: owned(&self.from_domain, i),
+                    to_user: owned(&self.to_user, i),
+                    to_domain: owned(&self.to_domain, i),
+                    ruri_user: owned(&self.ruri_user, i),
+                    ruri_domain: owned(&self.ruri_domain, i),
+                    user_agent: owned(&self.user_agent, i),
+                    from_tag: owned(&self.from_tag, i),
+                    src_ip: owned(&self.src_ip, i),
+                    src_port: int(&self.src_port, i).unwrap_or(0),
+                    dst_ip: owned(&self.dst_ip, i),
+                    dst_port: int(&self.dst_port, i).unwrap_or(0),
+                    media_ip: owned(&self.sdp_media_ip, i),
                 });
             }
-            (Some("BYE"), _) => leg.bye = Some((time, self.owned("from_tag", i))),
+            (Some("BYE"), _) => leg.bye = Some(self.event(i, time, 0)),
+            (Some("CANCEL"), _) => leg.cancel = Some(self.event(i, time, 0)),
             (None, Some(s)) if cseq_invite => match s {
                 180..=189 => leg.ringing = Some(time),
-                200..=299 => leg.answer = Some((time, s)),
-                300..=699 => leg.failure = Some((time, s)),
+                200..=299 => leg.answer = Some(self.event(i, time, s)),
+                300..=699 => leg.failure = Some(self.event(i, time, s)),
                 _ => {}
             },
             _ => {}
@@ -258,14 +341,96 @@ impl Rows {
 pub fn fold(legs: &mut HashMap<String, Leg>, batch: &RecordBatch) -> Result<()> {
     let rows = Rows::of(batch)?;
     for i in 0..batch.num_rows() {
-        let Some(call_id) = rows.text("call_id", i) else {
+        let Some(call_id) = value(&rows.call_id, i) else {
             continue;
         };
         let leg = rows.leg(i, call_id);
+        let hour = leg.first.div_euclid(MICROS_PER_HOUR);
         match legs.get_mut(call_id) {
-            Some(l) => l.merge(leg),
+            Some(l) => {
+                l.merge(leg);
+                union_sorted(&mut l.hours, &[hour]);
+            }
             None => {
+                let mut leg = leg;
+                leg.hours.push(hour);
                 legs.insert(call_id.to_owned(), leg);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the RTCP reports sent from one address say about the media it
+/// received: the most packets lost (the counter is cumulative) and the
+/// worst interarrival jitter (in RTP timestamp units, as reported).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quality {
+    pub reports: i64,
+    pub lost: Option<i64>,
+    pub jitter_max: Option<i64>,
+}
+
+impl Quality {
+    fn merge(&mut self, other: Quality) {
+        self.reports += other.reports;
+        self.lost = max_some(self.lost, other.lost);
+        self.jitter_max = max_some(self.jitter_max, other.jitter_max);
+    }
+}
+
+/// RTCP reports by Call-ID, then by the address that sent them.
+pub type Reports = HashMap<String, BTreeMap<String, Quality>>;
+
+#[derive(serde::Deserialize)]
+struct RtcpJson {
+    #[serde(default)]
+    report_blocks: Vec<RtcpBlock>,
+}
+
+#[derive(serde::Deserialize)]
+struct RtcpBlock {
+    packets_lost: Option<f64>,
+    ia_jitter: Option<f64>,
+}
+
+/// One report's quality; a report that is not heplify's JSON counts only as a report.
+fn quality_of(payload: Option<&str>) -> Quality {
+    let mut q = Quality {
+        reports: 1,
+        ..Default::default()
+    };
+    let Some(r) = payload.and_then(|p| serde_json::from_str::<RtcpJson>(p).ok()) else {
+        return q;
+    };
+    for b in r.report_blocks {
+        q.lost = max_some(q.lost, b.packets_lost.map(|v| v as i64));
+        q.jitter_max = max_some(q.jitter_max, b.ia_jitter.map(|v| v as i64));
+    }
+    q
+}
+
+/// Folds every RTCP row of `batch` (see [`RTCP_COLUMNS`]) into `reports`.
+pub fn fold_rtcp(reports: &mut Reports, batch: &RecordBatch) -> Result<()> {
+    let (ids, src, payload) = (
+        text(batch, "correlation_id")?,
+        text(batch, "src_ip")?,
+        text(batch, "payload")?,
+    );
+    for i in 0..batch.num_rows() {
+        let Some(id) = value(&ids, i).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let q = quality_of(value(&payload, i));
+        let from = value(&src, i).unwrap_or_default();
+        let by_sender = match reports.get_mut(id) {
+            Some(m) => m,
+            None => reports.entry(id.to_owned()).or_default(),
+        };
+        match by_sender.get_mut(from) {
+            Some(have) => have.merge(q),
+            None => {
+                by_sender.insert(from.to_owned(), q);
             }
         }
     }
@@ -285,17 +450,23 @@ pub fn began(legs: &HashMap<String, Leg>) -> HashSet<String> {
 ///
 /// Feed [`fold`]ed legs: first those of the hour (`owner`), then each later
 /// hour's with [`HourRecords::follow`], which keeps only legs of calls known
-/// so far; [`HourRecords::finish`] keeps the calls that began in the hour
-/// and not before (`earlier`, from [`began`] over the hour before).
+/// so far, and the RTCP reports of the hour and those after it with
+/// [`HourRecords::rtcp`]; [`HourRecords::finish`] keeps the calls that began
+/// in the hour and not before (`earlier`, from [`began`] over the hour before).
 #[derive(Debug)]
 pub struct HourRecords {
     hour: i64,
     legs: HashMap<String, Leg>,
+    reports: Reports,
 }
 
 impl HourRecords {
     pub fn new(hour: i64, legs: HashMap<String, Leg>) -> Self {
-        Self { hour, legs }
+        Self {
+            hour,
+            legs,
+            reports: Reports::new(),
+        }
     }
 
     /// Adds a later hour's legs: those of legs already held or of calls
@@ -311,21 +482,47 @@ impl HourRecords {
         }
     }
 
+    /// Adds an hour's RTCP reports (those of other calls are ignored when finishing).
+    pub fn rtcp(&mut self, reports: Reports) {
+        for (id, by_sender) in reports {
+            let have = self.reports.entry(id).or_default();
+            for (from, q) in by_sender {
+                have.entry(from).or_default().merge(q);
+            }
+        }
+    }
+
     pub fn finish(self, earlier: &HashSet<String>) -> Vec<CallRecord> {
         let mut calls: HashMap<String, Vec<(String, Leg)>> = HashMap::new();
         for (id, leg) in self.legs {
             calls.entry(leg.call(&id)).or_default().push((id, leg));
         }
+        let reports = self.reports;
         let mut out: Vec<CallRecord> = calls
             .into_iter()
             .filter(|(call, legs)| {
                 !earlier.contains(call) && legs.iter().all(|(id, _)| !earlier.contains(id))
             })
-            .filter_map(|(call, legs)| CallRecord::of(call, legs))
+            .filter_map(|(call, legs)| CallRecord::of(call, legs, &reports))
             .filter(|r| r.start.div_euclid(MICROS_PER_HOUR) == self.hour)
             .collect();
         out.sort_by(|a, b| (a.start, &a.call_id).cmp(&(b.start, &b.call_id)));
         out
+    }
+}
+
+/// The media quality of one direction of a call, from the RTCP reports its
+/// receiving side sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Direction {
+    pub lost: Option<i64>,
+    pub jitter_max: Option<i64>,
+}
+
+impl Direction {
+    fn add(&mut self, q: &Quality) {
+        self.lost = max_some(self.lost, q.lost);
+        self.jitter_max = max_some(self.jitter_max, q.jitter_max);
     }
 }
 
@@ -343,9 +540,14 @@ pub struct CallRecord {
     pub answer: Option<i64>,
     pub bye: Option<i64>,
     pub final_status: Option<i32>,
+    /// The Reason header of what ended the call: the final failure, else
+    /// the BYE, else the CANCEL.
+    pub reason: Option<String>,
     pub ended_by: Option<&'static str>,
     pub caller: Option<String>,
     pub callee: Option<String>,
+    pub from_domain: Option<String>,
+    pub to_domain: Option<String>,
     pub ruri_user: Option<String>,
     pub ruri_domain: Option<String>,
     pub user_agent: Option<String>,
@@ -354,11 +556,19 @@ pub struct CallRecord {
     pub dst_ip: Option<String>,
     pub dst_port: i32,
     pub messages: i64,
+    /// The hours holding the call's SIP messages, ascending.
+    pub hours: Vec<i64>,
+    /// RTCP reports of the call's legs.
+    pub rtcp_reports: i64,
+    /// The caller's media as its receiver reported it, and the callee's.
+    pub caller_to_callee: Direction,
+    pub callee_to_caller: Direction,
 }
 
 impl CallRecord {
-    /// The record of call `call` from its legs; None when no leg was invited.
-    fn of(call: String, legs: Vec<(String, Leg)>) -> Option<Self> {
+    /// The record of call `call` from its legs and the RTCP reports seen;
+    /// None when no leg was invited.
+    fn of(call: String, legs: Vec<(String, Leg)>, reports: &Reports) -> Option<Self> {
         // The A leg: the one the call is named after, else the first invited.
         let main = legs
             .iter()
@@ -378,11 +588,66 @@ impl CallRecord {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let final_status = leg.answer.map(|(_, s)| s).or(leg.failure.map(|(_, s)| s));
-        let ended_by = leg.bye.as_ref().and_then(|(_, tag)| {
-            let (tag, caller) = (tag.as_ref()?, invite.from_tag.as_ref()?);
-            Some(if tag == caller { "caller" } else { "callee" })
-        });
+        let final_status = leg
+            .answer
+            .as_ref()
+            .or(leg.failure.as_ref())
+            .map(|e| e.status);
+        let caller_tag = invite.from_tag.as_ref();
+        let ended_by = match (&leg.bye, &leg.cancel) {
+            (Some(bye), _) => bye.from_tag.as_ref().zip(caller_tag).map(|(tag, caller)| {
+                if tag == caller { "caller" } else { "callee" }
+            }),
+            // Only the caller cancels an INVITE.
+            (None, Some(_)) if leg.answer.is_none() => Some("caller"),
+            _ => None,
+        };
+        let reason = match &leg.answer {
+            Some(_) => leg.bye.as_ref().and_then(|e| e.reason.clone()),
+            None => leg
+                .failure
+                .as_ref()
+                .and_then(|e| e.reason.clone())
+                .or_else(|| leg.cancel.as_ref().and_then(|e| e.reason.clone())),
+        };
+        let mut hours = Vec::new();
+        for (_, l) in &legs {
+            union_sorted(&mut hours, &l.hours);
+        }
+        let (mut rtcp_reports, mut caller_to_callee, mut callee_to_caller) =
+            (0, Direction::default(), Direction::default());
+        // The reports of every leg, and of the call's own Call-ID even when
+        // none of that leg's SIP messages is at hand.
+        let named = (!legs.iter().any(|(id, _)| *id == call)).then_some((&call, None));
+        let reported = legs.iter().map(|(id, l)| (id, Some(l))).chain(named);
+        for (id, l) in reported {
+            let Some(by_sender) = reports.get(id) else {
+                continue;
+            };
+            // Each leg's sides: the caller's is the address its INVITE offered
+            // media at (else sent it from), the callee's the one it answered with
+            // (else the INVITE went to); a leg whose INVITE is missing takes the
+            // call's. A report describes what its sender received.
+            let offer = l.and_then(|l| l.invite.as_ref()).or(Some(&invite));
+            let caller_side = [
+                offer.and_then(|i| i.media_ip.as_ref()),
+                offer.and_then(|i| i.src_ip.as_ref()),
+            ];
+            let callee_side = [
+                l.and_then(|l| l.answer.as_ref())
+                    .and_then(|a| a.media_ip.as_ref()),
+                offer.and_then(|i| i.dst_ip.as_ref()),
+            ];
+            for (from, q) in by_sender {
+                rtcp_reports += q.reports;
+                let is = |side: &[Option<&String>; 2]| side.iter().flatten().any(|a| *a == from);
+                if is(&callee_side) {
+                    caller_to_callee.add(q);
+                } else if is(&caller_side) {
+                    callee_to_caller.add(q);
+                }
+            }
+        }
         Some(Self {
             start,
             invited: invite.time,
@@ -390,12 +655,15 @@ impl CallRecord {
             b_legs,
             end: legs.iter().map(|(_, l)| l.last).max()?,
             ringing: leg.ringing,
-            answer: leg.answer.map(|(t, _)| t),
-            bye: leg.bye.as_ref().map(|(t, _)| *t),
+            answer: leg.answer.as_ref().map(|e| e.time),
+            bye: leg.bye.as_ref().map(|e| e.time),
             final_status,
+            reason,
             ended_by,
             caller: invite.from_user,
             callee: invite.to_user.or(invite.ruri_user.clone()),
+            from_domain: invite.from_domain,
+            to_domain: invite.to_domain,
             ruri_user: invite.ruri_user,
             ruri_domain: invite.ruri_domain,
             user_agent: invite.user_agent,
@@ -404,6 +672,10 @@ impl CallRecord {
             dst_ip: invite.dst_ip,
             dst_port: invite.dst_port,
             messages: legs.iter().map(|(_, l)| l.messages).sum(),
+            hours,
+            rtcp_reports,
+            caller_to_callee,
+            callee_to_caller,
         })
     }
 
@@ -426,6 +698,16 @@ impl CallRecord {
     /// Answer to BYE.
     pub fn duration_ms(&self) -> Option<i64> {
         Self::millis(self.answer, self.bye)
+    }
+
+    /// [`Self::hours`] as the `hours` column holds them: `2026-12-01T10`, space-separated.
+    pub fn hours_text(&self) -> String {
+        self.hours
+            .iter()
+            .filter_map(|h| chrono::DateTime::from_timestamp_micros(h * MICROS_PER_HOUR))
+            .map(|t| t.format("%Y-%m-%dT%H").to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -467,6 +749,15 @@ pub fn to_batch(records: &[CallRecord]) -> Result<RecordBatch> {
         text(&|r| r.dst_ip.clone()),
         int32(&|r| Some(r.dst_port)),
         int64(&|r| Some(r.messages)),
+        text(&|r| r.reason.clone()),
+        text(&|r| r.from_domain.clone()),
+        text(&|r| r.to_domain.clone()),
+        text(&|r| Some(r.hours_text())),
+        int64(&|r| Some(r.rtcp_reports)),
+        int64(&|r| r.caller_to_callee.lost),
+        int64(&|r| r.caller_to_callee.jitter_max),
+        int64(&|r| r.callee_to_caller.lost),
+        int64(&|r| r.callee_to_caller.jitter_max),
     ];
     Ok(RecordBatch::try_new(calls_schema(), columns)?)
 }
@@ -488,6 +779,8 @@ mod tests {
         from_tag: &'static str,
         to_tag: Option<&'static str>,
         src: &'static str,
+        media: Option<&'static str>,
+        reason: Option<&'static str>,
     }
 
     const S: i64 = 1_000_000;
@@ -546,8 +839,10 @@ mod tests {
             Arc::new(msgs.iter().map(|m| m.status).collect::<Int32Array>()),
             text(&|m| Some(m.cseq_method.into())),
             text(&|m| Some(format!("user-{}", m.call_id))),
+            text(&|_| Some("a.example".into())),
             text(&|m| Some(m.from_tag.into())),
             text(&|_| Some("bob".into())),
+            text(&|_| Some("b.example".into())),
             text(&|m| m.to_tag.map(Into::into)),
             text(&|_| Some("bob".into())),
             text(&|_| Some("example.com".into())),
@@ -565,6 +860,8 @@ mod tests {
                 )
             }),
             Arc::new(Int32Array::from_iter_values(msgs.iter().map(|_| 5060))),
+            text(&|m| m.media.map(Into::into)),
+            text(&|m| m.reason.map(Into::into)),
         ];
         RecordBatch::try_new(schema, columns).unwrap()
     }
@@ -682,6 +979,8 @@ mod tests {
         assert_eq!(records[0].call_id, "late");
         assert_eq!(records[0].duration_ms(), Some(60_000));
         assert_eq!(records[0].messages, 7);
+        assert_eq!(records[0].hours, [hour, hour + 1]);
+        assert_eq!(records[0].hours_text(), "2026-12-01T10 2026-12-01T11");
         // A BYE alone is no call.
         let bye = vec![request(T0 + S, "orphan", "BYE", "a")];
         assert!(
@@ -689,5 +988,127 @@ mod tests {
                 .finish(&HashSet::new())
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_reason_and_who_ended_come_from_what_ended_the_call() {
+        let t = T0 + 60 * S;
+        let mut answered = answered_call(t, "bye");
+        answered[5].reason = Some("Q.850;cause=16");
+        let mut cancel = request(t + 2 * S, "cancel", "CANCEL", "a");
+        cancel.reason = Some("SIP;cause=200;text=\"Call completed elsewhere\"");
+        let cancelled = vec![
+            request(t, "cancel", "INVITE", "a"),
+            response(t + 10_000, "cancel", 100, "INVITE"),
+            cancel,
+            response(t + 2 * S + 5_000, "cancel", 200, "CANCEL"),
+            response(t + 2 * S + 6_000, "cancel", 487, "INVITE"),
+        ];
+        let mut busy = response(t + S, "busy", 486, "INVITE");
+        busy.reason = Some("Q.850;cause=17");
+        let failed = vec![request(t, "busy", "INVITE", "a"), busy];
+        let all: Vec<Msg> = [answered, cancelled, failed].concat();
+        let records = HourRecords::new(T0 / MICROS_PER_HOUR, legs(&all)).finish(&HashSet::new());
+        let by_id = |id: &str| records.iter().find(|r| r.call_id == id).unwrap();
+        let outcome = |id: &str| {
+            let r = by_id(id);
+            (r.final_status, r.reason.clone(), r.ended_by)
+        };
+        let text = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            outcome("bye"),
+            (Some(200), text("Q.850;cause=16"), Some("callee"))
+        );
+        assert_eq!(
+            outcome("cancel"),
+            (
+                Some(487),
+                text("SIP;cause=200;text=\"Call completed elsewhere\""),
+                Some("caller")
+            )
+        );
+        assert_eq!(outcome("busy"), (Some(486), text("Q.850;cause=17"), None));
+        let r = by_id("bye");
+        assert_eq!(
+            (r.from_domain.as_deref(), r.to_domain.as_deref()),
+            (Some("a.example"), Some("b.example"))
+        );
+    }
+
+    /// RTCP rows: (Call-ID, sender address, heplify's JSON).
+    fn rtcp(rows: &[(&str, &str, String)]) -> RecordBatch {
+        let text = |f: &dyn Fn(&(&str, &str, String)) -> String| -> ArrayRef {
+            Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
+        };
+        RecordBatch::try_from_iter([
+            ("correlation_id", text(&|r| r.0.to_owned())),
+            ("src_ip", text(&|r| r.1.to_owned())),
+            ("payload", text(&|r| r.2.clone())),
+        ])
+        .unwrap()
+    }
+
+    fn report(lost: i64, jitter: i64) -> String {
+        format!(
+            r#"{{"type":201,"ssrc":1,"report_blocks":[{{"source_ssrc":2,"packets_lost":{lost},"ia_jitter":{jitter}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn rtcp_quality_is_told_per_direction_by_the_sides_media_addresses() {
+        let mut msgs = answered_call(T0 + 60 * S, "c1");
+        msgs[0].media = Some("192.0.2.1");
+        msgs[3].media = Some("192.0.2.2");
+        let (caller_media, callee_media) = ("192.0.2.1", "192.0.2.2");
+        let mut reports = Reports::new();
+        // Reports split over two hours and read in any order.
+        fold_rtcp(
+            &mut reports,
+            &rtcp(&[
+                ("c1", callee_media, report(3, 7)),
+                ("c1", caller_media, report(0, 1)),
+                ("c1", "198.51.100.9", report(99, 99)),
+                ("other", callee_media, report(50, 50)),
+            ]),
+        )
+        .unwrap();
+        let mut later = Reports::new();
+        fold_rtcp(
+            &mut later,
+            &rtcp(&[
+                ("c1", callee_media, report(5, 2)),
+                ("c1", caller_media, "\u{80}\u{c8} binary".to_owned()),
+            ]),
+        )
+        .unwrap();
+        let mut hour = HourRecords::new(T0 / MICROS_PER_HOUR, legs(&msgs));
+        hour.rtcp(later);
+        hour.rtcp(reports);
+        let r = &hour.finish(&HashSet::new())[0];
+        assert_eq!(
+            r.rtcp_reports, 5,
+            "every report of the call, even unreadable"
+        );
+        assert_eq!(
+            r.caller_to_callee,
+            Direction {
+                lost: Some(5),
+                jitter_max: Some(7)
+            },
+            "the callee's reports tell the caller's media"
+        );
+        assert_eq!(
+            r.callee_to_caller,
+            Direction {
+                lost: Some(0),
+                jitter_max: Some(1)
+            }
+        );
+        let batch = to_batch(std::slice::from_ref(r)).unwrap();
+        let lost = batch
+            .column_by_name("caller_to_callee_lost")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(lost.value(0), 5);
     }
 }

@@ -42,22 +42,25 @@ use parquet::schema::types::ColumnPath;
 
 use crate::catalog::{PartitionListing, list_partition_in};
 use crate::delta::{
-    add_to_hour, columns_of, commit_actions, create_table, delta_error, load_table,
-    remove_from_hour, time_stats_of,
+    add_missing_columns, add_to_hour, columns_of, commit_actions, create_table, delta_error,
+    load_table, remove_from_hour, time_stats_of,
 };
 use crate::parquet_io::{PAGE_ROWS, StoreReader};
 use crate::paths::{
     MICROS_PER_HOUR, Partition, RecordsFile, Root, TypeSet, bundle_row_group, date_dir, hour_dir,
 };
 use crate::schema::{
-    CALLS_BLOOM_COLUMNS, CALLS_TABLE, SIP_TYPE, START_TIME, calls_schema, conform, schema_for,
+    CALLS_BLOOM_COLUMNS, CALLS_TABLE, RTCP_TYPE, SIP_TYPE, START_TIME, calls_schema, conform,
+    schema_for,
 };
 use crate::{LakeError, Result};
 
-use build::{HourRecords, Leg, SOURCE_COLUMNS, began, fold, to_batch};
+use build::{
+    HourRecords, Leg, RTCP_COLUMNS, Reports, SOURCE_COLUMNS, began, fold, fold_rtcp, to_batch,
+};
 
 /// Bumped when what a record holds changes: every hour is then built again.
-const BUILD_VERSION: u64 = 1;
+const BUILD_VERSION: u64 = 2;
 
 /// How records are built (the compaction run's settings).
 #[derive(Debug, Clone, Copy)]
@@ -112,13 +115,14 @@ impl CallsTable {
             .map(|table| Self { table }))
     }
 
-    /// Loads the table, creating it if absent.
+    /// Loads the table, creating it if absent and adding the columns
+    /// records have gained since.
     pub async fn open(store: &Arc<dyn ObjectStore>) -> Result<Self> {
-        if let Some(t) = Self::load(store).await? {
-            return Ok(t);
-        }
         let columns = columns_of(&calls_schema())?;
-        let table = create_table(store, Root::Calls, CALLS_TABLE, columns, START_TIME).await?;
+        let table = match Self::load(store).await? {
+            Some(t) => add_missing_columns(t.table, columns).await?,
+            None => create_table(store, Root::Calls, CALLS_TABLE, columns, START_TIME).await?,
+        };
         Ok(Self { table })
     }
 
@@ -211,15 +215,18 @@ impl CallsTable {
     }
 }
 
-/// The `hep_1` listings a build reads: those the compaction run took
-/// (after compacting), and the others listed once when first needed.
+/// The listings a build reads (`hep_1`, and `hep_5` for RTCP): those the
+/// compaction run took (after compacting), and the others listed once when
+/// first needed.
 #[derive(Debug, Default)]
-pub struct SipListings {
-    listed: HashMap<i64, Arc<PartitionListing>>,
-    /// Hours whose partition failed in this run (already reported).
-    failed: HashSet<i64>,
-    /// Every hour with SIP rows is in `listed` or `failed`: a full sweep
-    /// that listed every day without error. Other hours are empty.
+pub struct SourceListings {
+    listed: HashMap<Partition, Arc<PartitionListing>>,
+    /// Partitions that failed in this run (already reported).
+    failed: HashSet<Partition>,
+    /// The tables the lake has: a partition of another is empty, unlisted.
+    tables: HashSet<u8>,
+    /// Every partition with rows is in `listed` or `failed`: a full sweep
+    /// that listed every day without error. Other partitions are empty.
     complete: bool,
 }
 
@@ -236,56 +243,56 @@ impl From<LakeError> for Skip {
     }
 }
 
-impl SipListings {
-    /// `listings`: partitions of `hep_1` as the run left them; `failed`: the
-    /// hours it could not compact; `complete`: see [`Self::complete`].
+impl SourceListings {
+    /// `listings`: partitions as the run left them; `failed`: those it could
+    /// not compact; `tables`: the tables the lake has; `complete`: see
+    /// [`Self::complete`].
     pub fn new(
         listings: impl IntoIterator<Item = PartitionListing>,
-        failed: impl IntoIterator<Item = i64>,
+        failed: impl IntoIterator<Item = Partition>,
+        tables: impl IntoIterator<Item = u8>,
         complete: bool,
     ) -> Self {
+        let source = |p: &Partition| [SIP_TYPE, RTCP_TYPE].contains(&p.hep_type);
         Self {
             listed: listings
                 .into_iter()
-                .filter(|l| l.partition.hep_type == SIP_TYPE)
-                .map(|l| (l.partition.hour, Arc::new(l)))
+                .filter(|l| source(&l.partition))
+                .map(|l| (l.partition, Arc::new(l)))
                 .collect(),
-            failed: failed.into_iter().collect(),
+            failed: failed.into_iter().filter(source).collect(),
+            tables: tables.into_iter().collect(),
             complete,
         }
     }
 
     /// The hours with SIP rows this holds.
-    fn hours(&self) -> impl Iterator<Item = i64> + '_ {
+    fn sip_hours(&self) -> impl Iterator<Item = i64> + '_ {
         self.listed
             .iter()
-            .filter(|(_, l)| !l.visible().is_empty())
-            .map(|(h, _)| *h)
+            .filter(|(p, l)| p.hep_type == SIP_TYPE && !l.visible().is_empty())
+            .map(|(p, _)| p.hour)
     }
 
-    async fn hour(
+    async fn get(
         &mut self,
         store: &Arc<dyn ObjectStore>,
         sets: &[TypeSet],
-        hour: i64,
+        p: Partition,
     ) -> std::result::Result<Arc<PartitionListing>, Skip> {
-        if self.failed.contains(&hour) {
+        if self.failed.contains(&p) {
             return Err(Skip::SourceFailed);
         }
-        if let Some(l) = self.listed.get(&hour) {
+        if let Some(l) = self.listed.get(&p) {
             return Ok(l.clone());
         }
-        let p = Partition {
-            hep_type: SIP_TYPE,
-            hour,
-        };
-        let l = if self.complete {
+        let l = if self.complete || !self.tables.contains(&p.hep_type) {
             PartitionListing::new(p, vec![], vec![], vec![], Default::default())
         } else {
             list_partition_in(store, p, sets).await?
         };
         let l = Arc::new(l);
-        self.listed.insert(hour, l.clone());
+        self.listed.insert(p, l.clone());
         Ok(l)
     }
 }
@@ -297,6 +304,7 @@ fn fingerprint(cfg: &CallsConfig, hour: i64, sources: &[Arc<PartitionListing>]) 
         h.write_u64(v);
     }
     for l in sources {
+        h.write_u8(l.partition.hep_type);
         h.write_u64(l.partition.hour as u64);
         let mut files: Vec<(&str, u64)> = l
             .visible()
@@ -314,51 +322,70 @@ fn fingerprint(cfg: &CallsConfig, hour: i64, sources: &[Arc<PartitionListing>]) 
     h.finish()
 }
 
-/// The SIP rows of one visible file, only the columns a record needs.
-async fn read_sources(
+/// The rows of table `hep_type` in one visible file, only `columns` (a
+/// file written before a column was added reads it as null), batch by batch.
+async fn read_columns(
     store: &Arc<dyn ObjectStore>,
     meta: &ObjectMeta,
-    legs: &mut HashMap<String, Leg>,
+    hep_type: u8,
+    columns: &[&str],
+    mut each: impl FnMut(&arrow::array::RecordBatch) -> Result<()>,
 ) -> Result<()> {
     let reader = StoreReader::new(store.clone(), meta.location.clone(), meta.size);
     let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await?
         .with_batch_size(64 * 1024);
-    let present: Vec<&str> = SOURCE_COLUMNS
+    let present: Vec<&str> = columns
         .iter()
         .copied()
         .filter(|c| builder.schema().column_with_name(c).is_some())
         .collect();
     let mask = ProjectionMask::columns(builder.parquet_schema(), present.iter().copied());
     builder = builder.with_projection(mask);
-    if let Some((row_group, _)) = bundle_row_group(&meta.location, SIP_TYPE) {
+    if let Some((row_group, _)) = bundle_row_group(&meta.location, hep_type) {
         builder = builder.with_row_groups(vec![row_group]);
     }
-    // Files written before a column was added read it as null.
+    let table = schema_for(hep_type);
     let schema = Arc::new(
-        schema_for(SIP_TYPE).project(
-            &SOURCE_COLUMNS
+        table.project(
+            &columns
                 .iter()
-                .map(|c| schema_for(SIP_TYPE).index_of(c))
+                .map(|c| table.index_of(c))
                 .collect::<std::result::Result<Vec<_>, _>>()?,
         )?,
     );
     let mut batches = builder.build()?;
     while let Some(b) = batches.try_next().await? {
-        fold(legs, &conform(&b, &schema)?)?;
+        each(&conform(&b, &schema)?)?;
     }
     Ok(())
 }
 
+/// The legs of a `hep_1` partition's visible files.
 async fn legs_of(
     store: &Arc<dyn ObjectStore>,
     l: &PartitionListing,
 ) -> Result<HashMap<String, Leg>> {
     let mut legs = HashMap::new();
     for meta in l.visible() {
-        read_sources(store, meta, &mut legs).await?;
+        read_columns(store, meta, SIP_TYPE, &SOURCE_COLUMNS, |b| {
+            fold(&mut legs, b)
+        })
+        .await?;
     }
     Ok(legs)
+}
+
+/// The RTCP reports of a `hep_5` partition's visible files.
+async fn reports_of(store: &Arc<dyn ObjectStore>, l: &PartitionListing) -> Result<Reports> {
+    let mut reports = Reports::new();
+    for meta in l.visible() {
+        read_columns(store, meta, RTCP_TYPE, &RTCP_COLUMNS, |b| {
+            fold_rtcp(&mut reports, b)
+        })
+        .await?;
+    }
+    Ok(reports)
 }
 
 /// Parquet bytes of one hour's records: zstd, page statistics, bloom
@@ -400,7 +427,7 @@ pub async fn build(
     store: &Arc<dyn ObjectStore>,
     sets: &[TypeSet],
     cfg: &CallsConfig,
-    mut sources: SipListings,
+    mut sources: SourceListings,
     builds: Builds,
     now_micros: impl Fn() -> i64,
 ) -> CallsReport {
@@ -427,7 +454,7 @@ pub async fn build(
             unbuilt
         }
         Builds::Changed => {
-            let mut hours: Vec<i64> = sources.hours().filter(|h| *h <= last).collect();
+            let mut hours: Vec<i64> = sources.sip_hours().filter(|h| *h <= last).collect();
             hours.sort_unstable();
             hours
         }
@@ -472,18 +499,45 @@ async fn build_hour(
     store: &Arc<dyn ObjectStore>,
     sets: &[TypeSet],
     table: &mut CallsTable,
-    sources: &mut SipListings,
+    sources: &mut SourceListings,
     cfg: &CallsConfig,
     hour: i64,
     now_micros: &impl Fn() -> i64,
 ) -> std::result::Result<Option<usize>, Skip> {
     let mut listings = Vec::new();
     for h in hour - 1..=hour + cfg.follow_hours {
-        listings.push(sources.hour(store, sets, h).await?);
+        listings.push(
+            sources
+                .get(
+                    store,
+                    sets,
+                    Partition {
+                        hep_type: SIP_TYPE,
+                        hour: h,
+                    },
+                )
+                .await?,
+        );
     }
+    let mut rtcp = Vec::new();
+    for h in hour..=hour + cfg.follow_hours {
+        rtcp.push(
+            sources
+                .get(
+                    store,
+                    sets,
+                    Partition {
+                        hep_type: RTCP_TYPE,
+                        hour: h,
+                    },
+                )
+                .await?,
+        );
+    }
+    let all: Vec<Arc<PartitionListing>> = listings.iter().chain(&rtcp).cloned().collect();
     let file = RecordsFile {
         hour,
-        fingerprint: fingerprint(cfg, hour, &listings),
+        fingerprint: fingerprint(cfg, hour, &all),
     };
     // A conflict means another build of the hour committed first: read the
     // table again and decide anew.
@@ -512,6 +566,9 @@ async fn build_hour(
             let mut hour_records = HourRecords::new(hour, legs_of(store, &listings[1]).await?);
             for later in &listings[2..] {
                 hour_records.follow(legs_of(store, later).await?);
+            }
+            for l in &rtcp {
+                hour_records.rtcp(reports_of(store, l).await?);
             }
             hour_records.finish(&earlier)
         };

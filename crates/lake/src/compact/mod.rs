@@ -309,11 +309,12 @@ pub async fn run(
         // A full sweep without errors listed every hour with SIP rows.
         let complete = sweep == Sweep::Full && report.errors.is_empty();
         let after = mirrored.iter().map(|(l, _, _)| l.clone());
-        let failed = failed
-            .iter()
-            .filter(|p| p.hep_type == SIP_TYPE)
-            .map(|p| p.hour);
-        let sources = crate::calls::SipListings::new(after, failed, complete);
+        let sources = crate::calls::SourceListings::new(
+            after,
+            failed.iter().copied(),
+            tables.iter().copied(),
+            complete,
+        );
         let calls = build_calls(store, cfg, &sets, sweep, now_hour, sources, clock).await;
         report.call_hours_built = calls.hours_built;
         report.call_records = calls.records;
@@ -385,7 +386,7 @@ async fn build_calls(
     sets: &[TypeSet],
     sweep: Sweep,
     now_hour: i64,
-    sources: crate::calls::SipListings,
+    sources: crate::calls::SourceListings,
     clock: Clock,
 ) -> crate::calls::CallsReport {
     let builds = match sweep {

@@ -48,7 +48,15 @@ enum Role {
     Answer,
     Failure(i32),
     Other,
-    Bye { by_callee: bool },
+    Bye {
+        by_callee: bool,
+    },
+    /// An RTCP report (HEP type 5) sent by one side of the leg.
+    Rtcp {
+        by_callee: bool,
+        lost: i64,
+        jitter: i64,
+    },
 }
 
 /// One generated message: which call and leg, what it is, and the packet.
@@ -70,6 +78,27 @@ fn call_id(call: usize, b: bool) -> String {
 
 fn packet(g: &Gen) -> HepMessage {
     let (call, id) = (g.call, call_id(g.call, g.b));
+    if let Role::Rtcp {
+        by_callee,
+        lost,
+        jitter,
+    } = g.role
+    {
+        // heplify's JSON, correlated by Call-ID, sent from the side's
+        // address (the INVITE went from 10.0.0.1 to 10.0.0.2).
+        let mut m = sip(call, 0, g.time);
+        m.proto_type = 5;
+        m.payload = format!(
+            r#"{{"type":201,"ssrc":1,"report_blocks":[{{"source_ssrc":2,"packets_lost":{lost},"ia_jitter":{jitter}}}]}}"#
+        )
+        .into_bytes();
+        m.correlation_id = Some(id);
+        if by_callee {
+            (m.src_ip, m.dst_ip) = (m.dst_ip, m.src_ip);
+        }
+        (m.capture_pass, m.node_name) = (None, None);
+        return m;
+    }
     let (first, cseq) = match g.role {
         Role::Invite => (
             format!("INVITE sip:bob{call}@example.com SIP/2.0"),
@@ -81,6 +110,7 @@ fn packet(g: &Gen) -> HepMessage {
         Role::Failure(s) => (format!("SIP/2.0 {s} Failed"), "1 INVITE"),
         Role::Other => (format!("ACK sip:bob{call}@10.0.0.2 SIP/2.0"), "1 ACK"),
         Role::Bye { .. } => (format!("BYE sip:x{call}@10.0.0.2 SIP/2.0"), "2 BYE"),
+        Role::Rtcp { .. } => unreachable!("RTCP is not SIP"),
     };
     // From and To as the sender writes them: the callee's BYE swaps them.
     let (from, to) = match g.role {
@@ -102,15 +132,28 @@ fn packet(g: &Gen) -> HepMessage {
     } else {
         String::new()
     };
+    let reason = match reason_of(g.role) {
+        Some(r) => format!("Reason: {r}\r\n"),
+        None => String::new(),
+    };
     let payload = format!(
         "{first}\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{call}\r\nFrom: {from}\r\nTo: {to}\r\n\
-         Call-ID: {id}\r\nCSeq: {cseq}\r\n{xcid}User-Agent: model-ua\r\nContent-Length: 0\r\n\r\n"
+         Call-ID: {id}\r\nCSeq: {cseq}\r\n{xcid}{reason}User-Agent: model-ua\r\nContent-Length: 0\r\n\r\n"
     );
     // The packet of the lake tests' generator, with this message's SIP.
     let mut m = sip(call, 0, g.time);
     m.payload = payload.into_bytes();
     (m.capture_pass, m.correlation_id, m.node_name) = (None, None, None);
     m
+}
+
+/// The Reason header a message carries: a failure's cause, and who hung up.
+fn reason_of(role: Role) -> Option<String> {
+    match role {
+        Role::Failure(s) => Some(format!("Q.850;cause={}", s - 469)),
+        Role::Bye { by_callee } => Some(format!("Q.850;cause=16;text=\"by callee: {by_callee}\"")),
+        _ => None,
+    }
 }
 
 /// Every message of call `call` of `spec`, the model's first hour at `base`.
@@ -141,6 +184,17 @@ fn messages(call: usize, spec: &CallSpec, base: i64) -> Vec<Gen> {
                 push(Role::Other, final_at + 20 * MS);
                 let by_callee = spec.callee_hangs_up;
                 push(Role::Bye { by_callee }, final_at + spec.talk_s * S);
+                // Each side reports every 5 minutes of talk, the loss growing.
+                for k in 1..=spec.talk_s / 300 {
+                    for by_callee in [false, true] {
+                        let rtcp = Role::Rtcp {
+                            by_callee,
+                            lost: k * (1 + by_callee as i64) + spec.pdd_ms % 7,
+                            jitter: (spec.setup_ms + k * 31) % 97,
+                        };
+                        push(rtcp, final_at + k * 300 * S);
+                    }
+                }
             }
             Outcome::Busy => push(Role::Failure(486), final_at),
             Outcome::NotAnswered => push(Role::Failure(487), final_at),
@@ -160,8 +214,13 @@ struct Rec {
     answer: Option<i64>,
     bye: Option<i64>,
     final_status: Option<i32>,
+    reason: Option<String>,
     ended_by: Option<String>,
     messages: i64,
+    hours: String,
+    rtcp_reports: i64,
+    /// Lost and worst jitter, caller to callee and back.
+    quality: [Option<i64>; 4],
 }
 
 /// The records the delivered messages make, worked out from what each
@@ -185,7 +244,42 @@ fn reference(delivered: &[Gen]) -> BTreeMap<String, Rec> {
             .into_iter()
             .filter(|&b| !b || invited(true))
             .collect();
-        let counted: Vec<&&Gen> = msgs.iter().filter(|g| legs.contains(&g.b)).collect();
+        let counted: Vec<&&Gen> = msgs
+            .iter()
+            .filter(|g| legs.contains(&g.b) && !matches!(g.role, Role::Rtcp { .. }))
+            .collect();
+        let reports: Vec<(bool, i64, i64)> = msgs
+            .iter()
+            .filter(|g| legs.contains(&g.b))
+            .filter_map(|g| match g.role {
+                Role::Rtcp {
+                    by_callee,
+                    lost,
+                    jitter,
+                } => Some((by_callee, lost, jitter)),
+                _ => None,
+            })
+            .collect();
+        let worst = |by_callee: bool, pick: fn(&(bool, i64, i64)) -> i64| {
+            reports.iter().filter(|r| r.0 == by_callee).map(pick).max()
+        };
+        let mut hours: Vec<i64> = counted
+            .iter()
+            .map(|g| g.time.div_euclid(MICROS_PER_HOUR))
+            .collect();
+        hours.dedup();
+        hours.sort_unstable();
+        hours.dedup();
+        let hours = hours
+            .iter()
+            .map(|h| {
+                chrono::DateTime::from_timestamp_micros(h * MICROS_PER_HOUR)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         let first = |pred: &dyn Fn(&Role) -> bool| {
             counted
                 .iter()
@@ -211,6 +305,11 @@ fn reference(delivered: &[Gen]) -> BTreeMap<String, Rec> {
                 _ => None,
             })
             .min();
+        let reason = match (answer, bye) {
+            (Some(_), Some((_, by_callee))) => reason_of(Role::Bye { by_callee }),
+            (Some(_), None) => None,
+            (None, _) => failure.and_then(|s| reason_of(Role::Failure(s))),
+        };
         let rec = Rec {
             call_id: call_id(call, false),
             start: counted
@@ -225,8 +324,17 @@ fn reference(delivered: &[Gen]) -> BTreeMap<String, Rec> {
             answer,
             bye: bye.map(|(t, _)| t),
             final_status: answer.map(|_| 200).or(failure),
+            reason,
             ended_by: bye.map(|(_, callee)| if callee { "callee" } else { "caller" }.to_owned()),
             messages: counted.len() as i64,
+            hours,
+            rtcp_reports: reports.len() as i64,
+            quality: [
+                worst(true, |r| r.1),
+                worst(true, |r| r.2),
+                worst(false, |r| r.1),
+                worst(false, |r| r.2),
+            ],
         };
         out.insert(rec.call_id.clone(), rec);
     }
@@ -256,11 +364,27 @@ fn times(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
 fn recs(batches: &[RecordBatch]) -> Vec<Rec> {
     let mut out = Vec::new();
     for b in batches {
-        let (ids, legs, ended) = (
+        let (ids, legs, ended, reason, hours) = (
             texts(b, "call_id"),
             texts(b, "b_legs"),
             texts(b, "ended_by"),
+            texts(b, "reason"),
+            texts(b, "hours"),
         );
+        let ints = |name: &str| {
+            let c = b.column_by_name(name).unwrap().as_primitive::<Int64Type>();
+            (0..c.len())
+                .map(|i| c.is_valid(i).then(|| c.value(i)))
+                .collect::<Vec<_>>()
+        };
+        let reports = ints("rtcp_reports");
+        let quality = [
+            "caller_to_callee_lost",
+            "caller_to_callee_jitter_max",
+            "callee_to_caller_lost",
+            "callee_to_caller_jitter_max",
+        ]
+        .map(ints);
         let (start, end) = (times(b, "start_time"), times(b, "end_time"));
         let (ring, answer, bye) = (
             times(b, "ringing_time"),
@@ -287,8 +411,12 @@ fn recs(batches: &[RecordBatch]) -> Vec<Rec> {
                 answer: answer[i],
                 bye: bye[i],
                 final_status: status.is_valid(i).then(|| status.value(i)),
+                reason: reason[i].clone(),
                 ended_by: ended[i].clone(),
                 messages: messages.value(i),
+                hours: hours[i].clone().unwrap(),
+                rtcp_reports: reports[i].unwrap(),
+                quality: quality.each_ref().map(|q| q[i]),
             });
         }
     }

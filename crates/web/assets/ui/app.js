@@ -81,11 +81,16 @@ form.addEventListener("submit", async (ev) => {
       const legs = [c.aleg_id, ...(c.b_legs || [])].filter(Boolean).length;
       // Call records carry the delays; calls found from messages do not.
       const secs = (ms) => (ms == null ? "" : `${(ms / 1000).toFixed(1)} s`);
+      // RTCP packets lost caller → callee and back, the worst jitter on hover.
+      const lost = (c) => c.rtcp_reports ? el("td", {
+        title: `jitter max ${c.caller_to_callee_jitter_max ?? "-"} / ${c.callee_to_caller_jitter_max ?? "-"} (${c.rtcp_reports} reports)`,
+      }, `${c.caller_to_callee_lost ?? "-"} / ${c.callee_to_caller_lost ?? "-"}`) : el("td", {}, "");
       const row = el("tr", { class: "call", "data-call-id": c.call_id },
         el("td", {}, utc(c.start_time).toISOString().replace("T", " ").slice(0, 23)),
         el("td", {}, secs(c.duration_ms)), el("td", {}, secs(c.pdd_ms)), el("td", {}, secs(c.setup_ms)),
         el("td", {}, secs(c.talk_ms)), el("td", {}, c.ended_by ?? ""),
         el("td", {}, c.caller), el("td", {}, c.callee), el("td", {}, c.final_status ?? ""),
+        el("td", {}, c.reason ?? ""), lost(c),
         el("td", {}, `${c.src_ip}:${c.src_port}`), el("td", {}, `${c.dst_ip}:${c.dst_port}`),
         el("td", {}, c.messages), el("td", {}, legs ? legs + 1 : 1), el("td", {}, c.call_id));
       // The flow of the call's own time, not the search's (which may span days).

@@ -481,10 +481,11 @@ async fn a_search_over_days_reads_call_records_and_recent_messages() {
     let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
     let now = chrono::Utc::now().timestamp_micros();
     let (old, recent) = (Call::new(78, 0), Call::new(78, 1));
-    // The old call begins 5 s before its hour ends; its BYE is in the next.
+    // The old call begins 5 s before its hour ends; its BYE and its two RTCP
+    // reports (from the caller) are in the next.
     let hour = (now - 20 * HOUR).div_euclid(HOUR);
     let t_old = (hour + 1) * HOUR - 5_000_000;
-    let mut msgs = old.sip_flow(t_old);
+    let mut msgs = old.all(t_old);
     msgs.extend(recent.sip_flow(now - 600_000_000));
     let mut buf = WriteBuffer::new(WriterConfig::default());
     for m in &msgs {
@@ -539,6 +540,22 @@ async fn a_search_over_days_reads_call_records_and_recent_messages() {
         "{o}"
     );
     assert_eq!(o["caller"], old.caller.as_str());
+    // The caller's reports tell what it received: the callee's media.
+    assert_eq!(
+        (
+            o["rtcp_reports"].as_i64(),
+            o["callee_to_caller_lost"].as_i64(),
+            o["callee_to_caller_jitter_max"].as_i64(),
+            o["caller_to_callee_lost"].as_i64(),
+        ),
+        (Some(2), Some(1), Some(12), None),
+        "{o}"
+    );
+    let hours: Vec<String> = [hour, hour + 1]
+        .iter()
+        .map(|h| iso(h * HOUR)[..13].to_owned())
+        .collect();
+    assert_eq!(o["hours"], hours.join(" "), "{o}");
     assert!(
         rows[0].get("talk_ms").is_none(),
         "from messages: {}",
