@@ -3,19 +3,27 @@
 //! then each query runs on a fresh router (cold: the first query after
 //! start, nothing cached) and again RUNS-1 times (warm: median).
 //!
-//!   LOCALSTACK_ENDPOINT=http://127.0.0.1:4566 cargo bench -p functions --bench query_s3 -- <lake dir> <queries.json> [runs]
+//!   LOCALSTACK_ENDPOINT=http://127.0.0.1:4566 cargo bench -p functions --bench query_s3 -- <lake dir> <queries.json> [runs] [prefix]
 //!
-//! bench/query-vs-duckdb.sh runs it when LOCALSTACK_ENDPOINT is set.
+//! A query is `{"name", "sql"}` (asked at /query) or `{"name", "path"}` (a
+//! GET of that path, such as a call search); `prefix` copies only the
+//! objects under it (the tables the queries read). bench/query-vs-duckdb.sh
+//! and bench/call-search.sh run it when LOCALSTACK_ENDPOINT is set.
 mod support;
 
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use support::{create_bucket, localstack, query};
+use support::{create_bucket, get, localstack, query};
 
-async fn answer(router: &web::Router, sql: &str) -> (Duration, String) {
-    let (t, status, body) = query(router, sql).await;
+/// The answer to query `q` (see the module's documentation).
+async fn answer(router: &web::Router, q: &serde_json::Value) -> (Duration, String) {
+    let (t, status, body) = match (q["sql"].as_str(), q["path"].as_str()) {
+        (Some(sql), _) => query(router, sql).await,
+        (None, Some(path)) => get(router, path).await,
+        _ => panic!("a query without sql or path: {q}"),
+    };
     assert_eq!(status, 200, "{body}");
     (t, body)
 }
@@ -31,9 +39,12 @@ fn main() {
         .collect();
     let (dir, queries) = match args.as_slice() {
         [d, q, ..] => (d.clone(), q.clone()),
-        _ => panic!("usage: query_s3 <lake dir> <queries.json> [runs]"),
+        _ => panic!("usage: query_s3 <lake dir> <queries.json> [runs] [prefix]"),
     };
     let runs: usize = args.get(2).map_or(7, |r| r.parse().unwrap());
+    let prefix = args
+        .get(3)
+        .map(|p| object_store::path::Path::from(p.as_str()));
     let queries: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&queries).unwrap()).unwrap();
     let endpoint = localstack();
@@ -50,7 +61,7 @@ fn main() {
         let s3 = lake::store::open(&format!("s3://{bucket}/lake")).unwrap();
         let local = lake::store::open(&dir).unwrap();
         let t = Instant::now();
-        let objects: Vec<_> = local.list(None).try_collect().await.unwrap();
+        let objects: Vec<_> = local.list(prefix.as_ref()).try_collect().await.unwrap();
         let bytes: u64 = futures::stream::iter(objects)
             .map(|m| {
                 let (local, s3) = (local.clone(), s3.clone());
@@ -75,15 +86,15 @@ fn main() {
             "query (LocalStack S3)", "cold ms", "warm ms"
         );
         for q in &queries {
-            let (name, sql) = (q["name"].as_str().unwrap(), q["sql"].as_str().unwrap());
+            let name = q["name"].as_str().unwrap();
             // A new router is a new engine: nothing cached, as after a cold start.
             let router =
                 functions::query_router(s3.clone(), Default::default(), &Default::default())
                     .unwrap();
-            let (cold, body) = answer(&router, sql).await;
+            let (cold, body) = answer(&router, q).await;
             let mut warm = Vec::new();
             for _ in 1..runs {
-                warm.push(answer(&router, sql).await.0);
+                warm.push(answer(&router, q).await.0);
             }
             warm.sort();
             let rows = serde_json::from_str::<Vec<serde_json::Value>>(&body).map_or(0, |v| v.len());

@@ -7,6 +7,10 @@
 //!   cargo bench -p web --bench call_search -- generate <dir> <hours> <messages per hour>
 //!   cargo bench -p web --bench call_search -- build <dir> <hours>
 //!   cargo bench -p web --bench call_search -- search <dir> <hours> <messages per hour>
+//!   cargo bench -p web --bench call_search -- emit <hours> <messages per hour> <queries.json>
+//!
+//! `emit` writes the search as the query function's bench (functions'
+//! `query_s3`) asks it over LocalStack S3.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,16 +126,20 @@ async fn build(store: Arc<dyn ObjectStore>, hours: i64) {
     );
 }
 
-async fn search(store: Arc<dyn ObjectStore>, hours: i64, per_hour: u64) {
+/// The search: one caller from the middle of the span, over all of it.
+fn search_uri(hours: i64, per_hour: u64) -> String {
     let calls = per_hour / PER_CALL;
-    // A caller from the middle of the span.
     let caller = Call::new(21, calls * hours as u64 / 2).caller;
-    let uri = format!(
+    format!(
         "/api/v1/calls?from={}&to={}&caller={}",
         FIRST_HOUR / 1000,
         (FIRST_HOUR + hours * MICROS_PER_HOUR) / 1000,
         caller.replace('+', "%2B")
-    );
+    )
+}
+
+async fn search(store: Arc<dyn ObjectStore>, hours: i64, per_hour: u64) {
+    let uri = search_uri(hours, per_hour);
     let app = || {
         let engine = Arc::new(QueryEngine::new(store.clone(), QueryLimits::default()).unwrap());
         router(ApiState {
@@ -194,9 +202,15 @@ fn main() {
         ["search", dir, hours, per_hour] => {
             rt.block_on(search(open(dir), num(hours) as i64, num(per_hour)))
         }
+        ["emit", hours, per_hour, file] => {
+            let path = search_uri(num(hours) as i64, num(per_hour));
+            let name = format!("search by caller, {hours} h of {per_hour}/h");
+            let queries = serde_json::json!([{ "name": name, "path": path }]);
+            std::fs::write(file, queries.to_string()).unwrap();
+        }
         _ => eprintln!(
             "usage: generate <dir> <hours> <msgs per hour> | build <dir> <hours> | \
-             search <dir> <hours> <msgs per hour>"
+             search <dir> <hours> <msgs per hour> | emit <hours> <msgs per hour> <queries.json>"
         ),
     }
 }

@@ -13,10 +13,13 @@ pub fn urlencode(s: &str) -> String {
 
 /// GET /query?q=…: time taken, status, body.
 pub async fn query(router: &web::Router, sql: &str) -> (Duration, u16, String) {
+    get(router, &format!("/query?q={}", urlencode(sql))).await
+}
+
+/// A GET of `path`: how long it took, the status and the body.
+pub async fn get(router: &web::Router, path: &str) -> (Duration, u16, String) {
     let t = Instant::now();
-    let req = Request::get(format!("/query?q={}", urlencode(sql)))
-        .body(Body::empty())
-        .unwrap();
+    let req = Request::get(path).body(Body::empty()).unwrap();
     let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)

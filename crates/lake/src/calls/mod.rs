@@ -274,12 +274,15 @@ impl SourceListings {
             .map(|(p, _)| p.hour)
     }
 
+    /// The listing of table `hep_type`'s hour `hour`.
     async fn get(
         &mut self,
         store: &Arc<dyn ObjectStore>,
         sets: &[TypeSet],
-        p: Partition,
+        hep_type: u8,
+        hour: i64,
     ) -> std::result::Result<Arc<PartitionListing>, Skip> {
+        let p = Partition { hep_type, hour };
         if self.failed.contains(&p) {
             return Err(Skip::SourceFailed);
         }
@@ -506,33 +509,11 @@ async fn build_hour(
 ) -> std::result::Result<Option<usize>, Skip> {
     let mut listings = Vec::new();
     for h in hour - 1..=hour + cfg.follow_hours {
-        listings.push(
-            sources
-                .get(
-                    store,
-                    sets,
-                    Partition {
-                        hep_type: SIP_TYPE,
-                        hour: h,
-                    },
-                )
-                .await?,
-        );
+        listings.push(sources.get(store, sets, SIP_TYPE, h).await?);
     }
     let mut rtcp = Vec::new();
     for h in hour..=hour + cfg.follow_hours {
-        rtcp.push(
-            sources
-                .get(
-                    store,
-                    sets,
-                    Partition {
-                        hep_type: RTCP_TYPE,
-                        hour: h,
-                    },
-                )
-                .await?,
-        );
+        rtcp.push(sources.get(store, sets, RTCP_TYPE, h).await?);
     }
     let all: Vec<Arc<PartitionListing>> = listings.iter().chain(&rtcp).cloned().collect();
     let file = RecordsFile {
