@@ -137,3 +137,65 @@ fn search_open_a_call_download_its_pcap_and_query_in_the_browser() {
         "{seen}"
     );
 }
+
+/// A search over days in the browser, answered from the call records that
+/// `hepop serve` built as the calls' hours settled: the row shows the
+/// record's delays, who hung up and the RTCP loss, and opens the ladder.
+#[test]
+#[ignore = "needs chromium and node: run ./scripts/test"]
+fn a_search_over_days_shows_call_records_in_the_browser() {
+    let lake_dir = tempfile::tempdir().unwrap();
+    let t = chrono_now() - 5 * 3_600_000_000;
+    let call = Call::new(42, 0);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = lake::store::open(lake_dir.path().to_str().unwrap()).unwrap();
+        let mut buf = lake::writer::WriteBuffer::new(Default::default());
+        // The SIP flow, two RTCP reports from the caller and a log line.
+        for m in call.all(t) {
+            buf.append(&m);
+        }
+        for f in buf.take_due(Instant::now(), true) {
+            f.write(&store).await.unwrap();
+        }
+    });
+    let args = [
+        "--host",
+        "127.0.0.1",
+        "--compact-every-secs",
+        "1",
+        "--stats-every-secs",
+        "0",
+    ];
+    let srv = Server::spawn(serve_command(lake_dir.path(), &args), lake_dir);
+    srv.wait_metric_at_least("call_records_built", 1);
+
+    let ui = dir("ui");
+    npm_ci(&ui, "puppeteer-core");
+    let (from, to) = (t / 1000 - 2 * 86_400_000, chrono_now() / 1000);
+    let out = run_ok(
+        Command::new("node")
+            .arg(ui.join("record_search.js"))
+            .args([&format!("http://{}", srv.http), &call.caller])
+            .args([from.to_string(), to.to_string()]),
+        "node runs the UI driver",
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = seen["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{seen}");
+    let row = &rows[0];
+    // The sample call: ringing after 40 ms, answered after 2 s, 7 s of talk;
+    // the caller's reports say 1 packet of the callee's media lost.
+    for (column, shown) in [
+        ("PDD", "0.0 s"),
+        ("Setup", "2.0 s"),
+        ("Talk", "7.0 s"),
+        ("Hung up", "caller"),
+        ("Status", "200"),
+        ("Lost →/←", "- / 1"),
+        ("Msgs", "7"),
+        ("Call-ID", call.call_id.as_str()),
+    ] {
+        assert_eq!(row[column], shown, "{column}: {row}");
+    }
+    assert_eq!(seen["arrows"], 7, "the call's ladder: {seen}");
+}
