@@ -15,7 +15,7 @@ use futures::StreamExt;
 use hep::{HepMessage, TimeWindow};
 use hep_metrics::CaptureMetrics;
 use hep_metrics::emf::Emf;
-use lake::paths::{FileName, Quarantined};
+use lake::paths::FileName;
 use lake::rows::{AlegHeaders, default_aleg_headers, parse_aleg_headers};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -105,30 +105,6 @@ fn shard_of(r: &KinesisEventRecord) -> String {
         .to_owned()
 }
 
-/// Keeps an unusable record out of the way: its bytes and why, under `_quarantine/kinesis/<shard>/<seq>`.
-async fn quarantine(
-    store: &Arc<dyn ObjectStore>,
-    shard: &str,
-    seq: &str,
-    data: &[u8],
-    why: &str,
-) -> Result<(), String> {
-    tracing::warn!(%shard, %seq, reason = %why, "record quarantined");
-    let put = |reason: bool, bytes: Vec<u8>| async move {
-        let path = Quarantined::KinesisRecord {
-            shard: shard.to_owned(),
-            sequence: seq.to_owned(),
-            reason,
-        }
-        .path();
-        lake::parquet_io::put(store, &path, bytes.into())
-            .await
-            .map_err(|e| e.to_string())
-    };
-    put(true, format!("{why}\n").into_bytes()).await?;
-    put(false, data.to_vec()).await
-}
-
 /// One record's messages, or why none could be taken from it.
 fn decode_record(
     r: &KinesisEventRecord,
@@ -182,7 +158,10 @@ async fn ingest_shard(
             Ok(m) => msgs.extend(m),
             Err(why) => {
                 let seq = &r.kinesis.sequence_number;
-                quarantine(store, shard, seq, &r.kinesis.data.0, &why).await?;
+                tracing::warn!(%shard, %seq, reason = %why, "record quarantined");
+                lake::quarantine::keep_record(store, shard, seq, &r.kinesis.data.0, &why)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 report.quarantined += 1;
             }
         }

@@ -16,6 +16,7 @@ mod lookup;
 pub mod merge;
 pub mod parquet_io;
 pub mod paths;
+pub mod quarantine;
 pub mod read_cache;
 pub mod rows;
 pub mod schema;
