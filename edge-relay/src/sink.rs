@@ -36,26 +36,8 @@ impl KinesisSink {
         region: Option<String>,
         endpoint: Option<String>,
     ) -> aws_sdk_kinesis::Client {
-        aws_sdk_kinesis::Client::new(&sdk_config(region, endpoint).await)
+        aws_sdk_kinesis::Client::new(&aws_setup::sdk_config(region, endpoint).await)
     }
-}
-
-/// AWS settings from the environment (credentials, region unless given), an
-/// optional endpoint override (LocalStack), on a ring-based rustls stack.
-pub async fn sdk_config(region: Option<String>, endpoint: Option<String>) -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r));
-    }
-    if let Some(e) = endpoint {
-        loader = loader.endpoint_url(e);
-    }
-    loader.load().await
 }
 
 #[async_trait]

@@ -5,11 +5,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use object_store::ObjectStore;
 
-// Every function binary links this library: one allocator for all three,
-// the one `hepop` uses (the compaction memory budget is measured with it).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod compactor;
 pub mod ingest;
 

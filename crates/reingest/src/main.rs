@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let store = lake::store::open(&a.lake)?;
     // The same capture-time rule as the ingest function, from the same variables.
     let cfg = IngestConfig::from_env()?;
-    let aws = edge_relay::sink::sdk_config(a.region, a.endpoint).await;
+    let aws = aws_setup::sdk_config(a.region, a.endpoint).await;
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
     if let Some(url) = a.queue_url {
         let sqs = aws_sdk_sqs::Client::new(&aws);

@@ -1,3 +1,8 @@
+// The allocator `hepop` uses (the compaction memory budget is measured with
+// it), chosen by each binary rather than forced on the library's users.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;

@@ -618,7 +618,7 @@ async fn s3_unreachable_for_a_while_then_back_every_message_stored_once() {
         .next()
         .unwrap()
         .to_owned();
-    let aws = edge_relay::sink::sdk_config(Some("us-east-1".into()), Some(endpoint())).await;
+    let aws = aws_setup::sdk_config(Some("us-east-1".into()), Some(endpoint())).await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     // A one-second visibility timeout: a kept record is soon visible again.
     let queue = sqs
