@@ -143,13 +143,10 @@ async fn request_deadline(
         Ok(r) => r,
         Err(_) => {
             counters.request_timeouts.fetch_add(1, Ordering::Relaxed);
-            web::error_response(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the request was not read and answered within {} s",
-                    timeout.as_secs()
-                ),
-            )
+            axum::response::IntoResponse::into_response(web::ApiError::TimedOut(format!(
+                "the request was not read and answered within {} s",
+                timeout.as_secs()
+            )))
         }
     }
 }

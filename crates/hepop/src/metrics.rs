@@ -25,6 +25,8 @@ pub struct Metrics {
     /// Hours of call records built, and the records they held.
     pub call_hours_built: AtomicU64,
     pub call_records: AtomicU64,
+    /// Hours of call records not built: more SIP rows than the memory allows.
+    pub call_builds_skipped: AtomicU64,
     /// Seconds the Delta tables were behind HEPop's view after the last run.
     pub delta_lag_secs: AtomicU64,
     /// heplify-server's SIP, RTCP and packet series of what was received.
@@ -107,6 +109,11 @@ impl Metrics {
                 "call records the hours built held",
                 get(&self.call_records),
             ),
+            (
+                "call_record_builds_skipped",
+                "hours of call records not built: more SIP rows than --compact-memory-mb allows",
+                get(&self.call_builds_skipped),
+            ),
         ]);
         rows
     }
@@ -123,6 +130,7 @@ impl Metrics {
         add(&self.delta_conflicts, r.delta_conflicts as u64);
         add(&self.call_hours_built, r.call_hours_built as u64);
         add(&self.call_records, r.call_records as u64);
+        add(&self.call_builds_skipped, r.call_hours_too_large as u64);
         self.delta_lag_secs
             .store(r.delta_lag_secs, std::sync::atomic::Ordering::Relaxed);
     }

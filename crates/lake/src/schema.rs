@@ -320,6 +320,15 @@ pub fn calls_schema() -> SchemaRef {
     CALLS.clone()
 }
 
+/// The timestamp columns of `calls`.
+pub const CALLS_TIME_COLUMNS: [&str; 5] = [
+    START_TIME,
+    "end_time",
+    "ringing_time",
+    "answer_time",
+    "bye_time",
+];
+
 /// Columns of `calls` given bloom filters: what a search looks calls up by.
 pub const CALLS_BLOOM_COLUMNS: [&str; 4] = ["call_id", "caller", "callee", "ruri_user"];
 

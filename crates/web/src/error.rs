@@ -13,6 +13,12 @@ pub enum ApiError {
     /// Nothing matches what was asked for.
     #[error("{0}")]
     NotFound(String),
+    /// The request names a host this server does not answer for (DNS rebinding).
+    #[error("{0}")]
+    WrongHost(String),
+    /// The request was not read and answered in time.
+    #[error("{0}")]
+    TimedOut(String),
     #[error(transparent)]
     Query(#[from] QueryError),
 }
@@ -25,6 +31,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::WrongHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Query(QueryError::Busy(_)) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Query(QueryError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Query(_) => StatusCode::BAD_REQUEST,

@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -94,13 +94,11 @@ pub async fn require_allowed_host(
         // Browsers always send one; a client without is not a page.
         None => next.run(req).await,
         Some(h) if hosts.allows(h) => next.run(req).await,
-        Some(h) => crate::error_response(
-            StatusCode::MISDIRECTED_REQUEST,
-            format!(
-                "this server answers without a token only for localhost, IP addresses and the names in \
-                 --http-allowed-hosts, not for Host {h:?}: add the name there, or set an API token"
-            ),
-        ),
+        Some(h) => crate::ApiError::WrongHost(format!(
+            "this server answers without a token only for localhost, IP addresses and the names in \
+             --http-allowed-hosts, not for Host {h:?}: add the name there, or set an API token"
+        ))
+        .into_response(),
     }
 }
 

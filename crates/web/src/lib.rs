@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use lake::engine::{QueryEngine, QueryError};
+use lake::engine::QueryEngine;
 
 pub mod auth;
 pub mod calls;
@@ -136,29 +136,15 @@ pub fn router(state: ApiState) -> Router {
     r.with_state(state)
 }
 
-pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({ "error": message.into() })),
-    )
-        .into_response()
-}
-
-fn bad_request(message: impl Into<String>) -> Response {
-    error_response(StatusCode::BAD_REQUEST, message)
-}
-
 async fn get_query(
     State(s): State<ApiState>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Response {
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(e) => return bad_request(e.body_text()),
-    };
-    let Some(sql) = params.get("q").or_else(|| params.get("query")) else {
-        return bad_request("missing query parameter 'q'");
-    };
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let sql = params
+        .get("q")
+        .or_else(|| params.get("query"))
+        .ok_or_else(|| ApiError::BadRequest("missing query parameter 'q'".into()))?;
     run(&s, sql, params.get("format").map(String::as_str)).await
 }
 
@@ -169,53 +155,35 @@ struct QueryBody {
     format: Option<String>,
 }
 
-// The error is the HTTP response itself, returned as it is.
-#[allow(clippy::result_large_err)]
-fn parse_body(body: &Bytes, example: &str) -> Result<QueryBody, Response> {
+fn parse_body(body: &Bytes, example: &str) -> Result<QueryBody, ApiError> {
     serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("body must be JSON like {example}: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("body must be JSON like {example}: {e}")))
 }
 
-async fn post_query(State(s): State<ApiState>, body: Bytes) -> Response {
-    let b = match parse_body(&body, r#"{"query": "SELECT ..."}"#) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match b.query.or(b.q) {
-        Some(sql) => run(&s, &sql, b.format.as_deref()).await,
-        None => bad_request("missing field 'query'"),
-    }
+async fn post_query(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
+    let b = parse_body(&body, r#"{"query": "SELECT ..."}"#)?;
+    let sql = b
+        .query
+        .or(b.q)
+        .ok_or_else(|| ApiError::BadRequest("missing field 'query'".into()))?;
+    run(&s, &sql, b.format.as_deref()).await
 }
 
-async fn post_influx(State(s): State<ApiState>, body: Bytes) -> Response {
+async fn post_influx(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
     // "db" is accepted and ignored: the lake is one database.
-    let b = match parse_body(&body, r#"{"db": "hep", "q": "SELECT ..."}"#) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match b.q.or(b.query) {
-        Some(sql) => run(&s, &sql, b.format.as_deref()).await,
-        None => bad_request("missing field 'q'"),
-    }
+    let b = parse_body(&body, r#"{"db": "hep", "q": "SELECT ..."}"#)?;
+    let sql =
+        b.q.or(b.query)
+            .ok_or_else(|| ApiError::BadRequest("missing field 'q'".into()))?;
+    run(&s, &sql, b.format.as_deref()).await
 }
 
-pub fn query_error_response(e: QueryError) -> Response {
-    ApiError::from(e).into_response()
-}
-
-async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Response {
-    let format = match Format::parse(format) {
-        Ok(f) => f,
-        Err(m) => return bad_request(m),
-    };
-    let body = match s
+async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Result<Response, ApiError> {
+    let format = Format::parse(format).map_err(ApiError::BadRequest)?;
+    let body = s
         .engine
         .query_into(sql, Encoder::new(format, s.response_limit))
-        .await
-    {
-        Ok(b) => b,
-        Err(e) => return query_error_response(e),
-    };
+        .await?;
     let mut r = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
     if let ResponseLimit::LambdaPayload(_) = s.response_limit {
         // lambda_http base64-encodes types it does not know as text (NDJSON):
@@ -225,7 +193,7 @@ async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Response {
             HeaderValue::from_static("text"),
         );
     }
-    r
+    Ok(r)
 }
 
 async fn search_calls(

@@ -36,7 +36,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -50,8 +50,8 @@ use crate::paths::{
     MICROS_PER_HOUR, Partition, RecordsFile, Root, TypeSet, bundle_row_group, date_dir, hour_dir,
 };
 use crate::schema::{
-    CALLS_BLOOM_COLUMNS, CALLS_TABLE, RTCP_TYPE, SIP_TYPE, START_TIME, calls_schema, conform,
-    schema_for,
+    CALLS_BLOOM_COLUMNS, CALLS_TABLE, CALLS_TIME_COLUMNS, RTCP_TYPE, SIP_TYPE, START_TIME,
+    calls_schema, conform, schema_for,
 };
 use crate::{LakeError, Result};
 
@@ -71,6 +71,9 @@ pub struct CallsConfig {
     pub close_after_micros: i64,
     /// Replaced record files stay this long, for queries that loaded the table before.
     pub grace_micros: i64,
+    /// The most `hep_1` Parquet bytes one hour's build may read: what it holds
+    /// grows with them (about 4.5 bytes of memory a byte, docs/PERFORMANCE.md).
+    pub max_source_bytes: u64,
 }
 
 /// What one run did to the `calls` table.
@@ -82,6 +85,8 @@ pub struct CallsReport {
     pub records: usize,
     /// Hours whose sources had not changed.
     pub hours_current: usize,
+    /// Hours not built: their sources are more than a build may read.
+    pub hours_too_large: usize,
     /// Replaced or abandoned record files deleted.
     pub deleted: usize,
     pub errors: Vec<String>,
@@ -234,6 +239,8 @@ pub struct SourceListings {
 enum Skip {
     /// A source partition failed earlier in the run, which reported it.
     SourceFailed,
+    /// The sources hold this many bytes, more than a build may read.
+    TooLarge(u64),
     Error(LakeError),
 }
 
@@ -391,13 +398,20 @@ async fn reports_of(store: &Arc<dyn ObjectStore>, l: &PartitionListing) -> Resul
     Ok(reports)
 }
 
-/// Parquet bytes of one hour's records: zstd, page statistics, bloom
-/// filters on what a search looks calls up by.
+/// Parquet bytes of one hour's records: zstd at compaction's level, page
+/// statistics, bloom filters on what a search looks calls up by, and the
+/// times delta-encoded (nearly every value differs: a dictionary saves
+/// nothing, while records in start order differ little from one another).
 fn encode(batch: &arrow::array::RecordBatch) -> Result<bytes::Bytes> {
     let mut p = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(9)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_data_page_row_count_limit(PAGE_ROWS);
+    for c in CALLS_TIME_COLUMNS {
+        p = p
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+    }
     let ndv = batch.num_rows().clamp(16, 1 << 20) as u64;
     for c in CALLS_BLOOM_COLUMNS {
         p = p
@@ -479,6 +493,16 @@ pub async fn build(
             }
             Ok(None) => report.hours_current += 1,
             Err(Skip::SourceFailed) => {}
+            Err(Skip::TooLarge(bytes)) => {
+                report.hours_too_large += 1;
+                tracing::warn!(
+                    hour = %Root::Calls.hour_prefix(hour),
+                    source_mb = bytes >> 20,
+                    limit_mb = cfg.max_source_bytes >> 20,
+                    "call records not built: the hour's SIP rows are more than a build may hold \
+                     in the compaction memory (raise --compact-memory-mb / HEPOP_COMPACT_MEMORY_MB)"
+                );
+            }
             Err(Skip::Error(e)) => {
                 tracing::warn!(hour, error = %e, "building call records failed");
                 report
@@ -514,6 +538,14 @@ async fn build_hour(
     let mut rtcp = Vec::new();
     for h in hour..=hour + cfg.follow_hours {
         rtcp.push(sources.get(store, sets, RTCP_TYPE, h).await?);
+    }
+    let sip_bytes: u64 = listings
+        .iter()
+        .flat_map(|l| l.visible())
+        .map(|m| m.size)
+        .sum();
+    if sip_bytes > cfg.max_source_bytes {
+        return Err(Skip::TooLarge(sip_bytes));
     }
     let all: Vec<Arc<PartitionListing>> = listings.iter().chain(&rtcp).cloned().collect();
     let file = RecordsFile {

@@ -91,6 +91,8 @@ pub struct CompactionReport {
     pub call_hours_built: usize,
     pub call_records: usize,
     pub call_files_deleted: usize,
+    /// Hours whose records were not built: more SIP rows than the memory allows.
+    pub call_hours_too_large: usize,
     /// `<partition>: <error>` for every partition that failed.
     pub errors: Vec<String>,
 }
@@ -314,6 +316,7 @@ pub async fn run(
         let calls = build_calls(store, cfg, &sets, sweep, now_hour, sources, clock).await;
         report.call_hours_built = calls.hours_built;
         report.call_records = calls.records;
+        report.call_hours_too_large = calls.hours_too_large;
         report.call_files_deleted += calls.deleted;
         report.errors.extend(calls.errors);
     }

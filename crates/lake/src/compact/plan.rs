@@ -75,6 +75,7 @@ impl CompactionConfig {
             follow_hours: self.call_follow_hours,
             close_after_micros: micros(self.close_after),
             grace_micros: micros(self.grace),
+            max_source_bytes: self.memory_bytes / 4,
         }
     }
 

@@ -716,3 +716,53 @@ async fn known_calls_read_through_the_engine_and_outside_readers() {
         "{got}"
     );
 }
+
+/// An hour whose SIP rows are more than a build may hold in memory is not
+/// built (nor any hour reading it): counted, the others built; with room
+/// enough, a later run builds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hour_more_than_a_build_may_hold_is_skipped_and_counted() {
+    let (_, store) = instrumented();
+    // Recent hours: Delta keeps an hour's transaction (built once) three days.
+    let base = (chrono::Utc::now().timestamp_micros() / MICROS_PER_HOUR - 12) * MICROS_PER_HOUR;
+    let spec = CallSpec {
+        start_s: 600,
+        outcome: Outcome::Answered,
+        pdd_ms: 100,
+        setup_ms: 3_000,
+        talk_s: 30,
+        callee_hangs_up: false,
+        b_leg: false,
+    };
+    let msgs: Vec<HepMessage> = messages(0, &spec, base).iter().map(packet).collect();
+    write_server(&store, &msgs).await;
+    let now = base + 8 * MICROS_PER_HOUR;
+    let hour = base / MICROS_PER_HOUR;
+    let build = |max_source_bytes: u64| {
+        let store = store.clone();
+        async move {
+            let cfg = lake::calls::CallsConfig {
+                max_source_bytes,
+                ..config().calls()
+            };
+            let settling = lake::calls::Builds::Settling { from_hour: hour };
+            // Nothing listed yet: the build lists what it reads.
+            let sources = lake::calls::SourceListings::new([], [], [1, 5], false);
+            lake::calls::build(&store, &[], &cfg, sources, settling, || now).await
+        }
+    };
+    // The call's hour and the hour after (whose build reads it): too large.
+    let r = build(1).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!((r.hours_too_large, r.records), (2, 0), "{r:?}");
+    assert!(r.hours_built > 0, "the hours that do not read it: {r:?}");
+    let (records, _) = table_records(&store).await;
+    assert!(records.is_empty(), "{records:?}");
+    let r = build(config().calls().max_source_bytes).await;
+    assert_eq!(
+        (r.hours_built, r.hours_too_large, r.records),
+        (2, 0, 1),
+        "{r:?}"
+    );
+    assert_eq!(table_records(&store).await.0.len(), 1);
+}
