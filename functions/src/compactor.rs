@@ -15,6 +15,25 @@ pub struct CompactorEvent {
     pub sweep: Option<String>,
 }
 
+/// Why an invocation failed, as Lambda reports it (`errorType`, `errorMessage`).
+#[derive(Debug, thiserror::Error)]
+pub enum CompactorError {
+    #[error("unknown sweep {0:?}: use \"recent\" or \"full\"")]
+    UnknownSweep(String),
+}
+
+impl From<CompactorError> for lambda_runtime::Diagnostic {
+    fn from(e: CompactorError) -> Self {
+        let error_type = match e {
+            CompactorError::UnknownSweep(_) => "UnknownSweep",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
 /// Time kept back from the deadline: the longest job (bounded by max_job_bytes) must fit in it.
 pub const JOB_RESERVE: Duration = Duration::from_secs(5 * 60);
 
@@ -54,11 +73,11 @@ pub async fn handle(
     cfg: &CompactionConfig,
     event: &CompactorEvent,
     deadline: Option<Instant>,
-) -> anyhow::Result<CompactionReport> {
+) -> Result<CompactionReport, CompactorError> {
     let sweep = match event.sweep.as_deref() {
         Some("full") => Sweep::Full,
         None | Some("recent") => Sweep::Recent,
-        Some(other) => anyhow::bail!("unknown sweep {other:?}: use \"recent\" or \"full\""),
+        Some(other) => return Err(CompactorError::UnknownSweep(other.to_owned())),
     };
     let stop_at = deadline.map(|d| d.checked_sub(JOB_RESERVE).unwrap_or(d));
     let r = lake::compact::run(
@@ -74,4 +93,31 @@ pub async fn handle(
     }
     tracing::info!(?sweep, report = ?r, "compaction run");
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// A schedule naming a sweep that does not exist fails the invocation
+    /// with an error type Lambda shows, and runs nothing.
+    #[tokio::test]
+    async fn an_unknown_sweep_is_reported_by_type() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let event = CompactorEvent {
+            sweep: Some("weekly".into()),
+        };
+        let e = handle(&store, &CompactionConfig::default(), &event, None)
+            .await
+            .unwrap_err();
+        let d = lambda_runtime::Diagnostic::from(e);
+        assert_eq!(d.error_type, "UnknownSweep");
+        assert!(
+            d.error_message.contains("\"weekly\""),
+            "{}",
+            d.error_message
+        );
+        assert!(store.list(None).next().await.is_none(), "nothing written");
+    }
 }

@@ -453,20 +453,43 @@ pub struct AuthRequest {
     pub password: String,
 }
 
-/// A batch's rows as JSON objects (text columns as strings, integers as numbers).
+/// A batch's rows as JSON objects: text columns as strings, integers as
+/// numbers, nulls left out (the columns of [`MESSAGE_COLUMNS`] and of
+/// [`report_sql`]; any other type is an error).
 fn objects(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, QueryError> {
-    let encoding =
-        |e: arrow::error::ArrowError| QueryError::Internal(format!("encoding rows: {e}"));
-    let mut out = Vec::new();
-    let mut w =
-        arrow::json::WriterBuilder::new().build::<_, arrow::json::writer::JsonArray>(&mut out);
-    w.write(batch).map_err(encoding)?;
-    w.finish().map_err(encoding)?;
-    drop(w);
-    if out.is_empty() {
-        return Ok(Vec::new());
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int64Type};
+    let cast = |c: &dyn Array, to: &DataType| {
+        arrow::compute::cast(c, to).map_err(|e| QueryError::Internal(format!("homer rows: {e}")))
+    };
+    let mut out = vec![Map::new(); batch.num_rows()];
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = field.name();
+        match col.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let c = cast(col, &DataType::Utf8)?;
+                for (row, v) in c.as_string::<i32>().iter().enumerate() {
+                    if let Some(v) = v {
+                        out[row].insert(name.clone(), Value::from(v));
+                    }
+                }
+            }
+            t if t.is_integer() => {
+                let c = cast(col, &DataType::Int64)?;
+                for (row, v) in c.as_primitive::<Int64Type>().iter().enumerate() {
+                    if let Some(v) = v {
+                        out[row].insert(name.clone(), Value::from(v));
+                    }
+                }
+            }
+            t => {
+                return Err(QueryError::Internal(format!(
+                    "homer rows: column {name} is {t}, not text or an integer"
+                )));
+            }
+        }
     }
-    serde_json::from_slice(&out).map_err(|e| QueryError::Internal(format!("reading rows: {e}")))
+    Ok(out)
 }
 
 /// Streams `statement`'s rows as homer messages into `f`, numbered from 1.

@@ -25,7 +25,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         async move {
             handle(&store, &cfg, &e.payload, deadline)
                 .await
-                .map_err(lambda_runtime::Error::from)
+                .map_err(lambda_runtime::Diagnostic::from)
         }
     }))
     .await

@@ -98,31 +98,12 @@ fn serve_publishes_to_delta_and_counts_its_commits() {
 /// outside readers.
 #[test]
 fn serve_builds_the_call_records_of_settled_hours() {
-    let dir = tempfile::tempdir().unwrap();
     let t = chrono_now() - 5 * 3_600_000_000;
     let msgs: Vec<hep::HepMessage> = (0..20)
         .flat_map(|i| hep::sample::Call::new(31, i).sip_flow(t + i as i64 * 1_000_000))
         .collect();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
-        let mut buf = lake::writer::WriteBuffer::new(Default::default());
-        for m in &msgs {
-            buf.append(m);
-        }
-        for f in buf.take_due(Instant::now(), true) {
-            f.write(&store).await.unwrap();
-        }
-    });
-    let lake = dir.path().to_owned();
-    let args = [
-        "--host",
-        "127.0.0.1",
-        "--compact-every-secs",
-        "1",
-        "--stats-every-secs",
-        "0",
-    ];
-    let srv = Server::spawn(serve_command(dir.path(), &args), dir);
+    let srv = serve_compacting(&msgs);
+    let lake = srv.dir.as_ref().unwrap().path().to_owned();
     srv.wait_metric_at_least("call_records_built", 20);
     assert_eq!(srv.count("SELECT count(*) AS n FROM calls"), 20);
     let exact = "SELECT count(*) AS n FROM calls \

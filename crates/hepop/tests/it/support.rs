@@ -250,6 +250,31 @@ impl Drop for Server {
     }
 }
 
+/// `hepop serve` over a lake holding `msgs` (written as the server writes),
+/// compacting every second: what builds the call records of settled hours.
+pub fn serve_compacting(msgs: &[HepMessage]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = lake::store::open(dir.path().to_str().unwrap()).unwrap();
+        let mut buf = lake::writer::WriteBuffer::new(Default::default());
+        for m in msgs {
+            buf.append(m);
+        }
+        for f in buf.take_due(Instant::now(), true) {
+            f.write(&store).await.unwrap();
+        }
+    });
+    let args = [
+        "--host",
+        "127.0.0.1",
+        "--compact-every-secs",
+        "1",
+        "--stats-every-secs",
+        "0",
+    ];
+    Server::spawn(serve_command(dir.path(), &args), dir)
+}
+
 pub fn calls(run: u64, n: u64) -> Vec<HepMessage> {
     let now = chrono_now() - 20_000_000;
     (0..n)

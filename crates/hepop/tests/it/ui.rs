@@ -144,29 +144,10 @@ fn search_open_a_call_download_its_pcap_and_query_in_the_browser() {
 #[test]
 #[ignore = "needs chromium and node: run ./scripts/test"]
 fn a_search_over_days_shows_call_records_in_the_browser() {
-    let lake_dir = tempfile::tempdir().unwrap();
     let t = chrono_now() - 5 * 3_600_000_000;
     let call = Call::new(42, 0);
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = lake::store::open(lake_dir.path().to_str().unwrap()).unwrap();
-        let mut buf = lake::writer::WriteBuffer::new(Default::default());
-        // The SIP flow, two RTCP reports from the caller and a log line.
-        for m in call.all(t) {
-            buf.append(&m);
-        }
-        for f in buf.take_due(Instant::now(), true) {
-            f.write(&store).await.unwrap();
-        }
-    });
-    let args = [
-        "--host",
-        "127.0.0.1",
-        "--compact-every-secs",
-        "1",
-        "--stats-every-secs",
-        "0",
-    ];
-    let srv = Server::spawn(serve_command(lake_dir.path(), &args), lake_dir);
+    // The SIP flow, two RTCP reports from the caller and a log line.
+    let srv = serve_compacting(&call.all(t));
     srv.wait_metric_at_least("call_records_built", 1);
 
     let ui = dir("ui");
