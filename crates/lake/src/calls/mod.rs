@@ -544,9 +544,6 @@ async fn build_hour(
         .flat_map(|l| l.visible())
         .map(|m| m.size)
         .sum();
-    if sip_bytes > cfg.max_source_bytes {
-        return Err(Skip::TooLarge(sip_bytes));
-    }
     let all: Vec<Arc<PartitionListing>> = listings.iter().chain(&rtcp).cloned().collect();
     let file = RecordsFile {
         hour,
@@ -571,6 +568,10 @@ async fn build_hour(
         };
         if current {
             return Ok(None);
+        }
+        // Only a build that would read them is bounded by them.
+        if sip_bytes > cfg.max_source_bytes {
+            return Err(Skip::TooLarge(sip_bytes));
         }
         let records = if empty {
             Vec::new()
