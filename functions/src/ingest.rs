@@ -16,7 +16,7 @@ use hep::{HepMessage, TimeWindow};
 use hep_metrics::CaptureMetrics;
 use hep_metrics::emf::Emf;
 use lake::paths::FileName;
-use lake::rows::{AlegHeaders, default_aleg_headers, parse_aleg_headers};
+use lake::rows::{AlegHeaders, default_aleg_headers};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -35,35 +35,6 @@ impl Default for IngestConfig {
             window: TimeWindow::default(),
             aleg_headers: default_aleg_headers(),
         }
-    }
-}
-
-impl IngestConfig {
-    /// `HEPOP_MAX_CAPTURE_AGE_SECS`, `HEPOP_MAX_CAPTURE_AHEAD_SECS`, `HEPOP_ACCEPT_ANY_TIME`,
-    /// `HEPOP_ALEG_HEADERS`, as `hepop serve` reads them.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let d = TimeWindow::default();
-        let secs = |k: &str, default: i64| {
-            crate::env_number(k, (default / 1_000_000) as u32).map(|s| s as i64 * 1_000_000)
-        };
-        let accept_any = match std::env::var("HEPOP_ACCEPT_ANY_TIME").as_deref() {
-            Ok("true" | "1") => true,
-            Ok("false" | "0" | "") | Err(_) => false,
-            Ok(v) => anyhow::bail!("HEPOP_ACCEPT_ANY_TIME={v:?}: use true or false"),
-        };
-        let aleg_headers = match std::env::var("HEPOP_ALEG_HEADERS") {
-            Ok(list) => parse_aleg_headers(&list)
-                .map_err(|e| anyhow::anyhow!("HEPOP_ALEG_HEADERS={list:?}: {e}"))?,
-            Err(_) => default_aleg_headers(),
-        };
-        Ok(Self {
-            window: TimeWindow {
-                max_age_micros: secs("HEPOP_MAX_CAPTURE_AGE_SECS", d.max_age_micros)?,
-                max_ahead_micros: secs("HEPOP_MAX_CAPTURE_AHEAD_SECS", d.max_ahead_micros)?,
-                accept_any,
-            },
-            aleg_headers,
-        })
     }
 }
 

@@ -16,9 +16,8 @@ use packet::read::Captured;
 pub struct ImportArgs {
     /// A pcap or pcapng file.
     pub file: PathBuf,
-    /// The lake to write into: a directory, or s3://bucket/prefix.
-    #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
-    pub data: String,
+    #[command(flatten)]
+    pub lake: crate::args::LakeArgs,
     /// Send to this HEP server (host:port, over TCP) instead of writing the lake.
     #[arg(long)]
     pub to: Option<String>,
@@ -151,7 +150,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
             s.flush()?;
         }
         None => {
-            let store = lake::store::open(&args.data)?;
+            let store = lake::store::open(&args.lake.data)?;
             let mut buf = lake::writer::WriteBuffer::new(lake::writer::WriterConfig {
                 writer_id: "import".into(),
                 aleg_headers,
@@ -178,9 +177,10 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         found.rtcp_correlated,
         capture.skipped,
         found.other,
-        args.to
-            .as_ref()
-            .map_or_else(|| format!("into {}", args.data), |t| format!("sent to {t}")),
+        args.to.as_ref().map_or_else(
+            || format!("into {}", args.lake.data),
+            |t| format!("sent to {t}")
+        ),
     );
     Ok(())
 }

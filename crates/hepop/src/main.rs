@@ -43,8 +43,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct QueryArgs {
-    #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
-    data: String,
+    #[command(flatten)]
+    lake: args::LakeArgs,
     /// json, ndjson, csv (formula-safe for spreadsheets) or csv-raw.
     #[arg(long, default_value = "json")]
     format: String,
@@ -53,10 +53,10 @@ struct QueryArgs {
 
 #[derive(clap::Args)]
 struct CompactArgs {
-    #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
-    data: String,
     #[command(flatten)]
-    compaction: args::CompactionArgs,
+    lake: args::LakeArgs,
+    #[command(flatten)]
+    compaction: lake::settings::CompactionSettings,
 }
 
 /// Only `serve` needs the default args when no subcommand is given.
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         match command {
             Command::Serve(args) => serve::serve(*args).await,
             Command::Query(q) => {
-                let store = lake::store::open(&q.data)?;
+                let store = lake::store::open(&q.lake.data)?;
                 let format = web::Format::parse(Some(&q.format)).map_err(anyhow::Error::msg)?;
                 let engine = lake::engine::QueryEngine::new(store, Default::default())?;
                 let result = engine.query(&q.sql).await?;
@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Compact(c) => {
                 let cfg = c.compaction.config()?;
-                let store = lake::store::open(&c.data)?;
+                let store = lake::store::open(&c.lake.data)?;
                 let r = lake::compact::run(
                     &store,
                     &cfg,
@@ -115,4 +115,34 @@ fn main() -> anyhow::Result<()> {
             Command::Send(_) => unreachable!("handled above"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use lake::settings::{documented_table, markdown_table, setting_rows};
+
+    /// Every setting of `hepop serve`, with its flag, variable, default and
+    /// meaning, is the table README.md shows (regenerate it from the message).
+    #[test]
+    fn the_readme_lists_every_serve_setting_as_clap_reads_it() {
+        let cli = super::Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let rows = setting_rows(serve);
+        for env in [
+            "HEPOP_COMPACT_TARGET_BYTES",
+            "HEPOP_API_TOKENS",
+            "HEP_AUTH_KEYS",
+            "PARQUET_DIR",
+        ] {
+            assert!(rows.iter().any(|r| r.env == env), "{env} missing");
+        }
+        let readme = include_str!("../../../README.md");
+        let expected = markdown_table(&rows);
+        let documented = documented_table(readme, "hepop serve").unwrap_or_default();
+        assert!(
+            documented == expected,
+            "README.md's table of `hepop serve` settings differs; it should read:\n{expected}"
+        );
+    }
 }

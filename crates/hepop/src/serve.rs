@@ -19,7 +19,9 @@ use web::{ApiState, ResponseLimit, protect, router};
 use listen::args::HepListenArgs;
 use listen::{KeyCheck, QueueReceiver, add, bind_udp_and_tcp, inc, run_stream, run_udp};
 
-use crate::args::{CompactionArgs, HttpArgs, QueryArgs, TimeArgs};
+use lake::settings::{CaptureSettings, CompactionSettings, QuerySettings};
+
+use crate::args::{HttpArgs, LakeArgs};
 use crate::metrics::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -37,9 +39,8 @@ pub struct ServeArgs {
     /// API's tokens and limits; off unless given (0 picks a free one).
     #[arg(long = "flight-port", env = "HEPOP_FLIGHT_PORT")]
     pub flight_port: Option<u16>,
-    /// Where the lake lives: a directory, or s3://bucket/prefix.
-    #[arg(long = "data", env = "PARQUET_DIR", default_value = "./data")]
-    pub data: String,
+    #[command(flatten)]
+    pub lake: LakeArgs,
     /// Name in every file this process writes; unique per writer sharing a lake.
     #[arg(long, env = "WRITER_ID", default_value = "hepop")]
     pub writer_id: String,
@@ -49,10 +50,6 @@ pub struct ServeArgs {
     /// ...or until a table's hour buffer has this many rows.
     #[arg(long, env = "HEPOP_FLUSH_ROWS", default_value_t = 200_000)]
     pub flush_rows: usize,
-    /// SIP headers that carry the A leg's Call-ID in a B leg, first preferred,
-    /// comma-separated (stored in `aleg_id`; empty: none).
-    #[arg(long = "aleg-headers", env = "HEPOP_ALEG_HEADERS", default_value_t = hep::sip::DEFAULT_ALEG_HEADERS.join(","))]
-    pub aleg_headers: String,
     /// A file that fails to write is retried until it is written; the pause between attempts grows to this, seconds.
     #[arg(long, env = "HEPOP_WRITE_RETRY_MAX_SECS", default_value_t = 30.0)]
     pub write_retry_max_secs: f64,
@@ -74,15 +71,15 @@ pub struct ServeArgs {
     #[arg(long, env = "HEPOP_COMPACT_EVERY_SECS", default_value_t = 60)]
     pub compact_every_secs: u64,
     #[command(flatten)]
-    pub compaction: CompactionArgs,
+    pub compaction: CompactionSettings,
     #[command(flatten)]
-    pub time: TimeArgs,
+    pub capture: CaptureSettings,
     #[command(flatten)]
     pub hep: HepListenArgs,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
-    pub query: QueryArgs,
+    pub query: QuerySettings,
     /// Seconds between counter log lines (0: never).
     #[arg(long, env = "HEPOP_STATS_EVERY_SECS", default_value_t = 10)]
     pub stats_every_secs: u64,
@@ -103,8 +100,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "--udp-buffer must be at least 65536 bytes (one HEP packet)"
     );
     anyhow::ensure!(args.flush_rows > 0, "--flush-rows must be at least 1");
-    let aleg_headers = lake::rows::parse_aleg_headers(&args.aleg_headers)
-        .map_err(|e| anyhow::anyhow!("--aleg-headers: {e}"))?;
+    let aleg_headers = args.capture.aleg_headers()?;
     let tokens = args.http.tokens()?;
     let allowed_hosts = args.http.allowed_hosts()?;
     let http_ip = args.http.bind(args.host, !tokens.is_empty())?;
@@ -120,13 +116,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let query_limits = args
         .query
-        .limits(Duration::from_secs(args.time.max_ahead_secs))?;
+        .limits(Duration::from_secs(args.capture.max_ahead_secs))?;
     // The lake last: a bad flag is refused before any I/O.
-    let store =
-        lake::store::open(&args.data).with_context(|| format!("opening lake at {}", args.data))?;
+    let store = lake::store::open(&args.lake.data)
+        .with_context(|| format!("opening lake at {}", args.lake.data))?;
     lake::store::check_writable(&store)
         .await
-        .with_context(|| format!("the lake at {} is not writable", args.data))?;
+        .with_context(|| format!("the lake at {} is not writable", args.lake.data))?;
 
     let hep_addr = SocketAddr::new(args.host, args.hep_port);
     let (udp, tcp) = bind_udp_and_tcp(hep_addr, args.udp_buffer)
@@ -158,7 +154,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let service = flight_sql::FlightSql::new(
                 engine.clone(),
                 tokens.clone(),
-                args.query.max_response_mb << 20,
+                args.query.max_response_bytes(),
             );
             Some((l, service))
         }
@@ -173,7 +169,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let e = engine.clone();
     let app = router(ApiState {
         engine,
-        response_limit: ResponseLimit::Body(args.query.max_response_mb << 20),
+        response_limit: ResponseLimit::Body(args.query.max_response_bytes()),
     })
     .route(
         "/metrics",
@@ -208,9 +204,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tcp.local_addr()?,
         http.local_addr()?,
         if http_tls.is_some() { "on" } else { "off" },
-        args.data
+        args.lake.data
     );
-    tracing::info!(udp = %udp.local_addr()?, tcp = %tcp.local_addr()?, hep_tls = %hep_tls_addr, http = %http.local_addr()?, data = %args.data, "hepop serving");
+    tracing::info!(udp = %udp.local_addr()?, tcp = %tcp.local_addr()?, hep_tls = %hep_tls_addr, http = %http.local_addr()?, data = %args.lake.data, "hepop serving");
     if tokens.is_empty() {
         if args.http.insecure_public_http && !http_ip.is_loopback() {
             tracing::warn!(http = %http_addr, "INSECURE: the HTTP API is public with no token (--insecure-public-http): anyone reaching it reads every stored call");
@@ -228,7 +224,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // One rule for every receiver: HEPv1 gets the arrival time, a capture
     // time outside the window is replaced by it (and counted).
-    let window = args.time.window();
+    let window = args.capture.window();
     let m = metrics.clone();
     let stamp = move |_raw: &[u8], mut msg: HepMessage| {
         // A refused key is counted as `rejected`; an accepted one is stored by name.

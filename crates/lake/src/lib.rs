@@ -20,6 +20,7 @@ pub mod quarantine;
 pub mod read_cache;
 pub mod rows;
 pub mod schema;
+pub mod settings;
 pub mod spans;
 mod sql_limits;
 pub mod store;

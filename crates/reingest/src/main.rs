@@ -2,6 +2,7 @@ use std::io::Read;
 
 use clap::Parser;
 use functions::ingest::IngestConfig;
+use lake::settings::CaptureSettings;
 
 /// Stores again the Kinesis records the ingest function gave up on, while the
 /// stream still holds them: from the on-failure SQS queue (each message is
@@ -23,6 +24,9 @@ struct Args {
     /// Endpoint override for Kinesis and SQS (LocalStack).
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint: Option<String>,
+    /// The capture-time rule and A-leg headers: set them as the ingest function has them.
+    #[command(flatten)]
+    capture: CaptureSettings,
 }
 
 #[tokio::main]
@@ -31,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let store = lake::store::open(&a.lake)?;
     // The same capture-time rule as the ingest function, from the same variables.
-    let cfg = IngestConfig::from_env()?;
+    let cfg = IngestConfig {
+        window: a.capture.window(),
+        aleg_headers: a.capture.aleg_headers()?,
+    };
     let aws = aws_setup::sdk_config(a.region, a.endpoint).await;
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
     if let Some(url) = a.queue_url {

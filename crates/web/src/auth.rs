@@ -87,6 +87,58 @@ impl ApiTokens {
     }
 }
 
+/// Where the API's tokens come from: flags or `HEPOP_API_TOKENS`, and a file.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TokenSettings {
+    /// Bearer token the HTTP API requires (every route but /health); repeat or comma-separate to rotate.
+    #[arg(
+        long = "api-token",
+        env = "HEPOP_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<String>,
+    /// File of API tokens, one per line (`#` starts a comment).
+    #[arg(long = "api-token-file", env = "HEPOP_API_TOKEN_FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
+}
+
+/// Why the configured tokens cannot be used.
+#[derive(Debug, Error)]
+pub enum TokenSettingsError {
+    #[error("--api-token: {0}")]
+    Flag(TokenError),
+    #[error("reading API token file {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("API token file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: TokenError,
+    },
+}
+
+impl TokenSettings {
+    /// The tokens of the flags and the file together.
+    pub fn tokens(&self) -> Result<ApiTokens, TokenSettingsError> {
+        let flags = ApiTokens::new(&self.api_tokens).map_err(TokenSettingsError::Flag)?;
+        let Some(path) = &self.api_token_file else {
+            return Ok(flags);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| TokenSettingsError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file = ApiTokens::parse_file(&text).map_err(|source| TokenSettingsError::File {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(flags.merged(&file))
+    }
+}
+
 fn bearer(req: &Request) -> Option<&[u8]> {
     let v = req.headers().get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, token) = v.split_at_checked(7)?;

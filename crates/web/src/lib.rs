@@ -25,7 +25,7 @@ pub mod flow;
 pub mod guard;
 pub mod homer;
 
-pub use auth::{ApiTokens, TokenError, protect};
+pub use auth::{ApiTokens, TokenError, TokenSettings, TokenSettingsError, protect};
 pub use encode::{Body, Encoder, Format, JsonArray, ResponseLimit, json_escaped_len, render};
 pub use error::ApiError;
 pub use guard::{AllowedHosts, HostError, only_allowed_hosts, with_security_headers};

@@ -5,14 +5,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use functions::compactor::{CompactorEvent, config_from_env, handle};
+use functions::compactor::{CompactorEvent, handle};
+use functions::settings::{CompactorSettings, from_env};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     functions::init_tracing();
-    let store = functions::lake_from_env()?;
-    let cfg = config_from_env()?;
+    let settings: CompactorSettings = from_env()?;
+    let store = settings.lake.open()?;
+    let cfg = settings.config()?;
     lambda_runtime::run(service_fn(|e: LambdaEvent<CompactorEvent>| {
         let (store, cfg) = (store.clone(), cfg.clone());
         // The context's deadline is wall-clock milliseconds since the epoch.

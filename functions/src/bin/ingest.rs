@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use functions::ingest::Metered;
+use functions::settings::{IngestSettings, from_env};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     functions::init_tracing();
-    let store = functions::lake_from_env()?;
-    let cfg = functions::ingest::IngestConfig::from_env()?;
+    let settings: IngestSettings = from_env()?;
+    let store = settings.lake.open()?;
+    let cfg = settings.config()?;
     // One invocation at a time per instance: the lock is never contended.
     let metered = Arc::new(tokio::sync::Mutex::new(Metered::default()));
     lambda_runtime::run(service_fn(|e: LambdaEvent<KinesisEvent>| {

@@ -6,8 +6,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     functions::init_tracing();
-    let store = functions::lake_from_env()?;
-    let tokens = functions::api_tokens_from_env()?;
+    let settings: functions::settings::QuerySettings = functions::settings::from_env()?;
+    let store = settings.lake.open()?;
+    let tokens = settings.tokens.tokens()?;
     let router = functions::query_router(store, functions::query_limits(), &tokens)?;
     lambda_http::run(router).await
 }

@@ -2,3 +2,4 @@
 mod compactor;
 mod ingest;
 mod query;
+mod settings;

@@ -36,7 +36,7 @@ use clean_up::{delete_if_present, expire};
 use commit::run_job;
 pub use commit::{JobDone, finish};
 pub use merge_job::{Merged, write_outputs};
-pub use plan::{CompactionConfig, Job, plan};
+pub use plan::{CompactionConfig, ConfigError, Job, plan};
 
 use crate::catalog::{PartitionListing, contents, days, file_name, list_day, list_partition_in};
 use crate::delta::{PartitionMirror, PublicTable, is_conflict};
@@ -54,6 +54,24 @@ pub enum Sweep {
     /// Every hour (late data into old hours): run now and then.
     Full,
 }
+
+impl std::str::FromStr for Sweep {
+    type Err = UnknownSweep;
+
+    /// `recent` or `full`: how schedules and the compactor's events name them.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "recent" => Ok(Sweep::Recent),
+            "full" => Ok(Sweep::Full),
+            other => Err(UnknownSweep(other.to_owned())),
+        }
+    }
+}
+
+/// A sweep name that is neither `recent` nor `full`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sweep {0:?}: use \"recent\" or \"full\"")]
+pub struct UnknownSweep(pub String);
 
 /// What a run did; errors are per partition and never stop the run.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]

@@ -8,6 +8,25 @@ use crate::catalog::{PartitionListing, file_name};
 use crate::paths::{BundleHour, FileName, Partition};
 use crate::spans::Frontier;
 
+/// Why a [`CompactionConfig`] is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A running job's outputs would be deleted as orphans.
+    #[error("orphan_after ({orphan_after:?}) must exceed job_timeout ({job_timeout:?})")]
+    OrphanBeforeTimeout {
+        orphan_after: Duration,
+        job_timeout: Duration,
+    },
+    #[error("file targets must be at least 1 KiB")]
+    TargetTooSmall,
+    #[error("the job size (--compact-max-job-bytes) must be at least the target file size")]
+    JobSmallerThanTarget,
+    #[error("a job must be allowed at least 2 files")]
+    TooFewJobFiles,
+    #[error("compaction memory (--compact-memory-mb) must be at least 16 MiB")]
+    TooLittleMemory,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactionConfig {
     /// Outputs of closed hours are cut at about this size.
@@ -80,25 +99,25 @@ impl CompactionConfig {
     }
 
     /// Why this configuration is unsafe or useless, if it is.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
         if self.orphan_after <= self.job_timeout {
-            return Err(format!(
-                "orphan_after ({:?}) must exceed job_timeout ({:?})",
-                self.orphan_after, self.job_timeout
-            ));
+            return Err(ConfigError::OrphanBeforeTimeout {
+                orphan_after: self.orphan_after,
+                job_timeout: self.job_timeout,
+            });
         }
         if self.target_file_bytes < 1024 || self.young_file_bytes < 1024 {
-            return Err("file targets must be at least 1 KiB".into());
+            return Err(ConfigError::TargetTooSmall);
         }
         if self.max_job_bytes < self.target_file_bytes {
             // Any two files under half the target must fit one job, or small files could never pair.
-            return Err("max_job_bytes must be at least target_file_bytes".into());
+            return Err(ConfigError::JobSmallerThanTarget);
         }
         if self.max_job_files < 2 {
-            return Err("a job must be allowed at least 2 files".into());
+            return Err(ConfigError::TooFewJobFiles);
         }
         if self.memory_bytes < 16 << 20 {
-            return Err("compaction memory must be at least 16 MiB".into());
+            return Err(ConfigError::TooLittleMemory);
         }
         Ok(())
     }
@@ -328,30 +347,29 @@ mod tests {
     #[test]
     fn unsafe_settings_are_refused() {
         let d = CompactionConfig::default();
-        assert!(d.check().is_ok());
-        assert!(
-            CompactionConfig {
-                orphan_after: d.job_timeout,
-                ..d.clone()
-            }
-            .check()
-            .is_err()
-        );
-        assert!(
-            CompactionConfig {
-                max_job_files: 1,
-                ..d.clone()
-            }
-            .check()
-            .is_err()
-        );
-        assert!(
-            CompactionConfig {
-                max_job_bytes: d.target_file_bytes - 1,
-                ..d
-            }
-            .check()
-            .is_err()
-        );
+        assert_eq!(d.check(), Ok(()));
+        let orphan = CompactionConfig {
+            orphan_after: d.job_timeout,
+            ..d.clone()
+        };
+        assert!(matches!(
+            orphan.check(),
+            Err(ConfigError::OrphanBeforeTimeout { .. })
+        ));
+        let one_file = CompactionConfig {
+            max_job_files: 1,
+            ..d.clone()
+        };
+        assert_eq!(one_file.check(), Err(ConfigError::TooFewJobFiles));
+        let small_job = CompactionConfig {
+            max_job_bytes: d.target_file_bytes - 1,
+            ..d.clone()
+        };
+        assert_eq!(small_job.check(), Err(ConfigError::JobSmallerThanTarget));
+        let small_memory = CompactionConfig {
+            memory_bytes: 1 << 20,
+            ..d
+        };
+        assert_eq!(small_memory.check(), Err(ConfigError::TooLittleMemory));
     }
 }
