@@ -7,7 +7,7 @@ use clap::Parser;
 use edge_relay::batcher::BatcherConfig;
 use edge_relay::relay::{RelayConfig, run};
 use edge_relay::shipper::RetryConfig;
-use edge_relay::sink::KinesisSink;
+use edge_relay::sink::{KinesisSink, RecordSink, SinkError};
 use listen::CancellationToken;
 use listen::args::HepListenArgs;
 
@@ -53,8 +53,14 @@ struct Args {
     #[arg(long, env = "RELAY_SPOOL_MAX_MB", default_value_t = 2048)]
     spool_max_mb: u64,
     /// Seconds one batch is retried before it goes to the spool.
-    #[arg(long, env = "RELAY_GIVE_UP_SECS", default_value_t = 20)]
+    #[arg(long, env = "RELAY_GIVE_UP_SECS", default_value_t = RetryConfig::default().give_up_after.as_secs())]
     give_up_secs: u64,
+    /// Seconds one PutRecords call may take before it is abandoned and retried.
+    #[arg(long, env = "RELAY_PUT_TIMEOUT_SECS", default_value_t = RetryConfig::default().call_timeout.as_secs())]
+    put_timeout_secs: u64,
+    /// Seconds between tries while Kinesis refuses records for good (stream missing, access denied).
+    #[arg(long, env = "RELAY_BLOCKED_PROBE_SECS", default_value_t = RetryConfig::default().blocked_probe.as_secs())]
+    blocked_probe_secs: u64,
     #[command(flatten)]
     hep: HepListenArgs,
     /// Prometheus /metrics address (no token: keep it on loopback or a private network).
@@ -74,6 +80,14 @@ async fn main() -> anyhow::Result<()> {
         "--memory-mb must be at least 5 (one PutRecords call)"
     );
     anyhow::ensure!(a.spool_max_mb > 0, "--spool-max-mb must be more than 0");
+    anyhow::ensure!(
+        a.put_timeout_secs > 0,
+        "--put-timeout-secs must be more than 0"
+    );
+    anyhow::ensure!(
+        a.blocked_probe_secs > 0,
+        "--blocked-probe-secs must be more than 0"
+    );
     anyhow::ensure!(
         a.udp_buffer >= 1 << 16,
         "--udp-buffer must be at least 65536 bytes (one HEP packet)"
@@ -96,6 +110,13 @@ async fn main() -> anyhow::Result<()> {
     let stream_limits = a.hep.limits()?;
     let client = KinesisSink::client(a.region.clone(), a.endpoint.clone()).await;
     let sink = Arc::new(KinesisSink::new(client, &a.stream));
+    let retry = RetryConfig {
+        give_up_after: Duration::from_secs(a.give_up_secs),
+        call_timeout: Duration::from_secs(a.put_timeout_secs),
+        blocked_probe: Duration::from_secs(a.blocked_probe_secs),
+        ..Default::default()
+    };
+    check_stream(sink.as_ref(), &a.stream, retry.call_timeout).await?;
     let cfg = RelayConfig {
         listen: a.listen,
         udp_buffer: a.udp_buffer,
@@ -103,10 +124,7 @@ async fn main() -> anyhow::Result<()> {
         tls,
         stream_limits,
         batcher,
-        retry: RetryConfig {
-            give_up_after: Duration::from_secs(a.give_up_secs),
-            ..Default::default()
-        },
+        retry,
         memory_bytes: a.memory_mb << 20,
         spool_dir: a.spool_dir,
         spool_max_bytes: a.spool_max_mb << 20,
@@ -121,4 +139,32 @@ async fn main() -> anyhow::Result<()> {
         s.cancel();
     });
     run(cfg, sink, stop).await
+}
+
+/// A stream that is missing or may not be written stops the start; one that
+/// cannot be reached now (network, throttling) does not: batches spool
+/// until it answers.
+async fn check_stream(
+    sink: &dyn RecordSink,
+    stream: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout(timeout, sink.check()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(SinkError::Permanent(e))) => {
+            anyhow::bail!("Kinesis stream {stream:?} cannot be written: {e}")
+        }
+        Ok(Err(SinkError::Retriable(e))) => {
+            tracing::warn!(stream, error = %e, "Kinesis cannot be reached now; batches spool until it answers");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                stream,
+                ?timeout,
+                "Kinesis did not answer; batches spool until it does"
+            );
+            Ok(())
+        }
+    }
 }

@@ -234,6 +234,11 @@ pub async fn run_bound(
                 spool_bytes,
             ));
             gauges.push((
+                "shipping_blocked",
+                "1 while Kinesis refuses records for good (stream missing, access denied): batches go to the spool",
+                m.blocked.load(Ordering::Acquire),
+            ));
+            gauges.push((
                 "spool_corrupt_files",
                 "spool files that did not decode, set aside as .corrupt",
                 corrupt,

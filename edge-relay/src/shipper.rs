@@ -1,6 +1,6 @@
 //! Ships PutRecords batches with retries; spools what Kinesis will not take
 //! and drains the spool when it recovers.
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::batcher::Record;
 use crate::queue::ShipReceiver;
-use crate::sink::RecordSink;
+use crate::sink::{RecordSink, SinkError};
 use crate::spool::Spool;
 use listen::{add, get, inc};
 
@@ -18,6 +18,12 @@ pub struct RetryConfig {
     pub max: Duration,
     /// Retrying one batch stops after this long; what is left goes to the spool.
     pub give_up_after: Duration,
+    /// One PutRecords call taking longer is abandoned and retried (a hung
+    /// connection must not hold the batch past `give_up_after`).
+    pub call_timeout: Duration,
+    /// After a permanent error (the stream missing, access denied) batches go
+    /// to the spool, and Kinesis is asked again this often.
+    pub blocked_probe: Duration,
 }
 
 impl Default for RetryConfig {
@@ -26,6 +32,8 @@ impl Default for RetryConfig {
             base: Duration::from_millis(100),
             max: Duration::from_secs(5),
             give_up_after: Duration::from_secs(20),
+            call_timeout: Duration::from_secs(10),
+            blocked_probe: Duration::from_secs(60),
         }
     }
 }
@@ -40,6 +48,12 @@ pub struct ShipMetrics {
     pub unspooled_batches: AtomicU64,
     /// Records lost because the spool was full or failing.
     pub lost_records: AtomicU64,
+    /// Calls abandoned after `call_timeout`.
+    pub put_timeouts: AtomicU64,
+    /// Calls refused for good (stream missing, access denied, ...).
+    pub permanent_errors: AtomicU64,
+    /// 1 while shipping is stopped by a permanent error (a gauge).
+    pub blocked: AtomicU64,
 }
 
 impl ShipMetrics {
@@ -75,6 +89,16 @@ impl ShipMetrics {
                 "lost_records",
                 "records lost: spool full or failing",
                 get(&self.lost_records),
+            ),
+            (
+                "put_timeouts",
+                "PutRecords calls abandoned after the call timeout",
+                get(&self.put_timeouts),
+            ),
+            (
+                "permanent_errors",
+                "PutRecords calls refused for good: stream missing, access denied",
+                get(&self.permanent_errors),
             ),
         ]
     }
@@ -113,8 +137,17 @@ impl Shipper {
         let mut attempt = 0;
         loop {
             inc(&self.metrics.put_calls);
-            match self.sink.put(&pending).await {
+            let put = tokio::time::timeout(self.retry.call_timeout, self.sink.put(&pending));
+            let result = put.await.unwrap_or_else(|_| {
+                inc(&self.metrics.put_timeouts);
+                Err(SinkError::Retriable(format!(
+                    "PutRecords took longer than {:?}",
+                    self.retry.call_timeout
+                )))
+            });
+            match result {
                 Ok(failed) => {
+                    self.set_blocked(None);
                     let ok = pending.len() - failed.len();
                     add(&self.metrics.records_put, ok as u64);
                     let sent: usize = pending
@@ -134,6 +167,11 @@ impl Shipper {
                     );
                     pending = failed.into_iter().map(|i| pending[i].clone()).collect();
                 }
+                // No retry can succeed: the batch goes to the spool now.
+                Err(e) if e.is_permanent() => {
+                    self.set_blocked(Some(&e));
+                    return pending;
+                }
                 Err(e) => tracing::warn!(error = %e, records = pending.len(), "PutRecords failed"),
             }
             if start.elapsed() >= give_up_after {
@@ -143,6 +181,32 @@ impl Shipper {
             tokio::time::sleep(backoff(&self.retry, attempt, random())).await;
             attempt += 1;
         }
+    }
+
+    /// Records a permanent error (`Some`), or a call that went through:
+    /// the log says when shipping stops and starts again, once each.
+    fn set_blocked(&self, error: Option<&SinkError>) {
+        let now = u64::from(error.is_some());
+        let was = self.metrics.blocked.swap(now, Ordering::AcqRel);
+        match error {
+            Some(e) => {
+                inc(&self.metrics.permanent_errors);
+                if was == 0 {
+                    tracing::error!(
+                        error = %e,
+                        probe_every = ?self.retry.blocked_probe,
+                        "Kinesis refuses the relay's records and will until this is fixed; \
+                         batches go to the spool (shipping_blocked 1)"
+                    );
+                }
+            }
+            None if was == 1 => tracing::warn!("Kinesis takes records again; the spool drains"),
+            None => {}
+        }
+    }
+
+    fn is_blocked(&self) -> bool {
+        get(&self.metrics.blocked) == 1
     }
 
     /// Stores a batch on disk; counts it lost when the spool is full or failing.
@@ -206,6 +270,8 @@ impl Shipper {
                 Duration::from_secs(3600)
             } else if healthy {
                 Duration::ZERO
+            } else if self.is_blocked() {
+                self.retry.blocked_probe
             } else {
                 backoff(&self.retry, probe_attempt, random()).max(self.retry.base)
             };
@@ -238,7 +304,6 @@ impl Shipper {
 mod tests {
     use super::*;
     use crate::queue::ship_queue;
-    use crate::sink::SinkError;
 
     /// Kinesis that refuses every call until `up_at` (tokio's clock).
     struct DownUntil {
@@ -250,7 +315,7 @@ mod tests {
     impl RecordSink for DownUntil {
         async fn put(&self, records: &[Record]) -> Result<Vec<usize>, SinkError> {
             if tokio::time::Instant::now() < self.up_at {
-                return Err(SinkError("unreachable".into()));
+                return Err(SinkError::Retriable("unreachable".into()));
             }
             self.delivered.lock().unwrap().extend_from_slice(records);
             Ok(Vec::new())
@@ -281,6 +346,7 @@ mod tests {
                 base: Duration::from_millis(100),
                 max: Duration::from_secs(30),
                 give_up_after: Duration::from_secs(20),
+                ..RetryConfig::default()
             },
             metrics: metrics.clone(),
         });
@@ -306,12 +372,96 @@ mod tests {
         assert_eq!(get(&metrics.unspooled_batches), spooled);
     }
 
+    /// Kinesis that refuses for good (a deleted stream) or never answers.
+    struct Refusing {
+        hang: bool,
+        calls: AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl RecordSink for Refusing {
+        async fn put(&self, _: &[Record]) -> Result<Vec<usize>, SinkError> {
+            inc(&self.calls);
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            Err(SinkError::Permanent("ResourceNotFoundException".into()))
+        }
+    }
+
+    fn shipper_over(sink: Arc<Refusing>, dir: &std::path::Path) -> Arc<Shipper> {
+        Arc::new(Shipper {
+            sink,
+            spool: Arc::new(Mutex::new(Spool::open(dir, 1 << 30).unwrap())),
+            retry: RetryConfig {
+                give_up_after: Duration::from_secs(20),
+                call_timeout: Duration::from_secs(10),
+                ..RetryConfig::default()
+            },
+            metrics: Arc::default(),
+        })
+    }
+
+    /// A permanent error is not retried: the batch goes to the spool at
+    /// once, shipping stops (the gauge says so) and Kinesis is asked again
+    /// only every `blocked_probe`.
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_spools_at_once_and_stops_shipping() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(Refusing {
+            hang: false,
+            calls: AtomicU64::new(0),
+        });
+        let shipper = shipper_over(sink.clone(), dir.path());
+        let (tx, rx) = ship_queue(64 << 20);
+        let run = tokio::spawn(shipper.clone().run(rx));
+        for i in 0..10 {
+            tx.send(vec![record(i)]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Ten minutes: ten probes at most, besides the first call.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        drop(tx);
+        run.await.unwrap();
+        let m = &shipper.metrics;
+        assert_eq!(get(&m.put_retries), 0, "nothing retried");
+        assert_eq!(get(&m.blocked), 1);
+        assert_eq!(get(&m.spooled_batches), 10, "every batch kept");
+        assert_eq!(get(&m.lost_records), 0);
+        let calls = get(&sink.calls);
+        assert!((1..=11).contains(&calls), "{calls} calls in ten minutes");
+        assert_eq!(get(&m.permanent_errors), calls);
+    }
+
+    /// A call that never returns is abandoned after `call_timeout` and
+    /// retried; the batch reaches the spool once `give_up_after` has passed.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_call_times_out_and_the_batch_is_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(Refusing {
+            hang: true,
+            calls: AtomicU64::new(0),
+        });
+        let shipper = shipper_over(sink.clone(), dir.path());
+        let left = shipper.send(vec![record(1)], Duration::from_secs(20)).await;
+        assert_eq!(left.len(), 1, "still unsent");
+        let m = &shipper.metrics;
+        let timeouts = get(&m.put_timeouts);
+        assert!(
+            (2..=3).contains(&timeouts),
+            "{timeouts} timeouts of 10 s in 20 s"
+        );
+        assert_eq!(get(&sink.calls), timeouts);
+        assert_eq!(get(&m.blocked), 0, "a timeout is not permanent");
+    }
+
     #[test]
     fn backoff_is_bounded_and_jittered() {
         let cfg = RetryConfig {
             base: Duration::from_millis(100),
             max: Duration::from_secs(5),
             give_up_after: Duration::ZERO,
+            ..RetryConfig::default()
         };
         for attempt in 0..40 {
             for r in [0, 1, 12345, u64::MAX] {

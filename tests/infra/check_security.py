@@ -26,7 +26,9 @@ EXPECTED_ROLES = {
         {BASIC},
     ),
 }
-EXPECTED_MANAGED = {"RelayPutRecordsPolicy": {"kinesis:PutRecords", "kms:GenerateDataKey"}}
+EXPECTED_MANAGED = {
+    "RelayPutRecordsPolicy": {"kinesis:PutRecords", "kinesis:DescribeStreamSummary", "kms:GenerateDataKey"}
+}
 
 
 def as_list(v):

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use hep::sample::Call;
 
-struct Relay {
+pub(crate) struct Relay {
     child: Child,
-    tcp: SocketAddr,
+    pub(crate) tcp: SocketAddr,
     metrics: SocketAddr,
 }
 
@@ -24,7 +24,8 @@ fn addr(line: &str, key: &str) -> SocketAddr {
         .unwrap()
 }
 
-fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
+/// The relay binary against `kinesis`, its ports as it reports them.
+pub(crate) fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edge-relay"))
         .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
         .args([
@@ -42,6 +43,8 @@ fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
             "20",
             "--max-linger-ms",
             "20",
+            "--blocked-probe-secs",
+            "1",
         ])
         .arg("--spool-dir")
         .arg(spool)
@@ -64,11 +67,11 @@ fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
 }
 
 impl Relay {
-    fn metric(&self, name: &str) -> u64 {
+    pub(crate) fn metric(&self, name: &str) -> u64 {
         e2e::relay_metric(self.metrics, name)
     }
 
-    fn wait(&self, what: &str, cond: impl Fn(&Relay) -> bool) {
+    pub(crate) fn wait(&self, what: &str, cond: impl Fn(&Relay) -> bool) {
         let t = Instant::now();
         while !cond(self) {
             assert!(t.elapsed() < Duration::from_secs(60), "timed out: {what}");
@@ -76,13 +79,13 @@ impl Relay {
         }
     }
 
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
     }
 }
 
-fn packets(run: u64, calls: u64) -> Vec<Vec<u8>> {
+pub(crate) fn packets(run: u64, calls: u64) -> Vec<Vec<u8>> {
     let now = chrono::Utc::now().timestamp_micros() - 60_000_000;
     (0..calls)
         .flat_map(|i| Call::new(run, i).all(now + i as i64 * 1000))
@@ -90,7 +93,7 @@ fn packets(run: u64, calls: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn send_tcp(to: SocketAddr, ps: &[Vec<u8>]) {
+pub(crate) fn send_tcp(to: SocketAddr, ps: &[Vec<u8>]) {
     // The relay may be killed mid-write: errors are expected then.
     if let Ok(mut s) = TcpStream::connect(to) {
         let _ = s.write_all(&ps.concat());

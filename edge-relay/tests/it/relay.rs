@@ -37,7 +37,7 @@ impl RecordSink for FlakySink {
             tokio::time::sleep(self.latency).await;
         }
         if self.down.load(Ordering::SeqCst) {
-            return Err(SinkError("connection refused".into()));
+            return Err(SinkError::Retriable("connection refused".into()));
         }
         let mut failed = Vec::new();
         let mut d = self.delivered.lock().unwrap();
@@ -95,6 +95,7 @@ fn config(spool: &std::path::Path, give_up: Duration, memory_bytes: usize) -> Re
             base: Duration::from_millis(20),
             max: Duration::from_millis(500),
             give_up_after: give_up,
+            ..Default::default()
         },
         memory_bytes,
         spool_dir: spool.to_owned(),

@@ -488,12 +488,7 @@ async fn measure(rate: u64, secs: u64, d: Arc<Deployment>) -> Measured {
     let latencies_ms = std::mem::take(&mut *latencies.lock().unwrap());
     // LocalStack keeps streams and objects in memory: what one rate leaves would
     // slow the next (a run after a 50 000 msgs/s one lost 11 % of its UDP).
-    client
-        .delete_stream()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap();
+    e2e::delete_stream(&client, &stream).await;
     let keys = store.list(None).map_ok(|m| m.location).boxed();
     store
         .delete_stream(keys)

@@ -58,8 +58,10 @@ pub fn create_bucket(name: &str) {
     assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
 }
 
+/// A test's own Kinesis client, with the SDK's retries (the relay's has none).
 pub async fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
-    edge_relay::sink::KinesisSink::client(Some("us-east-1".into()), Some(endpoint.into())).await
+    let sdk = aws_setup::sdk_config(Some("us-east-1".into()), Some(endpoint.into())).await;
+    aws_sdk_kinesis::Client::new(&sdk)
 }
 
 pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
@@ -85,6 +87,30 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards:
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "stream never became ACTIVE"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deletes a stream and waits until Kinesis no longer knows it.
+pub async fn delete_stream(client: &aws_sdk_kinesis::Client, name: &str) {
+    client
+        .delete_stream()
+        .stream_name(name)
+        .send()
+        .await
+        .unwrap();
+    let t = Instant::now();
+    while client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+        .is_ok()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "stream never deleted"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -45,7 +45,8 @@ struct RunningRelay {
 
 async fn start_relay(kinesis_endpoint: &str, stream: &str, give_up: Duration) -> RunningRelay {
     let spool = tempfile::tempdir().unwrap();
-    let client = kinesis(kinesis_endpoint).await;
+    // The relay's own client, as deployed (no SDK retries under the relay's).
+    let client = KinesisSink::client(Some("us-east-1".into()), Some(kinesis_endpoint.into())).await;
     let cfg = RelayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp_buffer: 8 << 20,
@@ -64,6 +65,7 @@ async fn start_relay(kinesis_endpoint: &str, stream: &str, give_up: Duration) ->
             base: Duration::from_millis(50),
             max: Duration::from_secs(1),
             give_up_after: give_up,
+            ..Default::default()
         },
         memory_bytes: 1,
         spool_dir: spool.path().to_owned(),
