@@ -76,13 +76,37 @@ fn shard_of(r: &KinesisEventRecord) -> String {
         .to_owned()
 }
 
+/// Why a record can never be stored: it goes to quarantine.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error(transparent)]
+    Record(#[from] kinesis_record::RecordError),
+    #[error("none of {0} HEP messages decodes")]
+    NoMessage(usize),
+}
+
+/// Why a shard's attempt failed: its batch is reported for retry.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("quarantining record {sequence}: {source}")]
+    Quarantine {
+        sequence: String,
+        source: lake::LakeError,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: Path,
+        source: Arc<lake::LakeError>,
+    },
+}
+
 /// One record's messages, or why none could be taken from it.
 fn decode_record(
     r: &KinesisEventRecord,
     cfg: &IngestConfig,
     report: &mut IngestReport,
-) -> Result<Vec<HepMessage>, String> {
-    let packets = kinesis_record::messages(&r.kinesis.data.0).map_err(|e| e.to_string())?;
+) -> Result<Vec<HepMessage>, Unreadable> {
+    let packets = kinesis_record::messages(&r.kinesis.data.0)?;
     // The record's arrival time stands in for a missing or unbelievable
     // capture time: deterministic, so a retried record gives the same rows.
     let arrival = r.kinesis.approximate_arrival_timestamp.0.timestamp_micros();
@@ -102,7 +126,7 @@ fn decode_record(
         .collect();
     report.invalid_messages += invalid;
     if msgs.is_empty() && invalid > 0 {
-        return Err(format!("none of {invalid} HEP messages decodes"));
+        return Err(Unreadable::NoMessage(invalid));
     }
     Ok(msgs)
 }
@@ -119,7 +143,7 @@ async fn ingest_shard(
     started_micros: i64,
     report: &mut IngestReport,
     capture: Option<&mut CaptureMetrics>,
-) -> Result<(), String> {
+) -> Result<(), AttemptError> {
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         return Ok(());
     };
@@ -130,9 +154,13 @@ async fn ingest_shard(
             Err(why) => {
                 let seq = &r.kinesis.sequence_number;
                 tracing::warn!(%shard, %seq, reason = %why, "record quarantined");
+                let why = why.to_string();
                 lake::quarantine::keep_record(store, shard, seq, &r.kinesis.data.0, &why)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|source| AttemptError::Quarantine {
+                        sequence: seq.clone(),
+                        source,
+                    })?;
                 report.quarantined += 1;
             }
         }
@@ -147,21 +175,25 @@ async fn ingest_shard(
     let files = lake::writer::files_named(&msgs, &name, &cfg.aleg_headers);
     // By index: a closure taking `&PendingFile` would make this future not Send.
     let files = &files;
-    let written: Vec<(&Path, Result<(), String>)> = futures::stream::iter(0..files.len())
-        .map(|i| async move {
-            let f = &files[i];
-            (&f.path, f.write(store).await.map_err(|e| e.to_string()))
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    if let Some(e) = written.iter().find_map(|(_, r)| r.clone().err()) {
+    let written: Vec<(&Path, Result<(), Arc<lake::LakeError>>)> =
+        futures::stream::iter(0..files.len())
+            .map(|i| async move {
+                let f = &files[i];
+                (&f.path, f.write(store).await.map_err(Arc::new))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    let failed = written
+        .iter()
+        .find_map(|(path, r)| r.clone().err().map(|e| ((*path).clone(), e)));
+    if let Some((path, source)) = failed {
         // The retry supersedes these files anyway; removing them (best effort)
         // keeps a batch the mapping gives up on from leaving some rows behind.
         for (path, _) in written.iter().filter(|(_, r)| r.is_ok()) {
             let _ = store.delete(path).await;
         }
-        return Err(e);
+        return Err(AttemptError::Write { path, source });
     }
     report.files += files.len();
     // Counted once stored: a batch that fails is counted when its retry lands.

@@ -107,7 +107,11 @@ fn main() -> anyhow::Result<()> {
                     r.errors.is_empty(),
                     "{} partition(s) failed: {}",
                     r.errors.len(),
-                    r.errors.join("; ")
+                    r.errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 );
                 Ok(())
             }

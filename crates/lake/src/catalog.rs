@@ -640,7 +640,7 @@ mod tests {
 
     #[test]
     fn legacy_markers_count_when_they_exist() {
-        // The first protocol's bug: A's small output merged by B must not hide A's other output.
+        // A's small output merged by B must not hide A's other output.
         let a1 = "c-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-1.parquet";
         let markers = [
             LegacyMarker {

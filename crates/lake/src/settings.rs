@@ -14,7 +14,7 @@ use crate::rows::{AlegHeaders, parse_aleg_headers};
 /// A setting that parsed but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
-    #[error("compaction settings: {0}")]
+    #[error(transparent)]
     Compaction(#[from] crate::compact::ConfigError),
     #[error("--aleg-headers: {0}")]
     AlegHeaders(String),

@@ -108,12 +108,12 @@ pub struct TokenSettings {
 pub enum TokenSettingsError {
     #[error("--api-token: {0}")]
     Flag(TokenError),
-    #[error("reading API token file {path}: {source}")]
+    #[error("reading API token file {}", path.display())]
     Read {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("API token file {path}: {source}")]
+    #[error("API token file {}", path.display())]
     File {
         path: std::path::PathBuf,
         source: TokenError,

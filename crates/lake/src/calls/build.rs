@@ -9,7 +9,7 @@
 //! Every value a record holds is a minimum, a maximum or a sum over the
 //! call's messages, so the result does not depend on the order rows are
 //! read in, on how they are split into files, or on a recompaction.
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -22,6 +22,8 @@ use arrow::datatypes::{DataType, Int32Type, TimestampMicrosecondType};
 use crate::paths::MICROS_PER_HOUR;
 use crate::schema::{TIME, calls_schema};
 use crate::{LakeError, Result};
+
+pub use super::rtcp::{Direction, Quality, RTCP_COLUMNS, Reports, fold_rtcp};
 
 /// The suffix some B2BUAs (Kamailio's, FreeSWITCH's) add to the A leg's
 /// Call-ID to make the B leg's.
@@ -53,10 +55,6 @@ pub const SOURCE_COLUMNS: [&str; 22] = [
     "sdp_media_ip",
     "reason",
 ];
-
-/// The RTCP (`hep_5`) columns a record's media quality is built from: the
-/// reports are heplify's JSON, correlated to the call by its Call-ID.
-pub const RTCP_COLUMNS: [&str; 3] = ["correlation_id", "src_ip", "payload"];
 
 /// A leg's first initial INVITE: who called whom, from where. Ordered by
 /// time first, so the earliest wins and equal times are settled by content.
@@ -123,7 +121,7 @@ fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     }
 }
 
-fn max_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+pub(super) fn max_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -194,7 +192,7 @@ fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
 }
 
 /// Text column `name` of `batch` as Utf8.
-fn text(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+pub(super) fn text(batch: &RecordBatch, name: &str) -> Result<StringArray> {
     Ok(column(batch, name, &DataType::Utf8)?
         .as_string::<i32>()
         .clone())
@@ -206,7 +204,7 @@ fn int32(batch: &RecordBatch, name: &str) -> Result<Int32Array> {
         .clone())
 }
 
-fn value(a: &StringArray, i: usize) -> Option<&str> {
+pub(super) fn value(a: &StringArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
 }
 
@@ -361,82 +359,6 @@ pub fn fold(legs: &mut HashMap<String, Leg>, batch: &RecordBatch) -> Result<()> 
     Ok(())
 }
 
-/// What the RTCP reports sent from one address say about the media it
-/// received: the most packets lost (the counter is cumulative) and the
-/// worst interarrival jitter (in RTP timestamp units, as reported).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Quality {
-    pub reports: i64,
-    pub lost: Option<i64>,
-    pub jitter_max: Option<i64>,
-}
-
-impl Quality {
-    fn merge(&mut self, other: Quality) {
-        self.reports += other.reports;
-        self.lost = max_some(self.lost, other.lost);
-        self.jitter_max = max_some(self.jitter_max, other.jitter_max);
-    }
-}
-
-/// RTCP reports by Call-ID, then by the address that sent them.
-pub type Reports = HashMap<String, BTreeMap<String, Quality>>;
-
-#[derive(serde::Deserialize)]
-struct RtcpJson {
-    #[serde(default)]
-    report_blocks: Vec<RtcpBlock>,
-}
-
-#[derive(serde::Deserialize)]
-struct RtcpBlock {
-    packets_lost: Option<f64>,
-    ia_jitter: Option<f64>,
-}
-
-/// One report's quality; a report that is not heplify's JSON counts only as a report.
-fn quality_of(payload: Option<&str>) -> Quality {
-    let mut q = Quality {
-        reports: 1,
-        ..Default::default()
-    };
-    let Some(r) = payload.and_then(|p| serde_json::from_str::<RtcpJson>(p).ok()) else {
-        return q;
-    };
-    for b in r.report_blocks {
-        q.lost = max_some(q.lost, b.packets_lost.map(|v| v as i64));
-        q.jitter_max = max_some(q.jitter_max, b.ia_jitter.map(|v| v as i64));
-    }
-    q
-}
-
-/// Folds every RTCP row of `batch` (see [`RTCP_COLUMNS`]) into `reports`.
-pub fn fold_rtcp(reports: &mut Reports, batch: &RecordBatch) -> Result<()> {
-    let (ids, src, payload) = (
-        text(batch, "correlation_id")?,
-        text(batch, "src_ip")?,
-        text(batch, "payload")?,
-    );
-    for i in 0..batch.num_rows() {
-        let Some(id) = value(&ids, i).filter(|v| !v.is_empty()) else {
-            continue;
-        };
-        let q = quality_of(value(&payload, i));
-        let from = value(&src, i).unwrap_or_default();
-        let by_sender = match reports.get_mut(id) {
-            Some(m) => m,
-            None => reports.entry(id.to_owned()).or_default(),
-        };
-        match by_sender.get_mut(from) {
-            Some(have) => have.merge(q),
-            None => {
-                by_sender.insert(from.to_owned(), q);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The Call-IDs that began a call in `legs` (an hour before the one built),
 /// with the calls they belong to: their calls began before it.
 pub fn began(legs: &HashMap<String, Leg>) -> HashSet<String> {
@@ -508,21 +430,6 @@ impl HourRecords {
             .collect();
         out.sort_by(|a, b| (a.start, &a.call_id).cmp(&(b.start, &b.call_id)));
         out
-    }
-}
-
-/// The media quality of one direction of a call, from the RTCP reports its
-/// receiving side sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Direction {
-    pub lost: Option<i64>,
-    pub jitter_max: Option<i64>,
-}
-
-impl Direction {
-    fn add(&mut self, q: &Quality) {
-        self.lost = max_some(self.lost, q.lost);
-        self.jitter_max = max_some(self.jitter_max, q.jitter_max);
     }
 }
 

@@ -23,6 +23,7 @@
 //! A call whose messages continue past `follow_hours` after its hour is
 //! recorded with the messages up to then.
 pub mod build;
+pub mod rtcp;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -89,7 +90,7 @@ pub struct CallsReport {
     pub hours_too_large: usize,
     /// Replaced or abandoned record files deleted.
     pub deleted: usize,
-    pub errors: Vec<String>,
+    pub errors: Vec<crate::compact::RunError>,
 }
 
 /// The last hour whose records can be built at `now`: it and the hours
@@ -438,6 +439,10 @@ pub enum Builds {
     Changed,
 }
 
+fn failed(of: impl std::fmt::Display, e: impl std::fmt::Display) -> crate::compact::RunError {
+    crate::compact::RunError::new(crate::compact::Step::CallRecords, of, e)
+}
+
 /// Builds the records of the hours `builds` names that have settled, and
 /// commits each; see the module's documentation.
 pub async fn build(
@@ -452,7 +457,7 @@ pub async fn build(
     let mut table = match CallsTable::open(store).await {
         Ok(t) => t,
         Err(e) => {
-            report.errors.push(format!("{CALLS_TABLE}: {e}"));
+            report.errors.push(failed(CALLS_TABLE, e));
             return report;
         }
     };
@@ -465,7 +470,7 @@ pub async fn build(
                 match table.built(hour).await {
                     Ok(built) if built || held.contains_key(&hour) => {}
                     Ok(_) => unbuilt.push(hour),
-                    Err(e) => report.errors.push(format!("{CALLS_TABLE}: {e}")),
+                    Err(e) => report.errors.push(failed(CALLS_TABLE, e)),
                 }
             }
             unbuilt
@@ -505,16 +510,18 @@ pub async fn build(
             }
             Err(Skip::Error(e)) => {
                 tracing::warn!(hour, error = %e, "building call records failed");
-                report
-                    .errors
-                    .push(format!("{}: {e}", Root::Calls.hour_prefix(hour)));
+                report.errors.push(failed(Root::Calls.hour_prefix(hour), e));
             }
         }
     }
     if matches!(builds, Builds::Changed) {
         match clean_up(store, &table, cfg, now_micros()).await {
             Ok(n) => report.deleted += n,
-            Err(e) => report.errors.push(format!("{CALLS_TABLE} clean-up: {e}")),
+            Err(e) => report.errors.push(crate::compact::RunError::new(
+                crate::compact::Step::CleanUp,
+                CALLS_TABLE,
+                e,
+            )),
         }
     }
     report

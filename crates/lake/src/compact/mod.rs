@@ -17,12 +17,13 @@
 //! re-running finishes the job. See ARCHITECTURE.md for why.
 //!
 //! Step 1 is `plan`, 2 `merge_job`, 3 `commit`, 4 and retention `clean_up`;
-//! this file runs them over a sweep's partitions, then mirrors the result to
+//! `report` is what a run says it did; this file runs them over a sweep's partitions, then mirrors the result to
 //! the Delta tables and builds the call records.
 mod clean_up;
 mod commit;
 mod merge_job;
 mod plan;
+mod report;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use commit::run_job;
 pub use commit::{JobDone, finish};
 pub use merge_job::{Merged, write_outputs};
 pub use plan::{CompactionConfig, ConfigError, Job, plan};
+pub use report::{CompactionReport, RunError, Step, Sweep, UnknownSweep};
 
 use crate::catalog::{PartitionListing, contents, days, file_name, list_day, list_partition_in};
 use crate::delta::{PartitionMirror, PublicTable, is_conflict};
@@ -44,76 +46,6 @@ use crate::paths::{BundleHour, MICROS_PER_HOUR, Partition, Root, TypeSet, date_p
 use crate::schema::SIP_TYPE;
 use crate::spans::Frontier;
 use crate::{LakeError, Result};
-
-/// Which hours a run visits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sweep {
-    /// The open hour and the `recent_hours` before it: what ingest is writing
-    /// now. Listed directly: no directory LIST.
-    Recent,
-    /// Every hour (late data into old hours): run now and then.
-    Full,
-}
-
-impl std::str::FromStr for Sweep {
-    type Err = UnknownSweep;
-
-    /// `recent` or `full`: how schedules and the compactor's events name them.
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name {
-            "recent" => Ok(Sweep::Recent),
-            "full" => Ok(Sweep::Full),
-            other => Err(UnknownSweep(other.to_owned())),
-        }
-    }
-}
-
-/// A sweep name that is neither `recent` nor `full`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown sweep {0:?}: use \"recent\" or \"full\"")]
-pub struct UnknownSweep(pub String);
-
-/// What a run did; errors are per partition and never stop the run.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CompactionReport {
-    pub partitions: usize,
-    pub jobs: usize,
-    /// Jobs another compactor overtook (their outputs are discarded).
-    pub conflicts: usize,
-    pub files_in: usize,
-    pub files_out: usize,
-    pub rows: usize,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// Replaced files, old log entries and abandoned outputs removed.
-    pub deleted: usize,
-    /// Unreadable files moved under `_quarantine/lake/`.
-    pub quarantined: usize,
-    pub expired_hours: usize,
-    pub expired_objects: usize,
-    /// Commits to the Delta tables (the lake's public face, `crate::delta`).
-    pub delta_commits: usize,
-    /// Delta commits another commit overtook (mirrored again from the new state).
-    pub delta_conflicts: usize,
-    pub delta_files_added: usize,
-    pub delta_files_removed: usize,
-    /// Checkpoints written (every full sweep, and every 50 commits).
-    pub delta_checkpoints: usize,
-    /// Log entries older than the log's retention removed after a checkpoint.
-    pub delta_log_entries_removed: usize,
-    /// How far the Delta tables are behind HEPop's own view after the run:
-    /// the age of the oldest file HEPop reads that they may not hold yet (s).
-    pub delta_lag_secs: u64,
-    /// Hours of call records built (`calls`), the records they hold, and
-    /// record files deleted.
-    pub call_hours_built: usize,
-    pub call_records: usize,
-    pub call_files_deleted: usize,
-    /// Hours whose records were not built: more SIP rows than the memory allows.
-    pub call_hours_too_large: usize,
-    /// `<partition>: <error>` for every partition that failed.
-    pub errors: Vec<String>,
-}
 
 /// The run's clock: the time it was given, advanced by the time it has taken.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +87,7 @@ pub async fn run(
     let (tables, sets) = match contents(store).await {
         Ok(t) => t,
         Err(e) => {
-            report.errors.push(format!("listing tables: {e}"));
+            report.errors.push(RunError::new(Step::List, "lake", e));
             return report;
         }
     };
@@ -167,9 +99,11 @@ pub async fn run(
             Ok(pt) => {
                 public.insert(t, pt);
             }
-            Err(e) => report
-                .errors
-                .push(format!("{}: {e}", Root::Table(t).prefix())),
+            Err(e) => {
+                report
+                    .errors
+                    .push(RunError::new(Step::OpenTable, Root::Table(t).prefix(), e))
+            }
         }
     }
     let mut oldest_kept = None;
@@ -184,9 +118,11 @@ pub async fn run(
             };
             match mirror(pt, |pt| pt.expiring(kept), clock, &mut report).await {
                 Ok(()) => roots.push(Root::Table(t)),
-                Err(e) => report
-                    .errors
-                    .push(format!("retention of {}: {e}", Root::Table(t).prefix())),
+                Err(e) => {
+                    report
+                        .errors
+                        .push(RunError::new(Step::Retention, Root::Table(t).prefix(), e))
+                }
             }
         }
         let roots = roots
@@ -197,7 +133,9 @@ pub async fn run(
                 report.expired_hours = hours;
                 report.expired_objects = objects;
             }
-            Err(e) => report.errors.push(format!("retention: {e}")),
+            Err(e) => report
+                .errors
+                .push(RunError::new(Step::Retention, "hours", e)),
         }
         // The records of expired hours too, Delta first. A recent run deletes
         // the hours Delta held (no directory LIST); a full sweep every expired
@@ -212,7 +150,9 @@ pub async fn run(
         };
         match calls.await {
             Ok((_, objects)) => report.call_files_deleted += objects,
-            Err(e) => report.errors.push(format!("retention of calls: {e}")),
+            Err(e) => report
+                .errors
+                .push(RunError::new(Step::Retention, Root::Calls.prefix(), e)),
         }
         oldest_kept = Some(kept);
     }
@@ -238,9 +178,11 @@ pub async fn run(
             Ok(p) => {
                 pinned.insert(t, p);
             }
-            Err(e) => report
-                .errors
-                .push(format!("{}: {e}", Root::Table(t).prefix())),
+            Err(e) => {
+                report
+                    .errors
+                    .push(RunError::new(Step::OpenTable, Root::Table(t).prefix(), e))
+            }
         }
     }
     let run = Run {
@@ -290,7 +232,7 @@ pub async fn run(
             Err(e) => {
                 failed.push(p);
                 tracing::warn!(partition = %p, error = %e, "compaction of partition failed");
-                report.errors.push(format!("{p}: {e}"));
+                report.errors.push(RunError::new(Step::Compaction, p, e));
             }
         }
     }
@@ -318,7 +260,7 @@ pub async fn run(
         if let Err(e) = mirror(pt, changes, clock, &mut report).await {
             report
                 .errors
-                .push(format!("mirroring {}: {e}", Root::Table(t).prefix()));
+                .push(RunError::new(Step::Mirror, Root::Table(t).prefix(), e));
         }
     }
     if tables.contains(&SIP_TYPE) {
@@ -345,9 +287,11 @@ pub async fn run(
                     report.delta_checkpoints += 1;
                     report.delta_log_entries_removed += removed;
                 }
-                Err(e) => report
-                    .errors
-                    .push(format!("checkpoint of {}: {e}", Root::Table(t).prefix())),
+                Err(e) => {
+                    report
+                        .errors
+                        .push(RunError::new(Step::Checkpoint, Root::Table(t).prefix(), e))
+                }
             }
         }
     }
@@ -372,7 +316,7 @@ pub async fn run(
             };
             match deleted.await {
                 Ok(n) => report.deleted += n,
-                Err(e) => report.errors.push(format!("{p}: {e}")),
+                Err(e) => report.errors.push(RunError::new(Step::CleanUp, p, e)),
             }
         }
     }
@@ -388,7 +332,7 @@ pub async fn run(
     for path in retired_bundles {
         match delete_if_present(store, &path).await {
             Ok(d) => report.deleted += d as usize,
-            Err(e) => report.errors.push(format!("{path}: {e}")),
+            Err(e) => report.errors.push(RunError::new(Step::CleanUp, path, e)),
         }
     }
     report
@@ -528,7 +472,7 @@ async fn list_sweep(
                         Ok(l) => keep(l, report),
                         Err(e) => {
                             failed.push(p);
-                            report.errors.push(format!("{p}: {e}"));
+                            report.errors.push(RunError::new(Step::Compaction, p, e));
                         }
                     }
                 }
@@ -546,7 +490,7 @@ async fn list_sweep(
                         Ok(d) => all_days.extend(d),
                         Err(e) => report
                             .errors
-                            .push(format!("listing {}: {e}", root.prefix())),
+                            .push(RunError::new(Step::List, root.prefix(), e)),
                     }
                 }
                 all_days.sort_unstable();
@@ -561,7 +505,9 @@ async fn list_sweep(
                                 hour: day * 24 + h,
                             };
                             failed.extend((0..24).map(hour));
-                            report.errors.push(format!("{}: {e}", date_prefix(t, day)));
+                            report
+                                .errors
+                                .push(RunError::new(Step::List, date_prefix(t, day), e));
                             continue;
                         }
                     };
@@ -571,7 +517,7 @@ async fn list_sweep(
                             Ok(l) => keep(l, report),
                             Err(e) => {
                                 failed.push(p);
-                                report.errors.push(format!("{p}: {e}"));
+                                report.errors.push(RunError::new(Step::Compaction, p, e));
                             }
                         }
                     }

@@ -572,7 +572,13 @@ async fn a_failing_partition_is_reported_and_the_run_goes_on() {
         .unwrap();
     let r = run(&store, &no_retention(), now(), Sweep::Full, None).await;
     assert_eq!(r.errors.len(), 1, "{r:?}");
-    assert!(r.errors[0].starts_with(&p.to_string()), "{:?}", r.errors);
+    let e = &r.errors[0];
+    assert_eq!(
+        (e.step, e.of.as_str()),
+        (lake::compact::Step::Compaction, p.to_string().as_str())
+    );
+    let json = serde_json::to_value(e).unwrap();
+    assert_eq!(json["step"], "compaction", "{json}");
     assert_eq!(r.jobs, 1);
     assert_eq!(list_partition(&store, q).await.unwrap().visible().len(), 1);
 }
