@@ -113,14 +113,22 @@ impl Rng {
     }
 }
 
+/// A one-shard LocalStack stream of its own, with a runtime and a client to read it.
+pub(crate) fn new_stream(
+    prefix: &str,
+) -> (tokio::runtime::Runtime, aws_sdk_kinesis::Client, String) {
+    e2e::aws_env();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stream = e2e::unique(prefix);
+    let client = rt.block_on(e2e::kinesis(&e2e::endpoint()));
+    rt.block_on(e2e::create_stream(&client, &stream, 1));
+    (rt, client, stream)
+}
+
 #[test]
 #[ignore = "needs LocalStack: run ./scripts/test"]
 fn kill_nine_while_unreachable_and_while_draining_loses_nothing_spooled() {
-    e2e::aws_env();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let stream = e2e::unique("hep-crash");
-    let client = rt.block_on(e2e::kinesis(&e2e::endpoint()));
-    rt.block_on(e2e::create_stream(&client, &stream, 1));
+    let (rt, client, stream) = new_stream("hep-crash");
     let spool = tempfile::tempdir().unwrap();
     let seed = std::env::var("CRASH_SEED")
         .ok()

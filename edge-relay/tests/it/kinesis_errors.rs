@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::process::Command;
 
-use crate::crash::{packets, send_tcp, start};
+use crate::crash::{new_stream, packets, send_tcp, start};
 
 fn relay_output(stream: &str, kinesis: &str) -> std::process::Output {
     let spool = tempfile::tempdir().unwrap();
@@ -70,11 +70,7 @@ fn a_stopped_endpoint_is_retried_and_spooled_not_refused() {
 #[test]
 #[ignore = "needs LocalStack: run ./scripts/test"]
 fn a_stream_deleted_under_the_relay_stops_shipping_into_the_spool() {
-    e2e::aws_env();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let stream = e2e::unique("hep-deleted");
-    let client = rt.block_on(e2e::kinesis(&e2e::endpoint()));
-    rt.block_on(e2e::create_stream(&client, &stream, 1));
+    let (rt, client, stream) = new_stream("hep-deleted");
     let spool = tempfile::tempdir().unwrap();
     let relay = start(spool.path(), &stream, &e2e::endpoint());
     let first = packets(1, 10);
