@@ -24,10 +24,10 @@ fn addr(line: &str, key: &str) -> SocketAddr {
         .unwrap()
 }
 
-/// The relay binary against `kinesis`, its ports as it reports them.
-pub(crate) fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-relay"))
-        .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+/// The relay binary's command against `kinesis`, with test credentials.
+pub(crate) fn relay_command(spool: &Path, stream: &str, kinesis: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edge-relay"));
+    c.args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
         .args([
             "--stream",
             stream,
@@ -36,6 +36,16 @@ pub(crate) fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
             "--region",
             "us-east-1",
         ])
+        .arg("--spool-dir")
+        .arg(spool)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    c
+}
+
+/// The relay binary against `kinesis`, its ports as it reports them.
+pub(crate) fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
+    let mut child = relay_command(spool, stream, kinesis)
         .args([
             "--give-up-secs",
             "1",
@@ -43,13 +53,8 @@ pub(crate) fn start(spool: &Path, stream: &str, kinesis: &str) -> Relay {
             "20",
             "--max-linger-ms",
             "20",
-            "--blocked-probe-secs",
-            "1",
         ])
-        .arg("--spool-dir")
-        .arg(spool)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .args(["--blocked-probe-secs", "1"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

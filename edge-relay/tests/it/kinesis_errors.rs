@@ -4,26 +4,12 @@
 //! answer) is retried and spooled, never refused. The relay binary, against
 //! LocalStack and a stopped endpoint.
 use std::collections::HashSet;
-use std::process::Command;
 
-use crate::crash::{new_stream, packets, send_tcp, start};
+use crate::crash::{new_stream, packets, relay_command, send_tcp, start};
 
 fn relay_output(stream: &str, kinesis: &str) -> std::process::Output {
     let spool = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_edge-relay"))
-        .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-        .args([
-            "--stream",
-            stream,
-            "--endpoint",
-            kinesis,
-            "--region",
-            "us-east-1",
-        ])
-        .arg("--spool-dir")
-        .arg(spool.path())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+    relay_command(spool.path(), stream, kinesis)
         .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap()
