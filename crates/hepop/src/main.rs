@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve::serve(*args).await,
             Command::Query(q) => {
                 let store = lake::store::open(&q.lake.data)?;
-                let format = web::Format::parse(Some(&q.format)).map_err(anyhow::Error::msg)?;
+                let format = web::Format::parse(Some(&q.format))?;
                 let engine = lake::engine::QueryEngine::new(store, Default::default())?;
                 let result = engine.query(&q.sql).await?;
                 let mut out = std::io::stdout().lock();

@@ -9,6 +9,8 @@ use chrono::{DateTime, SecondsFormat};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::error::BadParameter;
+
 /// The widest time range a call flow may ask for, and the widest a search
 /// may read from SIP messages (past the call records, see [`Search`]).
 pub const MAX_RANGE_MICROS: i64 = 24 * 3_600_000_000;
@@ -71,7 +73,7 @@ fn parse_time(name: &str, v: &str) -> Result<i64, String> {
 }
 
 /// The range `from`..`to`: both required, `from` before `to`, at most a day.
-pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, String> {
+pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<TimeRange, BadParameter> {
     parse_range_within(from, to, MAX_RANGE_MICROS)
 }
 
@@ -80,25 +82,26 @@ pub fn parse_range_within(
     from: Option<&str>,
     to: Option<&str>,
     max: i64,
-) -> Result<TimeRange, String> {
+) -> Result<TimeRange, BadParameter> {
     let (Some(from), Some(to)) = (from, to) else {
-        return Err("give the time range as from= and to= (RFC 3339, e.g. \
-                    2026-11-29T10:00:00Z, or epoch milliseconds)"
-            .into());
+        return Err(BadParameter::from(
+            "give the time range as from= and to= (RFC 3339, e.g. \
+                    2026-11-29T10:00:00Z, or epoch milliseconds)",
+        ));
     };
     let r = TimeRange {
         from: parse_time("from", from)?,
         to: parse_time("to", to)?,
     };
     if r.to <= r.from {
-        return Err("to must be later than from".into());
+        return Err(BadParameter::from("to must be later than from"));
     }
     if r.to - r.from > max {
-        return Err(format!(
+        return Err(BadParameter::from(format!(
             "the range is {:.1} hours; at most {}: narrow from= and to=",
             (r.to - r.from) as f64 / 3.6e9,
             max / 3_600_000_000
-        ));
+        )));
     }
     Ok(r)
 }
@@ -182,21 +185,29 @@ pub struct Search {
 const ROWS_PER_CALL: usize = 64;
 
 impl Search {
-    pub fn parse(p: &SearchParams) -> Result<Self, String> {
+    pub fn parse(p: &SearchParams) -> Result<Self, BadParameter> {
         let range =
             parse_range_within(p.from.as_deref(), p.to.as_deref(), MAX_SEARCH_RANGE_MICROS)?;
         let limit = match p.limit.as_deref() {
             None | Some("") => DEFAULT_LIMIT,
             Some(l) => match l.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => return Err(format!("limit={l:?}: a number from 1 to {MAX_LIMIT}")),
+                _ => {
+                    return Err(BadParameter::from(format!(
+                        "limit={l:?}: a number from 1 to {MAX_LIMIT}"
+                    )));
+                }
             },
         };
         let status = match p.status.as_deref() {
             None | Some("") => None,
             Some(s) => match s.parse::<u16>() {
                 Ok(n) if (100..700).contains(&n) => Some(n),
-                _ => return Err(format!("status={s:?}: a SIP status code, 100 to 699")),
+                _ => {
+                    return Err(BadParameter::from(format!(
+                        "status={s:?}: a SIP status code, 100 to 699"
+                    )));
+                }
             },
         };
         let mut hit = vec![range.sql(), "call_id IS NOT NULL".to_string()];
@@ -419,7 +430,7 @@ pub struct FlowParams {
 }
 
 /// The window a call flow reads: the range asked, widened on both sides.
-pub fn flow_window(p: &FlowParams) -> Result<TimeRange, String> {
+pub fn flow_window(p: &FlowParams) -> Result<TimeRange, BadParameter> {
     Ok(parse_range(p.from.as_deref(), p.to.as_deref())?.widened(FLOW_MARGIN_MICROS))
 }
 
@@ -694,7 +705,7 @@ mod tests {
             (Some("1969-12-31T23:00:00Z"), Some("1"), "out of range"),
         ] {
             let e = parse_range(from, to).unwrap_err();
-            assert!(e.contains(says), "{e}");
+            assert!(e.0.contains(says), "{e}");
         }
     }
 
@@ -754,16 +765,19 @@ mod tests {
         assert!(
             ranged(|p| p.limit = Some("0".into()))
                 .unwrap_err()
+                .0
                 .contains("limit")
         );
         assert!(
             ranged(|p| p.limit = Some("5000".into()))
                 .unwrap_err()
+                .0
                 .contains("1 to 1000")
         );
         assert!(
             ranged(|p| p.status = Some("99".into()))
                 .unwrap_err()
+                .0
                 .contains("status")
         );
         assert!(

@@ -11,6 +11,8 @@ use arrow::error::ArrowError;
 
 use lake::engine::{QueryError, QueryResult, ResultSink};
 
+use crate::error::BadParameter;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
@@ -23,15 +25,15 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn parse(s: Option<&str>) -> Result<Self, String> {
+    pub fn parse(s: Option<&str>) -> Result<Self, BadParameter> {
         match s.map(str::to_ascii_lowercase).as_deref() {
             None | Some("") | Some("json") => Ok(Format::Json),
             Some("ndjson") | Some("jsonl") => Ok(Format::NdJson),
             Some("csv") => Ok(Format::Csv),
             Some("csv-raw") => Ok(Format::CsvRaw),
-            Some(other) => Err(format!(
+            Some(other) => Err(BadParameter::from(format!(
                 "unknown format '{other}': use json, ndjson, csv or csv-raw"
-            )),
+            ))),
         }
     }
 

@@ -5,6 +5,30 @@ use axum::response::{IntoResponse, Response};
 use lake::engine::QueryError;
 use thiserror::Error;
 
+/// A request parameter that is missing or malformed, with what to send
+/// instead: always a 400.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct BadParameter(pub String);
+
+impl From<String> for BadParameter {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for BadParameter {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+impl From<BadParameter> for ApiError {
+    fn from(e: BadParameter) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum ApiError {
     /// The request itself is wrong: a missing or malformed parameter.

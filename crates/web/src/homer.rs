@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::calls::{MAX_FLOW_ROWS, MAX_TIME_MICROS, Statement, TimeRange};
 use crate::encode::{Body, ResponseLimit};
-use crate::error::ApiError;
+use crate::error::{ApiError, BadParameter};
 
 /// The widest range a transaction, export or report may ask for: jambonz asks
 /// for the last seven days of one Call-ID.
@@ -67,7 +67,7 @@ fn millis(name: &str, v: &Value) -> Result<i64, String> {
 
 impl HomerRequest {
     /// The request's time range, `to` included as homer-app's `BETWEEN` does.
-    pub fn range(&self, widest: i64) -> Result<TimeRange, String> {
+    pub fn range(&self, widest: i64) -> Result<TimeRange, BadParameter> {
         let s = self
             .timestamp
             .as_ref()
@@ -77,14 +77,16 @@ impl HomerRequest {
             to: millis("to", &s.to)?.saturating_add(1).min(MAX_TIME_MICROS),
         };
         if r.to <= r.from {
-            return Err("timestamp.to must not be before timestamp.from".into());
+            return Err(BadParameter::from(
+                "timestamp.to must not be before timestamp.from",
+            ));
         }
         if r.to - r.from > widest {
-            return Err(format!(
+            return Err(BadParameter::from(format!(
                 "the range is {:.1} hours; at most {}: narrow timestamp.from and timestamp.to",
                 (r.to - r.from) as f64 / 3.6e9,
                 widest / 3_600_000_000
-            ));
+            )));
         }
         Ok(r)
     }
@@ -92,7 +94,7 @@ impl HomerRequest {
     /// The Call-IDs of `param.search`: `{"1_call": {"callid": [...]}}` as
     /// homer-ui's transaction and jambonz send them, or a search form's
     /// `callid`/`sid` fields (`;` separates several).
-    pub fn call_ids(&self) -> Result<BTreeSet<String>, String> {
+    pub fn call_ids(&self) -> Result<BTreeSet<String>, BadParameter> {
         let mut ids = BTreeSet::new();
         for (profile, v) in &self.param.search {
             match v {
@@ -117,25 +119,31 @@ impl HomerRequest {
                         }
                     }
                 }
-                _ => return Err(format!("param.search.{profile}: an object or a list")),
+                _ => {
+                    return Err(BadParameter::from(format!(
+                        "param.search.{profile}: an object or a list"
+                    )));
+                }
             }
         }
         ids.retain(|i| !i.is_empty());
         if ids.is_empty() {
-            return Err("name the call: param.search.1_call.callid = [\"<Call-ID>\"]".into());
+            return Err(BadParameter::from(
+                "name the call: param.search.1_call.callid = [\"<Call-ID>\"]",
+            ));
         }
         if ids.len() > MAX_CALL_IDS {
-            return Err(format!(
+            return Err(BadParameter::from(format!(
                 "{} Call-IDs; at most {MAX_CALL_IDS} in one request",
                 ids.len()
-            ));
+            )));
         }
         Ok(ids)
     }
 
     /// The statement of `POST /api/v3/search/call/data`: SIP messages whose
     /// fields match the search form, oldest first, at most `param.limit`.
-    pub fn search_sql(&self, range: TimeRange) -> Result<Statement, String> {
+    pub fn search_sql(&self, range: TimeRange) -> Result<Statement, BadParameter> {
         let mut st = Statement::default();
         let mut conditions = Vec::new();
         let mut limit = match &self.param.limit {
@@ -144,14 +152,14 @@ impl HomerRequest {
         };
         for (profile, v) in &self.param.search {
             if !profile.starts_with("1_") {
-                return Err(format!(
+                return Err(BadParameter::from(format!(
                     "param.search.{profile}: only SIP (1_call, 1_registration, 1_default) is searched"
-                ));
+                )));
             }
             let Value::Array(fields) = v else {
-                return Err(format!(
+                return Err(BadParameter::from(format!(
                     "param.search.{profile}: a list of {{name, value}} fields"
-                ));
+                )));
             };
             for f in fields {
                 let (name, value) = field(profile, f)?;
@@ -160,7 +168,9 @@ impl HomerRequest {
                     continue;
                 }
                 if name == "smartinput" {
-                    return Err("smartinput is not supported: use the search fields".into());
+                    return Err(BadParameter::from(
+                        "smartinput is not supported: use the search fields",
+                    ));
                 }
                 let column = column_of(name).ok_or(format!(
                     "param.search.{profile}: no field {name:?}; fields: {}",
@@ -638,7 +648,7 @@ mod tests {
             {"name": "data_header.callid", "value": "c1;c2", "type": "string", "hepid": 1}]}}}));
         assert_eq!(r.call_ids().unwrap().len(), 2);
         let none = req(json!({"param": {"search": {"1_call": {"callid": []}}}}));
-        assert!(none.call_ids().unwrap_err().contains("name the call"));
+        assert!(none.call_ids().unwrap_err().0.contains("name the call"));
     }
 
     #[test]
@@ -655,12 +665,14 @@ mod tests {
         assert!(
             huge.range(MAX_LOOKUP_RANGE_MICROS)
                 .unwrap_err()
+                .0
                 .contains("1970 to 9999")
         );
         let wide = req(json!({"timestamp": {"from": 0, "to": 9 * 86_400_000}}));
         assert!(
             wide.range(MAX_LOOKUP_RANGE_MICROS)
                 .unwrap_err()
+                .0
                 .contains("at most 192")
         );
         assert!(req(json!({})).range(1).is_err());
@@ -684,6 +696,7 @@ mod tests {
         assert!(
             bad.search_sql(TimeRange { from: 0, to: 1 })
                 .unwrap_err()
+                .0
                 .contains("no field")
         );
     }

@@ -27,7 +27,7 @@ pub mod homer;
 
 pub use auth::{ApiTokens, TokenError, TokenSettings, TokenSettingsError, protect};
 pub use encode::{Body, Encoder, Format, JsonArray, ResponseLimit, json_escaped_len, render};
-pub use error::ApiError;
+pub use error::{ApiError, BadParameter};
 pub use guard::{AllowedHosts, HostError, only_allowed_hosts, with_security_headers};
 
 #[derive(Clone)]
@@ -179,7 +179,7 @@ async fn post_influx(State(s): State<ApiState>, body: Bytes) -> Result<Response,
 }
 
 async fn run(s: &ApiState, sql: &str, format: Option<&str>) -> Result<Response, ApiError> {
-    let format = Format::parse(format).map_err(ApiError::BadRequest)?;
+    let format = Format::parse(format)?;
     let body = s
         .engine
         .query_into(sql, Encoder::new(format, s.response_limit))
@@ -201,7 +201,7 @@ async fn search_calls(
     params: Result<Query<calls::SearchParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let search = calls::Search::parse(&p).map_err(ApiError::BadRequest)?;
+    let search = calls::Search::parse(&p)?;
     let limit = s.response_limit;
     let body = s
         .engine
@@ -231,7 +231,7 @@ async fn call_view(
     view: flow::View,
 ) -> Result<Vec<u8>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let window = calls::flow_window(&p).map_err(ApiError::BadRequest)?;
+    let window = calls::flow_window(&p)?;
     let limit = s.response_limit;
     s.engine
         .job(move |st| flow::flow(st, call_id, window, view, limit))
@@ -306,10 +306,8 @@ async fn homer_auth(body: Bytes) -> Result<Response, ApiError> {
 
 async fn homer_search(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
     let r = homer_request(&body)?;
-    let range = r
-        .range(homer::MAX_SEARCH_RANGE_MICROS)
-        .map_err(ApiError::BadRequest)?;
-    let statement = r.search_sql(range).map_err(ApiError::BadRequest)?;
+    let range = r.range(homer::MAX_SEARCH_RANGE_MICROS)?;
+    let statement = r.search_sql(range)?;
     let limit = s.response_limit;
     let body = s
         .engine
@@ -323,10 +321,8 @@ fn homer_lookup(
     body: &Bytes,
 ) -> Result<(std::collections::BTreeSet<String>, calls::TimeRange), ApiError> {
     let r = homer_request(body)?;
-    let range = r
-        .range(homer::MAX_LOOKUP_RANGE_MICROS)
-        .map_err(ApiError::BadRequest)?;
-    Ok((r.call_ids().map_err(ApiError::BadRequest)?, range))
+    let range = r.range(homer::MAX_LOOKUP_RANGE_MICROS)?;
+    Ok((r.call_ids()?, range))
 }
 
 async fn homer_transaction(State(s): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
