@@ -57,19 +57,21 @@ impl TimeRange {
 pub const MAX_TIME_MICROS: i64 = 253_402_300_799_999_999;
 
 /// Epoch milliseconds (as HOMER sends them) or RFC 3339, from 1970 to 9999.
-fn parse_time(name: &str, v: &str) -> Result<i64, String> {
+fn parse_time(name: &str, v: &str) -> Result<i64, BadParameter> {
     let v = v.trim();
     let micros = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         v.parse::<i64>().ok().and_then(|ms| ms.checked_mul(1000))
     } else {
         let t = DateTime::parse_from_rfc3339(v).map_err(|_| {
-            format!("{name}={v:?}: use RFC 3339 (2026-11-29T10:00:00Z) or epoch milliseconds")
+            BadParameter(format!(
+                "{name}={v:?}: use RFC 3339 (2026-11-29T10:00:00Z) or epoch milliseconds"
+            ))
         })?;
         Some(t.timestamp_micros())
     };
     micros
         .filter(|t| (0..=MAX_TIME_MICROS).contains(t))
-        .ok_or_else(|| format!("{name}={v}: out of range (1970 to 9999)"))
+        .ok_or_else(|| BadParameter(format!("{name}={v}: out of range (1970 to 9999)")))
 }
 
 /// The range `from`..`to`: both required, `from` before `to`, at most a day.

@@ -54,7 +54,7 @@ struct Param {
 }
 
 /// Epoch milliseconds as a JSON number or numeric string, in 1970..=9999.
-fn millis(name: &str, v: &Value) -> Result<i64, String> {
+fn millis(name: &str, v: &Value) -> Result<i64, BadParameter> {
     let ms = match v {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
@@ -62,7 +62,11 @@ fn millis(name: &str, v: &Value) -> Result<i64, String> {
     };
     ms.and_then(|ms: i64| ms.checked_mul(1000))
         .filter(|t| (0..=MAX_TIME_MICROS).contains(t))
-        .ok_or_else(|| format!("timestamp.{name}: epoch milliseconds from 1970 to 9999"))
+        .ok_or_else(|| {
+            BadParameter(format!(
+                "timestamp.{name}: epoch milliseconds from 1970 to 9999"
+            ))
+        })
 }
 
 impl HomerRequest {
@@ -194,7 +198,7 @@ impl HomerRequest {
     }
 }
 
-fn limit_of(v: &Value) -> Result<usize, String> {
+fn limit_of(v: &Value) -> Result<usize, BadParameter> {
     let n = match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),
@@ -202,17 +206,19 @@ fn limit_of(v: &Value) -> Result<usize, String> {
     };
     n.filter(|n| (1..=MAX_SEARCH_LIMIT as u64).contains(n))
         .map(|n| n as usize)
-        .ok_or(format!("limit: a number from 1 to {MAX_SEARCH_LIMIT}"))
+        .ok_or_else(|| BadParameter(format!("limit: a number from 1 to {MAX_SEARCH_LIMIT}")))
 }
 
 /// A search form field `{name, value, type, hepid}`: its name and value.
-fn field<'a>(profile: &str, f: &'a Value) -> Result<(&'a str, &'a str), String> {
+fn field<'a>(profile: &str, f: &'a Value) -> Result<(&'a str, &'a str), BadParameter> {
     let name = f["name"]
         .as_str()
-        .ok_or(format!("param.search.{profile}: a field without a name"))?;
-    let value = f["value"].as_str().ok_or(format!(
-        "param.search.{profile}: field {name:?} needs a text value"
-    ))?;
+        .ok_or_else(|| BadParameter(format!("param.search.{profile}: a field without a name")))?;
+    let value = f["value"].as_str().ok_or_else(|| {
+        BadParameter(format!(
+            "param.search.{profile}: field {name:?} needs a text value"
+        ))
+    })?;
     Ok((name, value))
 }
 
